@@ -1,0 +1,55 @@
+"""``posterity backup [SOURCE…]``."""
+
+from __future__ import annotations
+
+import click
+
+from .main import json_option, pass_state
+from .render import BarProgress, emit_json, human_duration, human_size
+
+
+@click.command("backup")
+@click.argument("sources", nargs=-1)
+@click.option("--tag", "tags", multiple=True, help="Tag the backup (retention can keep tags apart). Repeatable.")
+@json_option
+@pass_state
+def backup(state, sources: tuple[str, ...], tags: tuple[str, ...]) -> None:
+    """Back up the named sources (all configured sources when none is named).
+
+    Each source is dumped, compressed (zstd), encrypted (age) and streamed to the
+    repository; its manifest is written last, so a failed or killed backup never appears.
+    """
+    from ..errors import PosterityError
+    from ..operations.backup import backup_source
+
+    ctx = state.context()
+    names = list(sources) or sorted(ctx.config.sources)
+    if not names:
+        raise click.UsageError("No sources are configured; add a [sources.NAME] section.")
+    for n in names:
+        ctx.config.source(n)  # unknown names fail before anything runs
+    results = []
+    failures: list[tuple[str, PosterityError]] = []
+    for name in names:
+        try:
+            res = backup_source(ctx, name, tags=list(tags), progress=BarProgress(not state.json))
+        except PosterityError as exc:
+            if len(names) == 1:
+                raise
+            failures.append((name, exc))
+            click.echo(f"error: {name}: {exc.message}", err=True)
+            continue
+        results.append(res)
+        if not state.json:
+            m = res.manifest
+            ratio = f" from {human_size(m.raw_size)}" if m.raw_size else ""
+            click.echo(f"{m.source}: backup {m.id} stored {human_size(m.size)}{ratio} in {human_duration(res.seconds)}")
+    if state.json:
+        emit_json({"backups": [r.to_dict() for r in results],
+                   "failures": [{"source": n, **e.to_dict()} for n, e in failures]})
+    if failures:
+        raise SystemExit(max(e.exit_code for _, e in failures))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(backup)

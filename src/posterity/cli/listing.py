@@ -1,0 +1,73 @@
+"""``posterity list`` and ``posterity show``: the catalog."""
+
+from __future__ import annotations
+
+import click
+
+from .main import json_option, pass_state
+from .render import emit_json, human_duration, human_size, table
+
+
+@click.command("list")
+@click.option("--source", "-s", help="Only this source.")
+@json_option
+@pass_state
+def list_cmd(state, source: str | None) -> None:
+    """List committed backups, oldest first."""
+    ctx = state.context()
+    manifests = ctx.repo.manifests(source)
+    if state.json:
+        emit_json([
+            {"id": m.id, "source": m.source, "kind": m.kind, "started_at": m.started_at,
+             "finished_at": m.finished_at, "size": m.size, "raw_size": m.raw_size, "tags": m.tags}
+            for m in manifests
+        ])
+        return
+    if not manifests:
+        click.echo("no backups yet")
+        return
+    rows = []
+    for m in manifests:
+        secs = (m.finished - m.started).total_seconds()
+        rows.append([m.id, m.source, m.kind, m.started.strftime("%Y-%m-%d %H:%M:%S"), human_duration(secs),
+                     human_size(m.size), human_size(m.raw_size), ",".join(m.tags)])
+    table(["id", "source", "kind", "started (UTC)", "took", "stored", "original", "tags"], rows)
+
+
+@click.command("show")
+@click.argument("ref")
+@click.option("--source", "-s", help="Source, needed with 'latest' when several are configured.")
+@json_option
+@pass_state
+def show(state, ref: str, source: str | None) -> None:
+    """Show one backup (an id, a unique id prefix, or 'latest')."""
+    ctx = state.context()
+    m = ctx.repo.find(ref, source)
+    if state.json:
+        emit_json(m.to_dict())
+        return
+    click.echo(f"backup          {m.id}")
+    click.echo(f"source          {m.source} ({m.kind})")
+    click.echo(f"taken           {m.started_at} → {m.finished_at} on {m.host}")
+    click.echo(f"posterity       {m.posterity_version}")
+    click.echo(f"size            {human_size(m.size)} stored, {human_size(m.raw_size)} original")
+    for k in ("server_version", "pg_dump_version", "database", "database_size", "snapshot_lsn", "snapshot_time"):
+        if k in m.facts:
+            v = m.facts[k]
+            click.echo(f"{k:<16}{human_size(v) if k.endswith('size') else v}")
+    if m.facts.get("row_counts"):
+        rc = m.facts["row_counts"]
+        click.echo(f"tables          {len(rc)} ({sum(rc.values())} rows, {m.facts.get('row_counts_kind')})")
+    if m.tags:
+        click.echo(f"tags            {', '.join(m.tags)}")
+    table(["artifact", "kind", "stored", "original", "sha256", "key"],
+          [[a.name, a.kind, human_size(a.size), human_size(a.raw_size), a.sha256[:16] + "…", a.key] for a in m.artifacts])
+    if m.restore_by_hand:
+        click.echo("restore by hand ($REPO = the repository url, key.txt = the identity):")
+        for c in m.restore_by_hand:
+            click.echo(f"  {c}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(list_cmd)
+    cli.add_command(show)

@@ -1,0 +1,116 @@
+"""The ``posterity`` command: parse, call one operation, render. No logic of its own.
+
+Exit codes are documented in ``posterity.errors.EXIT_CODES`` and in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import EXIT_CODES, PosterityError
+
+
+@dataclass
+class State:
+    config_path: str | None = None
+    json: bool = False
+    verbose: int = 0
+    _ctx: Any = field(default=None, repr=False)
+
+    def context(self):
+        if self._ctx is None:
+            from ..config import load_config
+            from ..operations.context import Context
+
+            config, _ = load_config(self.config_path)
+            self._ctx = Context(config)
+        return self._ctx
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def json_option(f):
+    def callback(ctx: click.Context, _param, value: bool) -> bool:
+        if value:
+            ctx.ensure_object(State).json = True
+        return value
+
+    return click.option("--json", "json_out", is_flag=True, expose_value=False, callback=callback,
+                        help="Machine-readable JSON output.")(f)
+
+
+EPILOG = "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), envvar="POSTERITY_CONFIG",
+              help="posterity.toml to use (default: $POSTERITY_CONFIG, then ./posterity.toml).")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="posterity")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, json_out: bool, verbose: int) -> None:
+    """Posterity: compressed, encrypted, verified backups of PostgreSQL, Meilisearch and files
+    into S3/R2 or a folder, with one-command restore."""
+    state = ctx.ensure_object(State)
+    state.config_path = config_path
+    state.json = state.json or json_out
+    state.verbose = verbose
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _register() -> None:
+    from . import backup, config_cmd, init, key, listing, restore, unlock
+
+    for module in (key, init, backup, listing, restore, config_cmd, unlock):
+        module.register(cli)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    state = State()
+    try:
+        cli.main(args=argv, obj=state, standalone_mode=False)
+    except PosterityError as exc:
+        _report(exc, state)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; nothing uncommitted was kept.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly, with the traceback on request
+        if state.verbose:
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+        click.echo("hint: run again with -v for the traceback, and please report it.", err=True)
+        sys.exit(1)
+
+
+def _report(exc: PosterityError, state: State) -> None:
+    if state.json:
+        click.echo(json.dumps(exc.to_dict(), indent=2))
+        return
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
+def config_path_arg(path: str | None) -> Path | None:
+    return Path(path) if path else None

@@ -1,0 +1,148 @@
+"""Find, read, interpolate and validate posterity.toml.
+
+Search order: ``--config``, ``$POSTERITY_CONFIG``, ``./posterity.toml``. ``${VAR}`` in any
+string is replaced from the environment (``$${`` for a literal ``${``); a variable that is
+not set is an error naming the key. Every problem is reported with its key path and a fix,
+all at once, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError
+from .schema import Config
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigProblems(ConfigError):
+    """The configuration has problems."""
+
+    def __init__(self, path: Path | None, problems: list[str]) -> None:
+        self.problems = problems
+        where = f" in {path}" if path else ""
+        body = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s){where}:\n{body}")
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"The config file {p} does not exist.", hint="Check --config, or run `posterity config example > posterity.toml`.")
+        return p
+    env = os.environ.get("POSTERITY_CONFIG")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"POSTERITY_CONFIG names {p}, which does not exist.")
+        return p
+    p = Path("posterity.toml")
+    if p.is_file():
+        return p
+    raise ConfigError(
+        "No posterity.toml found (looked at --config, $POSTERITY_CONFIG and ./posterity.toml).",
+        hint="Run `posterity config example > posterity.toml` and edit it.",
+    )
+
+
+def _interpolate(value: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name = m.group(1)
+            if name not in os.environ:
+                problems.append(f"{path}: environment variable {name} is not set (export it, or write the value).")
+                return ""
+            return os.environ[name]
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        loc = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        msg = err["msg"]
+        kind = err["type"]
+        if kind == "missing":
+            fix = "add it"
+        elif kind == "extra_forbidden":
+            fix = "remove it or check its spelling (`posterity config example` lists every key)"
+        else:
+            fix = "see `posterity config example`"
+        out.append(f"{loc or '(top level)'}: {msg} — {fix}")
+    return out
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document (interpolation included)."""
+    from ..sources.registry import source_model
+
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigProblems(path, ["(top level): must be a table"])
+    data = _interpolate(data, "", problems)
+    raw_sources = data.get("sources", {})
+    config: Config | None = None
+    try:
+        config = Config.model_validate({**data, "sources": {}})
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc))
+    sources: dict[str, BaseModel] = {}
+    if not isinstance(raw_sources, dict):
+        problems.append("sources: must be a table of [sources.NAME] sections")
+        raw_sources = {}
+    for name, body in raw_sources.items():
+        where = f"sources.{name}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", str(name)):
+            problems.append(f"{where}: source names use lowercase letters, digits, - and _ — rename it")
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        kind = body.get("kind")
+        try:
+            model = source_model(kind)
+        except ConfigError as exc:
+            problems.append(f"{where}.kind: {exc.message} — {exc.hint}")
+            continue
+        try:
+            sources[name] = model.model_validate(body)
+        except ValidationError as exc:
+            problems.extend(_format_errors(exc, where))
+    if problems or config is None:
+        raise ConfigProblems(path, problems or ["invalid configuration"])
+    config.sources = sources
+    return config
+
+
+def load_config(explicit: str | Path | None = None) -> tuple[Config, Path]:
+    path = find_config(explicit)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from exc
+    return loads_config(text, path), path
+
+
+def loads_config(text: str, path: Path | None = None) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigProblems(path, [f"not valid TOML: {exc} — fix the syntax at that line"]) from exc
+    return parse_config(data, path)

@@ -1,0 +1,238 @@
+"""Every failure a user can cause, as one exception class each.
+
+Each class carries an exit code and a hint: what to do next, written for the person at
+the terminal. Third-party exceptions (obstore, psycopg, pyrage, subprocess) are converted
+into this tree at the adapter edge, so the CLI only ever sees ``PosterityError``.
+
+    PosterityError                      exit 1
+    ├── ConfigError                     exit 2   bad posterity.toml, bad arguments
+    ├── RepositoryError                 exit 3
+    │   ├── RepositoryNotInitialised
+    │   ├── RepositoryExists
+    │   ├── BackupNotFound
+    │   └── ManifestInvalid
+    ├── StorageError                    exit 4
+    │   ├── BucketNotFound
+    │   ├── StorageAuthError
+    │   ├── StorageUnreachable
+    │   ├── ObjectNotFound
+    │   └── ObjectExists
+    ├── SourceError                     exit 5
+    │   ├── SourceUnreachable
+    │   ├── SourceAuthError
+    │   ├── ToolMissing
+    │   ├── ToolVersionError
+    │   └── DumpFailed
+    ├── IntegrityError                  exit 6
+    │   ├── ChecksumMismatch
+    │   ├── TruncatedObject
+    │   └── DecryptionFailed
+    ├── KeyError_                       exit 7   identity/recipient problems (named to not shadow KeyError)
+    ├── LockHeld                        exit 8
+    ├── RestoreTargetError              exit 9
+    ├── RestoreFailed                   exit 10
+    └── LocalResourceError              exit 11  disk full, unwritable staging folder
+"""
+
+from __future__ import annotations
+
+
+class PosterityError(Exception):
+    """Something went wrong."""
+
+    exit_code = 1
+    default_hint = ""
+
+    def __init__(self, message: str | None = None, *, hint: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        self.hint = hint if hint is not None else self.default_hint
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+        }
+
+
+class ConfigError(PosterityError):
+    """The configuration is not valid."""
+
+    exit_code = 2
+    default_hint = "Run `posterity config check` to see every problem, and `posterity config example` for a sample."
+
+
+class RepositoryError(PosterityError):
+    """The repository is not usable."""
+
+    exit_code = 3
+
+
+class RepositoryNotInitialised(RepositoryError):
+    """No Posterity repository exists at this location."""
+
+    default_hint = "Run `posterity init` to create it, or check [repository] url in posterity.toml."
+
+
+class RepositoryExists(RepositoryError):
+    """A Posterity repository already exists at this location."""
+
+    default_hint = "Nothing was changed. Use the existing repository, or choose another url/prefix."
+
+
+class BackupNotFound(RepositoryError):
+    """No such backup."""
+
+    default_hint = "Run `posterity list` to see the backups that exist."
+
+
+class ManifestInvalid(RepositoryError):
+    """A manifest could not be read."""
+
+    default_hint = "The manifest may have been edited or damaged; run `posterity verify` and restore from another backup."
+
+
+class StorageError(PosterityError):
+    """The object store failed."""
+
+    exit_code = 4
+    default_hint = "Check the [repository] settings and that the object store is reachable, then retry."
+
+
+class BucketNotFound(StorageError):
+    """The bucket does not exist."""
+
+    default_hint = "Create the bucket first (R2: Cloudflare dashboard or `wrangler r2 bucket create`), or fix [repository] url."
+
+
+class StorageAuthError(StorageError):
+    """The object store refused the credentials."""
+
+    default_hint = "Check access_key_id/secret_access_key (and that the token may read and write this bucket)."
+
+
+class StorageUnreachable(StorageError):
+    """The object store could not be reached."""
+
+    default_hint = "Check [repository] endpoint and the network; the operation can be retried safely."
+
+
+class ObjectNotFound(StorageError):
+    """An object is missing from the store."""
+
+    default_hint = "Run `posterity verify` to find every missing object; restore from another backup."
+
+
+class ObjectExists(StorageError):
+    """An object already exists and keys are written once."""
+
+    default_hint = "Keys are never overwritten; this usually means two writers use one repository."
+
+
+class SourceError(PosterityError):
+    """The data source failed."""
+
+    exit_code = 5
+
+
+class SourceUnreachable(SourceError):
+    """The data source could not be reached."""
+
+    default_hint = "Check that the server is running and the dsn/url in posterity.toml is right."
+
+
+class SourceAuthError(SourceError):
+    """The data source refused the credentials."""
+
+    default_hint = "Check the user and password (PGPASSWORD, ~/.pgpass or ${ENV} in the dsn)."
+
+
+class ToolMissing(SourceError):
+    """A required program is not installed."""
+
+    default_hint = "Install it (Debian: apt-get install postgresql-client) or put it on PATH."
+
+
+class ToolVersionError(SourceError):
+    """A required program is too old for the server."""
+
+    default_hint = "Install the client tools of the server's major version (apt-get install postgresql-client-NN)."
+
+
+class DumpFailed(SourceError):
+    """The dump program failed."""
+
+    default_hint = "Nothing was committed; earlier backups are intact. Fix the cause and run the backup again."
+
+
+class IntegrityError(PosterityError):
+    """Stored data failed an integrity check."""
+
+    exit_code = 6
+    default_hint = "The object is damaged; run `posterity verify --read-data` and restore from another backup."
+
+
+class ChecksumMismatch(IntegrityError):
+    """An object's sha256 does not match its manifest."""
+
+
+class TruncatedObject(IntegrityError):
+    """An object is shorter than its manifest says."""
+
+
+class DecryptionFailed(IntegrityError):
+    """The data could not be decrypted."""
+
+    default_hint = "Check that identity_file holds the private key for one of this repository's recipients."
+
+
+class KeyError_(PosterityError):
+    """An encryption key is missing or unusable."""
+
+    exit_code = 7
+    default_hint = "Set [encryption] identity_file to the age identity (AGE-SECRET-KEY-…) created by `posterity key generate`."
+
+
+class LockHeld(PosterityError):
+    """Another operation holds the lock."""
+
+    exit_code = 8
+    default_hint = "Wait for it to finish. If no other posterity process is running, run `posterity unlock`."
+
+
+class RestoreTargetError(PosterityError):
+    """The restore target is not usable."""
+
+    exit_code = 9
+
+
+class RestoreFailed(PosterityError):
+    """The restore failed; nothing partial was left behind."""
+
+    exit_code = 10
+
+
+class LocalResourceError(PosterityError):
+    """A local resource ran out (disk full, unwritable folder)."""
+
+    exit_code = 11
+    default_hint = "Free space or point --staging-dir / TMPDIR at a larger disk, then retry."
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "unexpected failure",
+    2: "configuration or usage error",
+    3: "repository error (not initialised, exists, backup not found, bad manifest)",
+    4: "object storage error (bucket, credentials, network, missing object)",
+    5: "source error (database unreachable, auth, tool missing or too old, dump failed)",
+    6: "integrity error (checksum mismatch, truncated object, decryption failed)",
+    7: "key error (identity or recipient missing or invalid)",
+    8: "lock held by another operation",
+    9: "restore target not usable (not empty, exists)",
+    10: "restore failed (nothing partial left behind)",
+    11: "local resource error (disk full)",
+    130: "interrupted",
+}

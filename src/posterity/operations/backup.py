@@ -1,0 +1,128 @@
+"""Back up one source: dump → pipeline → payloads, then the manifest last.
+
+Order of events, and why:
+1. ``check()`` the source before taking the lock or writing anything (fail fast).
+2. Take the per-source repository lock: two backups of one source never run at once.
+3. Stream every artifact into its payload key (create-if-absent), waiting for the dump
+   process after each stream ends, so a dump that fails halfway is never committed.
+4. Write the manifest (create-if-absent). Only now does the backup exist.
+On failure, payloads already written are removed (best effort); a killed process leaves
+unlisted orphans that ``prune`` removes after a grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .. import __version__
+from ..errors import PosterityError
+from ..repository import ArtifactRecord, Manifest, new_backup_id
+from ..repository.layout import payload_key
+from ..sources import make_source
+from .context import Context
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    def start(self, label: str, total: int | None) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, label: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass
+class BackupResult:
+    manifest: Manifest
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "id": m.id,
+            "source": m.source,
+            "kind": m.kind,
+            "size": m.size,
+            "raw_size": m.raw_size,
+            "seconds": round(self.seconds, 3),
+            "artifacts": [{"name": a.name, "key": a.key, "size": a.size, "sha256": a.sha256} for a in m.artifacts],
+        }
+
+
+def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, progress: Progress | None = None) -> BackupResult:
+    progress = progress or NoProgress()
+    cfg = ctx.config.source(name)
+    source = make_source(name, cfg)
+    repo = ctx.repo
+    repo.descriptor()  # fail with "not initialised" before touching the source
+    t0 = time.monotonic()
+    source.check()
+    started = datetime.now(UTC)
+    backup_id = new_backup_id(started)
+    written: list[str] = []
+    records: list[ArtifactRecord] = []
+    try:
+        with repo.lock(f"backup-{name}", "backup"):
+            for art in source.dump():
+                key = payload_key(name, backup_id, art.name)
+                progress.start(f"{name}: {art.name}", None)
+                written.append(key)
+                try:
+                    size, sha, raw = repo.write_payload(
+                        key, art.stream, ctx.stages, expected_size=art.expected_size, progress=progress.advance
+                    )
+                except BaseException:
+                    art.abort()
+                    raise
+                finally:
+                    progress.stop()
+                art.finish()
+                records.append(
+                    ArtifactRecord(
+                        name=art.name,
+                        key=key,
+                        kind=art.kind,
+                        size=size,
+                        sha256=sha,
+                        raw_size=raw,
+                        stages=ctx.stages.specs(),
+                        facts=art.facts,
+                    )
+                )
+            manifest = Manifest(
+                id=backup_id,
+                source=name,
+                kind=cfg.kind,
+                started_at=started.isoformat(),
+                finished_at=datetime.now(UTC).isoformat(),
+                posterity_version=__version__,
+                host=socket.gethostname(),
+                artifacts=records,
+                facts=source.facts(),
+                tags=list(tags or []),
+            )
+            manifest.restore_by_hand = source.by_hand(manifest)
+            repo.commit(manifest)
+    except BaseException as exc:
+        if written:
+            repo.abandon(written)
+        if isinstance(exc, PosterityError | KeyboardInterrupt):
+            repo.audit("backup", "failed", {"source": name, "backup": backup_id, "error": str(exc)})
+        raise
+    repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "size": manifest.size})
+    return BackupResult(manifest, time.monotonic() - t0)

@@ -1,0 +1,54 @@
+"""Everything an operation needs, built once from the configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ..config import Config
+from ..pipeline import Stages, load_identities
+from ..repository import Repository
+from ..storage import ObjectStore, open_store
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "posterity"
+
+
+@dataclass
+class Context:
+    config: Config
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        r = self.config.repository
+        return open_store(
+            r.url,
+            endpoint=r.endpoint,
+            region=r.region,
+            access_key_id=r.access_key_id.get_secret_value() if r.access_key_id else None,
+            secret_access_key=r.secret_access_key.get_secret_value() if r.secret_access_key else None,
+        )
+
+    @cached_property
+    def state_dir(self) -> Path:
+        return Path(self.config.general.state_dir or default_state_dir())
+
+    @cached_property
+    def repo(self) -> Repository:
+        return Repository(self.store, cache_dir=self.state_dir / "cache", lock_ttl=self.config.general.lock_ttl)
+
+    @cached_property
+    def stages(self) -> Stages:
+        e = self.config.encryption
+        return Stages(tuple(e.recipients), zstd_level=e.zstd_level, zstd_threads=e.zstd_threads)
+
+    def identities(self, identity_file: str | Path | None = None) -> list:
+        return load_identities(identity_file or self.config.encryption.identity_file)
+
+    @property
+    def staging_dir(self) -> Path | None:
+        return self.config.general.staging_dir

@@ -1,0 +1,211 @@
+"""Give stored bytes meaning: the descriptor, manifests, the catalog, payloads and locks.
+
+The catalog is what ``list`` finds under ``backups/``; manifests are immutable, so they are
+cached locally by key (a cache entry is used only while its key still exists).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .. import __version__
+from ..errors import (
+    BackupNotFound,
+    ObjectExists,
+    ObjectNotFound,
+    RepositoryExists,
+    RepositoryNotInitialised,
+)
+from ..pipeline import Stages, decode_to, encode
+from ..storage import ObjectStore, choose_part_size
+from . import layout
+from .locks import exclusive_lock
+from .manifest import ArtifactRecord, Manifest
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(recipient: str) -> str:
+    return "sha256:" + hashlib.sha256(recipient.encode()).hexdigest()[:16]
+
+
+class Repository:
+    def __init__(self, store: ObjectStore, cache_dir: Path | None = None, lock_ttl: int = 3600) -> None:
+        self.store = store
+        self.cache_dir = cache_dir
+        self.lock_ttl = lock_ttl
+        self._descriptor: dict[str, Any] | None = None
+
+    # -- descriptor -------------------------------------------------------------------
+    def init(self, recipients: list[str]) -> dict[str, Any]:
+        self.store.check()
+        import uuid
+
+        desc = {
+            "format": 1,
+            "id": str(uuid.uuid4()),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_by": f"posterity {__version__}",
+            "recipients": [fingerprint(r) for r in recipients],
+        }
+        try:
+            self.store.put(layout.DESCRIPTOR, json.dumps(desc, indent=2).encode() + b"\n", if_absent=True)
+        except ObjectExists as exc:
+            raise RepositoryExists(f"A Posterity repository already exists at {self.store.location}.") from exc
+        self._descriptor = desc
+        return desc
+
+    def descriptor(self) -> dict[str, Any]:
+        if self._descriptor is None:
+            try:
+                self._descriptor = json.loads(self.store.get_bytes(layout.DESCRIPTOR))
+            except ObjectNotFound as exc:
+                raise RepositoryNotInitialised(
+                    f"No Posterity repository at {self.store.location} (no {layout.DESCRIPTOR})."
+                ) from exc
+        return self._descriptor
+
+    # -- writing ----------------------------------------------------------------------
+    def write_payload(
+        self,
+        key: str,
+        stream: IO[bytes],
+        stages: Stages,
+        *,
+        expected_size: int | None = None,
+        progress=None,
+    ) -> tuple[int, str, int]:
+        """Encode and upload one payload; returns (stored size, sha256, raw size)."""
+        encoded = encode(stream, stages)
+        chunks: Iterable[bytes] = encoded
+        if progress is not None:
+            chunks = _tap(encoded, progress)
+        self.store.put(key, chunks, if_absent=True, part_size=choose_part_size(expected_size))
+        return encoded.size, encoded.sha256, encoded.raw_size
+
+    def commit(self, manifest: Manifest) -> str:
+        """Write the manifest last; from this moment the backup exists."""
+        key = layout.manifest_key(manifest.source, manifest.id)
+        self.store.put(key, manifest.to_json(), if_absent=True)
+        manifest.key = key
+        self._cache_put(key, manifest.to_json())
+        return key
+
+    def abandon(self, keys: Iterable[str]) -> None:
+        """Best-effort removal of payloads of a backup that will never be committed."""
+        try:
+            self.store.delete(list(keys))
+        except Exception as exc:  # the orphan is harmless: unlisted, and prune removes it
+            log.warning("Could not remove uncommitted payloads (%s); `posterity prune` will.", exc)
+
+    def lock(self, name: str, op: str):
+        return exclusive_lock(self.store, name, op, ttl=self.lock_ttl)
+
+    def audit(self, op: str, result: str, details: dict[str, Any]) -> None:
+        when = datetime.now(UTC)
+        host = socket.gethostname()
+        record = {"time": when.isoformat(), "host": host, "operation": op, "result": result, **details}
+        try:
+            self.store.put(layout.audit_key(when, host, op), json.dumps(record, indent=2, default=str).encode())
+        except Exception as exc:
+            log.warning("Could not write the audit record (%s).", exc)
+
+    # -- reading ----------------------------------------------------------------------
+    def manifest_keys(self, source: str | None = None) -> list[str]:
+        prefix = f"backups/{source}/" if source else "backups/"
+        keys = [i.key for i in self.store.list(prefix) if i.key.endswith("/" + layout.MANIFEST)]
+        return [k for k in keys if layout.parse_backup_key(k)]
+
+    def manifests(self, source: str | None = None) -> list[Manifest]:
+        """Every committed backup (oldest first)."""
+        out = []
+        for key in self.manifest_keys(source):
+            out.append(self.read_manifest(key))
+        out.sort(key=lambda m: (m.id, m.source))
+        return out
+
+    def read_manifest(self, key: str) -> Manifest:
+        cached = self._cache_get(key)
+        if cached is not None:
+            try:
+                return Manifest.from_json(cached, key)
+            except Exception:
+                pass
+        data = self.store.get_bytes(key)
+        m = Manifest.from_json(data, key)
+        self._cache_put(key, data)
+        return m
+
+    def find(self, ref: str, source: str | None = None) -> Manifest:
+        """A backup by id, id prefix or ``latest`` (of ``source``)."""
+        if ref == "latest":
+            found = self.manifests(source)
+            if not found:
+                where = f" of source {source!r}" if source else ""
+                raise BackupNotFound(f"There is no backup{where} yet.", hint="Run `posterity backup` first.")
+            return found[-1]
+        keys = self.manifest_keys(source)
+        matches = [k for k in keys if (p := layout.parse_backup_key(k)) and p[1].startswith(ref)]
+        if not matches:
+            raise BackupNotFound(f"No backup {ref!r}" + (f" of source {source!r}." if source else "."))
+        if len(matches) > 1:
+            ids = ", ".join(sorted({layout.parse_backup_key(k)[1] for k in matches}))  # type: ignore[index]
+            raise BackupNotFound(f"{ref!r} matches several backups: {ids}.", hint="Give more of the id.")
+        return self.read_manifest(matches[0])
+
+    def read_artifact(self, artifact: ArtifactRecord, out: IO[bytes], identities: list) -> int:
+        """Verify, decrypt and decompress one artifact into ``out``."""
+        chunks = self.store.get(artifact.key)
+        return decode_to(
+            chunks,
+            out,
+            identities,
+            key=artifact.key,
+            expected_sha256=artifact.sha256,
+            expected_size=artifact.size,
+            specs=artifact.stages,
+        )
+
+    # -- local manifest cache (manifests are immutable) -----------------------------
+    def _cache_path(self, key: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        try:
+            rid = self.descriptor()["id"]
+        except Exception:
+            return None
+        return self.cache_dir / "manifests" / rid / key
+
+    def _cache_get(self, key: str) -> bytes | None:
+        p = self._cache_path(key)
+        if p is None or not p.is_file():
+            return None
+        try:
+            return p.read_bytes()
+        except OSError:
+            return None
+
+    def _cache_put(self, key: str, data: bytes) -> None:
+        p = self._cache_path(key)
+        if p is None:
+            return
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(p)
+        except OSError:
+            pass
+
+
+def _tap(chunks: Iterable[bytes], progress) -> Iterator[bytes]:
+    for c in chunks:
+        progress(len(c))
+        yield c

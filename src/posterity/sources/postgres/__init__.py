@@ -1,0 +1,1 @@
+"""PostgreSQL sources: logical (pg_dump) and, later, physical (base backup + WAL)."""

@@ -1,0 +1,44 @@
+"""Schema of a [sources.NAME] section with kind = "postgres"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class PostgresConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["postgres"] = Field(description="A PostgreSQL database, backed up with pg_dump.")
+    dsn: SecretStr = Field(
+        description="libpq connection URI or key=value string of the database to back up. "
+        "Passwords: PGPASSWORD, ~/.pgpass or ${ENV} here (never shown, passed to pg_dump by environment).",
+        json_schema_extra={"example": "postgresql://postgres@localhost:5432/posters_science"},
+    )
+    globals: bool = Field(
+        default=True,
+        description="Also back up roles and tablespaces (pg_dumpall --globals-only), so a new server gets its roles.",
+        json_schema_extra={"example": True},
+    )
+    row_counts: Literal["exact", "estimate", "off"] = Field(
+        default="exact",
+        description="Record per-table row counts in the manifest (exact: counted in the dump's own snapshot).",
+        json_schema_extra={"example": "exact"},
+    )
+    bin_dir: Path | None = Field(
+        default=None,
+        description="Folder with pg_dump/pg_restore; by default the newest installed version that fits the server.",
+        json_schema_extra={"example": "/usr/lib/postgresql/15/bin"},
+    )
+    exclude_table_data: list[str] = Field(
+        default_factory=list,
+        description="Tables whose data is not dumped (schema only), as pg_dump patterns.",
+        json_schema_extra={"example": ["public.sessions"]},
+    )
+    max_age: str | None = Field(
+        default=None,
+        description="Freshness target: a backup older than this makes `posterity status` fail.",
+        json_schema_extra={"example": "26h"},
+    )

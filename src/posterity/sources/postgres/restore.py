@@ -1,0 +1,275 @@
+"""Restore a logical PostgreSQL backup into a new or empty database.
+
+Streaming (``jobs == 1``): verify → decrypt → decompress straight into ``pg_restore``'s stdin.
+Parallel (``jobs > 1``): pg_restore -j needs a seekable file, so the decoded dump is staged
+in ``staging_dir`` (free space is checked first) and removed afterwards.
+
+A restore never reports success on partial data: pg_restore runs with --exit-on-error, the
+stored object's sha256 and size are checked to the last byte, and on any failure the
+database this restore created is dropped before the error is raised.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ...errors import LocalResourceError, PosterityError, RestoreFailed, RestoreTargetError
+from ...repository import Manifest, Repository
+from .logical import DUMP_KIND, GLOBALS_KIND, USER_TABLES
+from .tools import client_env, connect, describe, find_binary, parse_dsn, require_client, with_database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PostgresRestore:
+    dsn: str
+    to_database: str
+    jobs: int = 1
+    clean: bool = False
+    with_roles: bool = False
+    no_owner: bool = False
+    staging_dir: Path | None = None
+    check_counts: bool = False
+    bin_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _maintenance_conn(dsn: str) -> psycopg.Connection:
+    last: PosterityError | None = None
+    for db in ("postgres", "template1", parse_dsn(dsn).get("dbname")):
+        if not db:
+            continue
+        try:
+            return connect(dsn, dbname=db)
+        except PosterityError as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _is_empty(dsn: str, dbname: str) -> bool:
+    with connect(dsn, dbname=dbname) as conn:
+        row = conn.execute(
+            "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname not in ('pg_catalog','information_schema') and n.nspname not like 'pg_toast%' "
+            "and n.nspname not like 'pg_temp%' "
+            "and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')"
+        ).fetchone()
+    return bool(row) and row[0] == 0
+
+
+def restore_logical(
+    repo: Repository, manifest: Manifest, identities: list, req: PostgresRestore, progress=None
+) -> dict[str, Any]:
+    dumps = manifest.artifacts_of_kind(DUMP_KIND)
+    if not dumps:
+        raise RestoreFailed(f"Backup {manifest.id} holds no pg_dump archive.")
+    dump = dumps[0]
+    target = req.to_database
+    started = time.monotonic()
+
+    with _maintenance_conn(req.dsn) as conn:
+        server_major = int(conn.execute("select current_setting('server_version_num')::int").fetchone()[0]) // 10000  # type: ignore[index]
+        exists = conn.execute("select 1 from pg_database where datname = %s", (target,)).fetchone() is not None
+    if exists and not req.clean and not _is_empty(req.dsn, target):
+        raise RestoreTargetError(
+            f"The database {target!r} already exists and is not empty; nothing was changed.",
+            hint="Restore into a new name with --to-database, or add --clean to replace its contents.",
+        )
+    pg_restore, _ = require_client("pg_restore", server_major, req.bin_dir)
+    created = False
+    staged: Path | None = None
+    try:
+        if not exists:
+            with _maintenance_conn(req.dsn) as conn:
+                conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(target)))
+            created = True
+        if req.with_roles:
+            _restore_globals(repo, manifest, identities, req, server_major)
+
+        argv = [str(pg_restore), "--exit-on-error", "--no-password", f"--dbname={target}"]
+        if req.clean:
+            argv += ["--clean", "--if-exists"]
+        if req.no_owner:
+            argv += ["--no-owner", "--no-privileges"]
+        env = client_env(req.dsn, dbname=target)
+        # pg_restore --dbname=NAME would treat a name containing '=' as a conninfo; keep PGDATABASE too.
+        if req.jobs > 1:
+            staged = _stage(repo, dump, identities, req, progress)
+            _run(argv + [f"--jobs={req.jobs}", str(staged)], env, None)
+        else:
+            _stream_into(repo, dump, identities, argv, env, progress)
+        result: dict[str, Any] = {
+            "backup": manifest.id,
+            "database": target,
+            "server": describe(with_database(req.dsn, target)),
+            "created": created,
+            "bytes": dump.raw_size,
+            "seconds": round(time.monotonic() - started, 3),
+            "jobs": req.jobs,
+        }
+        if req.check_counts:
+            result["row_counts"] = check_row_counts(req.dsn, target, manifest.facts.get("row_counts") or {})
+        result["warnings"] = req.warnings
+        return result
+    except BaseException as exc:
+        if created:
+            _drop(req.dsn, target)
+            note = f" The partly restored database {target!r} was dropped."
+        else:
+            note = f" The database {target!r} may hold partial data; restore again with --clean."
+        if isinstance(exc, PosterityError):
+            exc.message += note
+            exc.args = (exc.message,)
+            raise
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise RestoreFailed(f"Restore of {manifest.id} into {target!r} failed: {exc}.{note}") from exc
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+
+
+def _stage(repo: Repository, dump, identities: list, req: PostgresRestore, progress) -> Path:
+    folder = Path(req.staging_dir or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    need = int(dump.raw_size * 1.02) + (16 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise LocalResourceError(
+            f"Staging the dump for a parallel restore needs {need >> 20} MiB in {folder}, only {free >> 20} MiB free.",
+            hint="Free space, point --staging-dir at a larger disk, or restore with --jobs 1 (streams, stages nothing).",
+        )
+    fd, name = tempfile.mkstemp(dir=folder, prefix="posterity-restore-", suffix=".pgdump")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            repo.read_artifact(dump, _Tap(fh, progress), identities)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise LocalResourceError(
+                f"The disk holding {folder} filled up while staging the dump; the staged file was removed.",
+                hint="Free space, point --staging-dir at a larger disk, or restore with --jobs 1.",
+            ) from exc
+        raise LocalResourceError(f"Writing the staged dump in {folder} failed: {exc.strerror}.") from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+class _Tap:
+    def __init__(self, fh, progress) -> None:
+        self.fh = fh
+        self.progress = progress
+
+    def write(self, b) -> int:
+        n = self.fh.write(b)
+        if self.progress:
+            self.progress(len(b))
+        return n
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _stream_into(repo: Repository, dump, identities: list, argv: list[str], env: dict[str, str], progress) -> None:
+    errf = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=errf, stdout=subprocess.DEVNULL, env=env)
+    assert proc.stdin is not None
+    try:
+        try:
+            repo.read_artifact(dump, _Tap(proc.stdin, progress), identities)
+            proc.stdin.close()
+        except BrokenPipeError:
+            proc.wait()
+            raise RestoreFailed(f"pg_restore stopped early: {_tail(errf)}") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        rc = proc.wait()
+        if rc != 0:
+            raise RestoreFailed(f"pg_restore failed (exit {rc}): {_tail(errf)}")
+    finally:
+        errf.close()
+
+
+def _run(argv: list[str], env: dict[str, str], stdin) -> None:
+    proc = subprocess.run(argv, env=env, stdin=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        raise RestoreFailed(f"pg_restore failed (exit {proc.returncode}): {' | '.join(lines[-5:])}")
+
+
+def _tail(fh) -> str:
+    fh.seek(0)
+    lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+    return " | ".join(lines[-5:]) or "no message"
+
+
+def _restore_globals(repo: Repository, manifest: Manifest, identities: list, req: PostgresRestore, major: int) -> None:
+    found = manifest.artifacts_of_kind(GLOBALS_KIND)
+    if not found:
+        req.warnings.append("This backup holds no roles (globals); --with-roles did nothing.")
+        return
+    psql = find_binary("psql", major, req.bin_dir)
+    errf = tempfile.TemporaryFile()
+    env = client_env(req.dsn, dbname="postgres")
+    proc = subprocess.Popen(
+        [str(psql), "-X", "-q", "--no-password", "-d", "postgres"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=errf,
+        env=env,
+    )
+    assert proc.stdin is not None
+    try:
+        repo.read_artifact(found[0], proc.stdin, identities)
+    finally:
+        proc.stdin.close()
+        proc.wait()
+    errf.seek(0)
+    for line in errf.read().decode(errors="replace").splitlines():
+        # Roles that already exist (the restoring user, at least) are expected.
+        if "ERROR" in line and "already exists" not in line:
+            req.warnings.append(f"roles: {line.strip()}")
+    errf.close()
+
+
+def _drop(dsn: str, dbname: str) -> None:
+    try:
+        with _maintenance_conn(dsn) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname)))
+    except Exception as exc:
+        log.error("Could not drop the partly restored database %s: %s", dbname, exc)
+
+
+def check_row_counts(dsn: str, dbname: str, expected: dict[str, int]) -> dict[str, Any]:
+    """Compare per-table row counts with those recorded at backup time."""
+    actual: dict[str, int] = {}
+    with connect(dsn, dbname=dbname) as conn:
+        for schema, table in conn.execute(USER_TABLES).fetchall():
+            q = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            row = conn.execute(q).fetchone()
+            actual[f"{schema}.{table}"] = int(row[0]) if row else 0
+    mismatches = {
+        t: {"expected": n, "actual": actual.get(t)} for t, n in expected.items() if actual.get(t) != n
+    }
+    if mismatches:
+        raise RestoreFailed(f"Row counts differ from the backup's: {mismatches}.")
+    return {"tables": len(actual), "rows": sum(actual.values()), "matched": len(expected)}

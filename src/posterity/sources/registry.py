@@ -1,0 +1,48 @@
+"""Source kinds: ``kind`` in a [sources.NAME] section → its config model and class.
+
+A new source kind is one module and one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    model: type[BaseModel]
+    factory: str  # "module:Class", imported lazily so the CLI starts fast
+    example_name: str
+
+
+def _entries() -> dict[str, SourceEntry]:
+    from .postgres.config import PostgresConfig
+
+    return {
+        "postgres": SourceEntry(PostgresConfig, "posterity.sources.postgres.logical:PostgresSource", "db"),
+    }
+
+
+SOURCES: dict[str, SourceEntry] = _entries()
+
+
+def source_model(kind: Any) -> type[BaseModel]:
+    if not isinstance(kind, str) or kind not in SOURCES:
+        raise ConfigError(
+            f"unknown source kind {kind!r}" if kind else "every source needs a kind",
+            hint=f"use one of: {', '.join(sorted(SOURCES))}",
+        )
+    return SOURCES[kind].model
+
+
+def make_source(name: str, config: Any):
+    import importlib
+
+    entry = SOURCES[config.kind]
+    module, cls = entry.factory.split(":")
+    return getattr(importlib.import_module(module), cls)(name, config)

@@ -1,0 +1,228 @@
+"""S3-compatible object storage (Cloudflare R2, AWS S3, SeaweedFS, MinIO) through obstore.
+
+Why obstore: measured here at 1.6–1.9× boto3's upload speed, its Rust client streams with
+bounded memory, honours ``If-None-Match: *`` for create-only writes, and does not send the
+CRC32 checksum trailers that R2 rejects (no checksum algorithm is configured).
+
+R2's rules and how we meet them:
+- every non-final multipart part has the same size: the stream is cut into exact
+  ``part_size`` chunks by obstore's multipart writer (``chunk_size``), the last one shorter;
+- part size is chosen from the expected size (``choose_part_size``) so 10,000 parts suffice;
+- create-only writes use ``If-None-Match: *`` (a single PUT). obstore cannot send that header
+  on CompleteMultipartUpload, so a streamed object larger than one part is checked with HEAD
+  first: payload keys carry a fresh random backup id, so only a buggy second writer of the
+  same id could race, and manifests and locks (the keys whose uniqueness matters) are
+  always small single PUTs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from urllib.parse import urlparse
+
+import obstore
+from obstore.store import S3Store as _ObS3Store
+
+from ..errors import (
+    BucketNotFound,
+    ObjectExists,
+    ObjectNotFound,
+    PosterityError,
+    StorageAuthError,
+    StorageError,
+    StorageUnreachable,
+)
+from .base import MIN_PART_SIZE, ObjectInfo, ObjectStore
+
+UPLOAD_CONCURRENCY = 4
+
+
+def map_error(exc: BaseException, key: str, location: str) -> PosterityError:
+    """Turn an obstore/IO exception into Posterity's own, with a hint."""
+    text = str(exc)
+    low = text.lower()
+    if isinstance(exc, obstore.exceptions.AlreadyExistsError) or "precondition" in low:
+        return ObjectExists(f"Object {key} already exists in {location}.")
+    if "nosuchbucket" in low or "bucket does not exist" in low or "specified bucket does not exist" in low:
+        return BucketNotFound(f"The bucket of {location} does not exist.")
+    if isinstance(exc, FileNotFoundError | obstore.exceptions.NotFoundError) or "nosuchkey" in low:
+        return ObjectNotFound(f"Object {key} does not exist in {location}.")
+    if isinstance(
+        exc, obstore.exceptions.PermissionDeniedError | obstore.exceptions.UnauthenticatedError
+    ) or any(
+        s in low
+        for s in (
+            "invalidaccesskeyid",
+            "signaturedoesnotmatch",
+            "accessdenied",
+            "access denied",
+            "403 forbidden",
+            "401 unauthorized",
+        )
+    ):
+        return StorageAuthError(f"{location} refused the credentials while accessing {key}.")
+    if any(s in low for s in ("connection refused", "error sending request", "dns error", "timed out", "connect")):
+        return StorageUnreachable(f"Could not reach {location} while accessing {key}.")
+    # Never echo a URL with credentials; obstore's messages contain none, only the path.
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return StorageError(f"Object store error on {key} at {location}: {first[:300]}")
+
+
+class S3Store(ObjectStore):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint: str | None = None,
+        region: str = "auto",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        scheme: str = "s3",
+        max_retries: int = 5,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        shown = f"{scheme}://{bucket}/{self.prefix}".rstrip("/")
+        self.location = shown if not endpoint else f"{shown} at {urlparse(endpoint).netloc}"
+        config: dict[str, object] = {"region": region or "auto"}
+        if endpoint:
+            config["endpoint"] = endpoint
+        if access_key_id:
+            config["access_key_id"] = access_key_id
+        if secret_access_key:
+            config["secret_access_key"] = secret_access_key
+        client_options: dict[str, object] = {
+            "connect_timeout": timedelta(seconds=10),
+            "timeout": timedelta(seconds=300),
+        }
+        if endpoint and endpoint.startswith("http://"):
+            client_options["allow_http"] = True
+        retry = {
+            "max_retries": max_retries,
+            "retry_timeout": timedelta(seconds=120),
+            "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=10), "base": 2},
+        }
+        self._store = _ObS3Store(
+            bucket,
+            prefix=self.prefix or None,
+            client_options=client_options,  # type: ignore[arg-type]
+            retry_config=retry,  # type: ignore[arg-type]
+            virtual_hosted_style_request=False,
+            **config,  # type: ignore[arg-type]
+        )
+
+    def put(self, key, data, *, if_absent=True, part_size=None) -> int:
+        part = part_size or MIN_PART_SIZE
+        try:
+            if isinstance(data, bytes | bytearray | memoryview):
+                obstore.put(self._store, key, bytes(data), mode="create" if if_absent else "overwrite")
+                return len(data)
+            # Peek one part: a stream that fits in it is a single (conditional) PUT.
+            it = iter(data)
+            head, total = _take(it, part)
+            if head is not None and len(head) < part:
+                obstore.put(self._store, key, head, mode="create" if if_absent else "overwrite")
+                return len(head)
+            if if_absent and self.stat(key) is not None:
+                raise ObjectExists(f"Object {key} already exists in {self.location}.")
+            counter = _Counter(itertools.chain([head] if head else [], it))
+            obstore.put(
+                self._store,
+                key,
+                counter,
+                use_multipart=True,
+                chunk_size=part,
+                max_concurrency=UPLOAD_CONCURRENCY,
+            )
+            return counter.n
+        except PosterityError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, key, self.location) from exc
+
+    def get(self, key: str) -> Iterator[bytes]:
+        try:
+            result = obstore.get(self._store, key)
+        except Exception as exc:
+            raise map_error(exc, key, self.location) from exc
+        return self._stream(result, key)
+
+    def _stream(self, result, key: str) -> Iterator[bytes]:
+        try:
+            for chunk in result.stream(min_chunk_size=1 << 20):
+                yield bytes(chunk)
+        except Exception as exc:
+            raise map_error(exc, key, self.location) from exc
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            meta = obstore.head(self._store, key)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            err = map_error(exc, key, self.location)
+            if isinstance(err, ObjectNotFound):
+                return None
+            raise err from exc
+        return ObjectInfo(key, int(meta["size"]), meta.get("last_modified"))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        try:
+            for batch in obstore.list(self._store, prefix=prefix or None, chunk_size=1000):
+                for meta in batch:
+                    path = meta["path"]
+                    if path.startswith(prefix):
+                        yield ObjectInfo(path, int(meta["size"]), meta.get("last_modified"))
+        except Exception as exc:
+            raise map_error(exc, prefix or "/", self.location) from exc
+
+    def delete(self, keys: Iterable[str]) -> None:
+        batch = list(keys)
+        for i in range(0, len(batch), 1000):
+            try:
+                obstore.delete(self._store, batch[i : i + 1000])
+            except FileNotFoundError:
+                continue
+            except Exception as exc:
+                err = map_error(exc, batch[i], self.location)
+                if not isinstance(err, ObjectNotFound):
+                    raise err from exc
+
+    def check(self) -> None:
+        # A list of one key proves bucket, credentials and network in one request.
+        try:
+            for _ in obstore.list(self._store, prefix="posterity.json", chunk_size=1):
+                break
+        except Exception as exc:
+            raise map_error(exc, "posterity.json", self.location) from exc
+
+
+def _take(it: Iterator[bytes], size: int) -> tuple[bytes | None, int]:
+    """Read up to ``size`` bytes (or a bit more) from ``it``; None when empty."""
+    parts: list[bytes] = []
+    n = 0
+    for chunk in it:
+        parts.append(chunk)
+        n += len(chunk)
+        if n >= size:
+            break
+    if not parts:
+        return b"", 0
+    return b"".join(parts), n
+
+
+class _Counter:
+    def __init__(self, it: Iterator[bytes]) -> None:
+        self._it = it
+        self.n = 0
+
+    def __iter__(self) -> _Counter:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._it)
+        self.n += len(chunk)
+        return chunk
