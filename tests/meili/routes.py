@@ -73,8 +73,9 @@ def _int_param(req: Request, name: str, default: int, code: str) -> int:
         value = int(raw)
     except ValueError:
         raise MeiliError(
-            400, code, f"Invalid value in parameter `{name}`: could not parse `{raw}` as a "
-            "positive integer"
+            400,
+            code,
+            f"Invalid value in parameter `{name}`: could not parse `{raw}` as a positive integer",
         ) from None
     if value < 0:
         raise MeiliError(400, code, f"Invalid value in parameter `{name}`: must be positive")
@@ -84,9 +85,8 @@ def _int_param(req: Request, name: str, default: int, code: str) -> int:
 def _bool_param(req: Request, name: str) -> bool:
     raw = req.params.get(name, "false").lower()
     if raw not in ("true", "false"):
-        raise MeiliError(
-            400, f"invalid_document_{name.lower()}", f"Invalid value in parameter `{name}`."
-        )
+        code = "invalid_document_" + re.sub(r"([A-Z])", r"_\1", name).lower()
+        raise MeiliError(400, code, f"Invalid value in parameter `{name}`.")
     return raw == "true"
 
 
@@ -257,8 +257,7 @@ class Api:
             raise MeiliError(
                 401,
                 "missing_authorization_header",
-                "The Authorization header is missing. It must use the bearer authorization "
-                "method.",
+                "The Authorization header is missing. It must use the bearer authorization method.",
                 "auth",
             )
         scheme, _, token = header.partition(" ")
@@ -322,9 +321,7 @@ class Api:
 
     def list_indexes(self, req: Request) -> Response:
         views = [
-            i.view()
-            for uid, i in sorted(self.store.indexes.items())
-            if self._visible(req, uid)
+            i.view() for uid, i in sorted(self.store.indexes.items()) if self._visible(req, uid)
         ]
         return 200, self._page(req, views, "index")
 
@@ -339,8 +336,9 @@ class Api:
         if not self._visible(req, uid):
             raise MeiliError(403, "invalid_api_key", "The provided API key is invalid.", "auth")
         pk = body.get("primaryKey")
-        task = self.queue.enqueue("indexCreation", uid, {"indexCreation": {"primary_key": pk}},
-                                  {"primaryKey": pk})
+        task = self.queue.enqueue(
+            "indexCreation", uid, {"indexCreation": {"primary_key": pk}}, {"primaryKey": pk}
+        )
         return 202, summarized(task)
 
     def get_index(self, req: Request) -> Response:
@@ -350,8 +348,9 @@ class Api:
         body = req.json()
         pk = body.get("primaryKey") if isinstance(body, dict) else None
         uid = req.args["uid"]
-        task = self.queue.enqueue("indexUpdate", uid, {"indexUpdate": {"primary_key": pk}},
-                                  {"primaryKey": pk})
+        task = self.queue.enqueue(
+            "indexUpdate", uid, {"indexUpdate": {"primary_key": pk}}, {"primaryKey": pk}
+        )
         return 202, summarized(task)
 
     def delete_index(self, req: Request) -> Response:
@@ -367,8 +366,9 @@ class Api:
 
     def _settings_task(self, uid: str, patch: dict[str, Any], deletion: bool) -> Response:
         _check_index_uid(uid)
-        kind = {"settings": {"settings": patch, "is_deletion": deletion,
-                             "allow_index_creation": True}}
+        kind = {
+            "settings": {"settings": patch, "is_deletion": deletion, "allow_index_creation": True}
+        }
         task = self.queue.enqueue("settingsUpdate", uid, kind, copy.deepcopy(patch))
         return 202, summarized(task)
 
@@ -512,9 +512,7 @@ class Api:
         index = self.store.get_index(req.args["uid"])
         doc = index.documents.get(req.args["id"])
         if doc is None:
-            raise MeiliError(
-                404, "document_not_found", f"Document `{req.args['id']}` not found."
-            )
+            raise MeiliError(404, "document_not_found", f"Document `{req.args['id']}` not found.")
         fields = req.params.get("fields")
         return 200, select_fields(
             doc,
@@ -759,8 +757,9 @@ class Api:
                 raise MeiliError(400, "invalid_api_key_uid", f"Invalid value at `.uid`: `{uid}`.")
             if str(uid).lower() in self.store.keys:
                 raise MeiliError(
-                    409, "api_key_already_exists", f"`uid` field value `{uid}` is already an "
-                    "existing API key."
+                    409,
+                    "api_key_already_exists",
+                    f"`uid` field value `{uid}` is already an existing API key.",
                 )
         key = self.store.add_key({**body, "createdAt": None, "updatedAt": None})
         return 201, self._key_view(key)
@@ -774,8 +773,9 @@ class Api:
         for name, value in body.items():
             if name not in ("name", "description"):
                 code = "immutable_api_key_" + re.sub(r"([A-Z])", r"_\1", name).lower()
-                raise MeiliError(400, code, f"Immutable field `{name}`: expected one of "
-                                 "`description`, `name`")
+                raise MeiliError(
+                    400, code, f"Immutable field `{name}`: expected one of `description`, `name`"
+                )
             key[name] = value
         key["updatedAt"] = fmt_time(now())
         return 200, self._key_view(key)

@@ -216,9 +216,9 @@ class TaskQueue:
                 task["_documents"] = documents
             store.next_task_uid += 1
             store.tasks[task["uid"]] = task
-            if type_ == "taskCancelation" and self.current is not None:
-                if self.current["uid"] in kind_args(task)["tasks"]:
-                    self.interrupt = True
+            current = self.current
+            if type_ == "taskCancelation" and current and current["uid"] in kind[type_]["tasks"]:
+                self.interrupt = True
             self.cond.notify_all()
             return task
 

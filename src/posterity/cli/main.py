@@ -69,11 +69,24 @@ def cli(ctx: click.Context, config_path: str | None, json_out: bool, verbose: in
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _register() -> None:
-    from . import backup, config_cmd, init, key, listing, restore, unlock
+# Each module defines ``register(cli)``; a new command is one module and one line here.
+COMMAND_MODULES = [
+    "key",
+    "init",
+    "backup",
+    "listing",
+    "restore",
+    "config_cmd",
+    "unlock",
+    "demo",
+]
 
-    for module in (key, init, backup, listing, restore, config_cmd, unlock):
-        module.register(cli)
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}").register(cli)
 
 
 _register()

@@ -245,11 +245,11 @@ def decode_to(
         check_specs(specs)
     reader = _HashingReader(chunks)
     counter = _CountingWriter(out)
-    dctx = zstandard.ZstdDecompressor()
+    plain = _ZstdWriter(counter)
     failure: BaseException | None = None
     try:
-        with dctx.stream_writer(counter, closefd=False, write_size=CHUNK) as plain:
-            pyrage.decrypt_io(reader, plain, identities)
+        pyrage.decrypt_io(reader, plain, identities)
+        plain.finish()
     except PosterityError:
         raise
     except BrokenPipeError:
@@ -283,6 +283,44 @@ def _check_integrity(reader: _HashingReader, key: str, sha: str | None, size: in
         )
     if size is not None and reader.n != size:
         raise IntegrityError(f"{key} has {reader.n} bytes, its manifest says {size}.")
+
+
+class _ZstdWriter(io.RawIOBase):
+    """Decompress zstd frames written to it into ``out``; ``finish`` fails on a cut frame.
+
+    Why not ``ZstdDecompressor.stream_writer``: it accepts a stream that ends inside a frame
+    without a word, so a payload whose compression never finished would decode "fine" to a
+    short result. Each frame's content checksum is verified by zstd when the frame ends.
+    """
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj(write_size=CHUNK)
+        self._out = out
+        self._in_frame = False
+        self.frames = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        data = bytes(b)
+        while data:
+            produced = self._obj.decompress(data)
+            if produced:
+                self._out.write(produced)
+            if not self._obj.eof:
+                self._in_frame = True
+                break
+            self.frames += 1
+            self._in_frame = False
+            data = self._obj.unused_data
+            self._obj = self._dctx.decompressobj(write_size=CHUNK)
+        return len(b)
+
+    def finish(self) -> None:
+        if self._in_frame or self.frames == 0:
+            raise zstandard.ZstdError("the data ends inside a zstd frame (compression never finished)")
 
 
 class _CountingWriter(io.RawIOBase):

@@ -18,9 +18,12 @@ R2's rules and how we meet them:
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
+
+import httpx
 
 import obstore
 from obstore.store import S3Store as _ObS3Store
@@ -35,6 +38,7 @@ from ..errors import (
     StorageUnreachable,
 )
 from .base import MIN_PART_SIZE, ObjectInfo, ObjectStore
+from .sigv4 import sign
 
 UPLOAD_CONCURRENCY = 4
 
@@ -85,6 +89,10 @@ class S3Store(ObjectStore):
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self._endpoint = (endpoint or f"https://s3.{region}.amazonaws.com").rstrip("/")
+        self._region = region or "auto"
+        self._access_key = access_key_id or ""
+        self._secret_key = secret_access_key or ""
         shown = f"{scheme}://{bucket}/{self.prefix}".rstrip("/")
         self.location = shown if not endpoint else f"{shown} at {urlparse(endpoint).netloc}"
         config: dict[str, object] = {"region": region or "auto"}
@@ -180,16 +188,49 @@ class S3Store(ObjectStore):
             raise map_error(exc, prefix or "/", self.location) from exc
 
     def delete(self, keys: Iterable[str]) -> None:
+        # One signed DELETE per key (see sigv4.py for why not obstore's bulk delete).
+        from concurrent.futures import ThreadPoolExecutor
+
         batch = list(keys)
-        for i in range(0, len(batch), 1000):
+        if not batch:
+            return
+        with httpx.Client(timeout=60) as client, ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
+            for _ in pool.map(lambda k: self._delete_one(client, k), batch):
+                pass
+
+    def _delete_one(self, client: httpx.Client, key: str) -> None:
+        path = "/".join(p for p in (self.bucket, self.prefix, key) if p)
+        url = f"{self._endpoint}/{quote(path, safe='/-_.~')}"
+        last: Exception | None = None
+        for attempt in range(4):
+            headers = sign(
+                "DELETE",
+                url,
+                access_key=self._access_key,
+                secret_key=self._secret_key,
+                region=self._region,
+            )
             try:
-                obstore.delete(self._store, batch[i : i + 1000])
-            except FileNotFoundError:
+                resp = client.delete(url, headers=headers)
+            except httpx.TransportError as exc:
+                last = exc
+                time.sleep(0.2 * 2**attempt)
                 continue
-            except Exception as exc:
-                err = map_error(exc, batch[i], self.location)
-                if not isinstance(err, ObjectNotFound):
-                    raise err from exc
+            if resp.status_code in (200, 204, 404):
+                return
+            if resp.status_code in (429, 500, 502, 503, 504):
+                last = RuntimeError(f"HTTP {resp.status_code}")
+                time.sleep(0.2 * 2**attempt)
+                continue
+            body = resp.text[:500]
+            err = map_error(RuntimeError(f"HTTP {resp.status_code}: {body}"), key, self.location)
+            if resp.status_code == 403 and "AccessDenied" in body:
+                err = StorageAuthError(
+                    f"{self.location} refused to delete {key} (access denied; a bucket lock may protect it).",
+                    hint="Check the token's permissions, or the bucket's lock rules for this prefix.",
+                )
+            raise err
+        raise StorageUnreachable(f"Deleting {key} at {self.location} failed after retries: {last}.")
 
     def check(self) -> None:
         # A list of one key proves bucket, credentials and network in one request.

@@ -1,0 +1,3 @@
+from posterity.cli.main import main
+
+main()
