@@ -22,9 +22,10 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from posterity.pgcluster import ClusterError, TempCluster, find_bin_dir  # noqa: E402
 from tests.support.r2proxy import R2Proxy  # noqa: E402
 from tests.support.seaweed import SeaweedS3, find_weed  # noqa: E402
+
+from posterity.pgcluster import ClusterError, TempCluster, find_bin_dir  # noqa: E402
 
 SAMPLE_POSTERS = 300
 

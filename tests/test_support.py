@@ -8,11 +8,11 @@ from datetime import timedelta
 import obstore
 import psycopg
 import pytest
+from tests.support.r2proxy import MIN_PART_SIZE, R2Proxy
+from tests.support.seaweed import SeaweedS3
 
 from posterity.demo import fingerprint, load_sample, table_row_counts
 from posterity.pgcluster import TempCluster
-from tests.support.r2proxy import MIN_PART_SIZE, R2Proxy
-from tests.support.seaweed import SeaweedS3
 
 MiB = 1024 * 1024
 
@@ -113,9 +113,7 @@ def test_seaweed_put_get_roundtrip(s3_server: SeaweedS3, s3_bucket: str) -> None
 # ------------------------------------------------------------------------------ R2 proxy
 
 
-def test_r2_proxy_passes_small_put(
-    s3_server: SeaweedS3, s3_bucket: str, r2_proxy: R2Proxy
-) -> None:
+def test_r2_proxy_passes_small_put(s3_server: SeaweedS3, s3_bucket: str, r2_proxy: R2Proxy) -> None:
     store = s3_server.store(s3_bucket, endpoint=r2_proxy.endpoint)
     obstore.put(store, "small.txt", b"hello r2")
     assert bytes(obstore.get(store, "small.txt").bytes()) == b"hello r2"
@@ -192,9 +190,7 @@ def test_obstore_multipart_is_r2_compatible(
     assert bytes(obstore.get(store, "big.bin").bytes()) == payload
     assert r2_proxy.violations == []
 
-    parts = sorted(
-        (int(r.params["partNumber"][0]), r.body_length) for r in r2_proxy.upload_parts()
-    )
+    parts = sorted((int(r.params["partNumber"][0]), r.body_length) for r in r2_proxy.upload_parts())
     assert parts == [(1, 5 * MiB), (2, 5 * MiB), (3, len(payload) - 10 * MiB)]
     assert len(r2_proxy.find("POST")) == 2  # CreateMultipartUpload + Complete
     for rec in r2_proxy.requests:
@@ -203,6 +199,26 @@ def test_obstore_multipart_is_r2_compatible(
         assert "x-amz-trailer" not in names and "x-amz-sdk-checksum-algorithm" not in names
         assert "aws-chunked" not in rec.headers.get("content-encoding", "")
         assert not rec.headers.get("x-amz-content-sha256", "").startswith("STREAMING-")
+
+
+def test_obstore_delete_needs_disable_bulk_delete(
+    s3_server: SeaweedS3, s3_bucket: str, r2_proxy: R2Proxy
+) -> None:
+    """Documents obstore behaviour: ``delete`` (even of one key) uses the bulk
+    DeleteObjects API, which carries ``x-amz-checksum-sha256`` (plus Content-MD5);
+    ``disable_bulk_delete=True`` switches to plain ``DELETE /key`` requests."""
+    bulk = s3_server.store(s3_bucket, endpoint=r2_proxy.endpoint)
+    obstore.put(bulk, "gone.txt", b"x")
+    with pytest.raises(Exception, match="x-amz-checksum-sha256"):
+        obstore.delete(bulk, "gone.txt")
+    rejected = r2_proxy.find("POST", f"/{s3_bucket}")[-1]
+    assert rejected.query == "delete" and "x-amz-checksum-sha256" in rejected.headers
+
+    single = s3_server.store(s3_bucket, endpoint=r2_proxy.endpoint, disable_bulk_delete=True)
+    obstore.delete(single, "gone.txt")
+    deleted = r2_proxy.find("DELETE", "/gone.txt")
+    assert [r.status for r in deleted] == [204]
+    assert not any(h.startswith("x-amz-checksum") for h in deleted[0].headers)
 
 
 def test_r2_proxy_fault_hooks(s3_server: SeaweedS3, s3_bucket: str, r2_proxy: R2Proxy) -> None:

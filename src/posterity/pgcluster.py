@@ -213,7 +213,9 @@ class TempCluster:
     def dsn(self, dbname: str = "postgres", user: str | None = None) -> str:
         """A libpq URI, e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``."""
         user = user or self.superuser
-        return f"postgresql://{quote(user, safe='')}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+        return (
+            f"postgresql://{quote(user, safe='')}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+        )
 
     # ------------------------------------------------------------ OS identity
 

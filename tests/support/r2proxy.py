@@ -15,6 +15,7 @@ let reliability tests inject 5xx responses or connection resets.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import socket
@@ -115,11 +116,15 @@ class R2Violation(Exception):
 class R2Proxy:
     """Proxy on 127.0.0.1 enforcing R2 rules in front of an S3 ``upstream``."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, reject_checksum_headers: bool = True) -> None:
+        """``reject_checksum_headers=False`` lets ``x-amz-checksum-*`` /
+        ``x-amz-sdk-checksum-algorithm`` headers through (streaming/trailer payloads
+        are still rejected)."""
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
         self.upstream = upstream
+        self.reject_checksum_headers = reject_checksum_headers
         self._up_host = parts.hostname
         self._up_port = parts.port or 80
         self.requests: list[Recorded] = []
@@ -276,7 +281,7 @@ class R2Proxy:
             raise self._violation(
                 rec, 501, "NotImplemented", f"x-amz-trailer: {h['x-amz-trailer']} is not supported"
             )
-        for name in h:
+        for name in h if self.reject_checksum_headers else ():
             if name.startswith("x-amz-checksum-") or name == "x-amz-sdk-checksum-algorithm":
                 raise self._violation(
                     rec, 400, "InvalidRequest", f"header {name} is not supported by R2"
@@ -363,17 +368,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
-        try:
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.close()
-        except OSError:
-            pass
 
     def _iter_body(self) -> Any:
         """Yield the request body in chunks (Content-Length or chunked)."""
@@ -459,10 +458,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             rec.status = rec.status or 502
             rec.rejected = rec.rejected or f"upstream error: {exc!r}"
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self._send_error_xml(502, "BadGateway", f"upstream error: {exc!r}", resource)
-            except OSError:
-                pass
 
     def _forward(
         self, rec: Recorded, headers: dict[str, str], body_prefetched: bytes | None

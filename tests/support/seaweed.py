@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ctypes
 import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +28,13 @@ _PORT_RANGE = (20000, 55535)
 
 class SeaweedError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """preexec_fn: SIGKILL weed if the test process dies without stopping it."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def find_weed() -> str | None:
@@ -75,6 +86,7 @@ class SeaweedS3:
         self.endpoint = ""
         self.log_path = self.base_dir / "weed.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ports: list[int] = []
         self.startup_seconds: float | None = None
 
     # -------------------------------------------------------------------------------
@@ -111,11 +123,14 @@ class SeaweedS3:
                 indent=2,
             )
         )
-        s3, master, volume, filer, admin = pick_ports(5)
+        self.ports = pick_ports(5)
+        s3, master, volume, filer, admin = self.ports
         self.s3_port = s3
         self.endpoint = f"http://127.0.0.1:{s3}"
+        (self.base_dir / "logs").mkdir(exist_ok=True)
         argv = [
             self.weed,
+            f"-logdir={self.base_dir / 'logs'}",  # glog files (default: /tmp)
             "mini",
             f"-dir={data_dir}",
             "-ip=127.0.0.1",
@@ -149,7 +164,9 @@ class SeaweedS3:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
+        atexit.register(self.stop)
         try:
             self._wait_ready(started)
         except BaseException:
@@ -186,15 +203,25 @@ class SeaweedS3:
         )
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after a few seconds: its volume server
+        sometimes hangs on shutdown and test data need no graceful flush)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        atexit.unregister(self.stop)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        # weed leaves gRPC Unix sockets named after its ports in /tmp.
+        for port in self.ports:
+            for grpc_port in (port, port + _GRPC_OFFSET):
+                for leftover in Path("/tmp").glob(f"seaweedfs-*-grpc-{grpc_port}.sock"):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
 
     def __enter__(self) -> SeaweedS3:
         self.start()

@@ -97,11 +97,11 @@ def sign_headers(
             hashlib.sha256(canonical_request.encode()).hexdigest(),
         ]
     )
-    key = _hmac(("AWS4" + secret_key).encode(), datestamp)
-    key = _hmac(key, region)
-    key = _hmac(key, service)
-    key = _hmac(key, "aws4_request")
-    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    signing_key = _hmac(("AWS4" + secret_key).encode(), datestamp)
+    signing_key = _hmac(signing_key, region)
+    signing_key = _hmac(signing_key, service)
+    signing_key = _hmac(signing_key, "aws4_request")
+    signature = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
     out["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
         f"SignedHeaders={signed_headers}, Signature={signature}"

@@ -79,6 +79,11 @@ COMMAND_MODULES = [
     "config_cmd",
     "unlock",
     "demo",
+    "verify",
+    "drill",
+    "prune",
+    "status",
+    "audit",
 ]
 
 

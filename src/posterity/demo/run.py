@@ -25,7 +25,9 @@ def _run(args: list[str], cwd: Path, capture: bool = False) -> str:
     if proc.returncode != 0:
         if capture:
             sys.stderr.write(proc.stderr)
-        raise SystemExit(f"demo: `posterity {' '.join(args)}` failed with exit code {proc.returncode}")
+        raise SystemExit(
+            f"demo: `posterity {' '.join(args)}` failed with exit code {proc.returncode}"
+        )
     if capture:
         return proc.stdout
     return ""
@@ -38,11 +40,15 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
     t0 = time.monotonic()
     print(f"demo: working in {work}")
     with TempCluster() as cluster:
-        print(f"demo: throwaway PostgreSQL on 127.0.0.1:{cluster.port}; loading {posters} sample posters")
+        print(
+            f"demo: throwaway PostgreSQL on 127.0.0.1:{cluster.port}; loading {posters} sample posters"
+        )
         cluster.psql("create database posters_science")
         source_dsn = cluster.dsn("posters_science")
         load_sample(source_dsn, posters=posters)
-        recipient = _run(["key", "generate", "--out", str(work / "key.txt")], work, capture=True).strip()
+        recipient = _run(
+            ["key", "generate", "--out", str(work / "key.txt")], work, capture=True
+        ).strip()
         (work / "posterity.toml").write_text(
             "[repository]\n"
             f'url = "file://{work / "repo"}"\n\n'
@@ -58,7 +64,9 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
         _run(["init"], work)
         _run(["backup", "db"], work)
         _run(["list"], work)
-        _run(["restore", "db", "latest", "--to-database", "posters_restored", "--check-counts"], work)
+        _run(
+            ["restore", "db", "latest", "--to-database", "posters_restored", "--check-counts"], work
+        )
         before = fingerprint(source_dsn)
         after = fingerprint(cluster.dsn("posters_restored"))
         same = before == after
@@ -68,7 +76,9 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
         for name, (count, digest) in sorted(before.items()):
             ok = "ok" if after.get(name) == (count, digest) else "DIFFERENT"
             print(f"    {name:<40} {count:>8} rows  {digest[:12]}  {ok}")
-        print(f"  result: {'restored database is identical to the original' if same else 'MISMATCH'}")
+        print(
+            f"  result: {'restored database is identical to the original' if same else 'MISMATCH'}"
+        )
         print(f"  repository: {work / 'repo'} (key: {work / 'key.txt'})")
         print(f"  took {time.monotonic() - t0:.1f}s")
     if not keep:

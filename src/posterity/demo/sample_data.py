@@ -255,7 +255,9 @@ def _thumbnail(rng: random.Random) -> bytes:
 
 def _build_rows(
     posters: int, seed: int
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+) -> tuple[
+    list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
+]:
     rng = random.Random(seed)
 
     institutions = [(i + 1, name) for i, name in enumerate(_INSTITUTIONS)]
@@ -276,9 +278,8 @@ def _build_rows(
     poster_rows: list[tuple[Any, ...]] = []
     link_rows: list[tuple[Any, ...]] = []
     for poster_id in range(1, posters + 1):
-        title = (
-            f"{rng.choice(_METHODS)} {rng.choice(_TOPICS)} {rng.choice(_CONTEXTS)}"
-            + (f": part {rng.randint(2, 4)}" if rng.random() < 0.1 else "")
+        title = f"{rng.choice(_METHODS)} {rng.choice(_TOPICS)} {rng.choice(_CONTEXTS)}" + (
+            f": part {rng.randint(2, 4)}" if rng.random() < 0.1 else ""
         )
         chosen = rng.sample(range(1, n_authors + 1), rng.randint(1, 6))
         names: list[str | None] = [authors[a - 1][1] for a in chosen]

@@ -22,7 +22,13 @@ from typing import IO, Any
 import pyrage
 import zstandard
 
-from ..errors import ChecksumMismatch, DecryptionFailed, IntegrityError, PosterityError, TruncatedObject
+from ..errors import (
+    ChecksumMismatch,
+    DecryptionFailed,
+    IntegrityError,
+    PosterityError,
+    TruncatedObject,
+)
 
 CHUNK = 1 << 20
 QUEUE_DEPTH = 8
@@ -293,7 +299,7 @@ class _ZstdWriter(io.RawIOBase):
     short result. Each frame's content checksum is verified by zstd when the frame ends.
     """
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes] | io.RawIOBase) -> None:
         self._dctx = zstandard.ZstdDecompressor()
         self._obj = self._dctx.decompressobj(write_size=CHUNK)
         self._out = out

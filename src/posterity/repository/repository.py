@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import socket
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import IO, Any
 from .. import __version__
 from ..errors import (
     BackupNotFound,
+    ManifestInvalid,
     ObjectExists,
     ObjectNotFound,
     RepositoryExists,
@@ -42,6 +44,8 @@ class Repository:
         self.cache_dir = cache_dir
         self.lock_ttl = lock_ttl
         self._descriptor: dict[str, Any] | None = None
+        #: Local mirror of the audit records (JSON lines), under the state folder.
+        self.audit_log: Path | None = cache_dir.parent / "audit.jsonl" if cache_dir is not None else None
 
     # -- descriptor -------------------------------------------------------------------
     def init(self, recipients: list[str]) -> dict[str, Any]:
@@ -108,14 +112,30 @@ class Repository:
     def lock(self, name: str, op: str):
         return exclusive_lock(self.store, name, op, ttl=self.lock_ttl)
 
-    def audit(self, op: str, result: str, details: dict[str, Any]) -> None:
+    def audit(self, op: str, result: str, details: dict[str, Any]) -> dict[str, Any]:
+        """Write one write-once audit record, and append it to the local JSONL mirror
+        (``<state_dir>/audit.jsonl``, beside the cache), which also keeps records the
+        store could not take."""
         when = datetime.now(UTC)
         host = socket.gethostname()
-        record = {"time": when.isoformat(), "host": host, "operation": op, "result": result, **details}
+        record = {"time": when.isoformat(), "host": host, "user": _user(), "operation": op, "result": result,
+                  **details}
+        key = layout.audit_key(when, host, op)
         try:
-            self.store.put(layout.audit_key(when, host, op), json.dumps(record, indent=2, default=str).encode())
+            self.store.put(key, json.dumps(record, indent=2, default=str).encode())
+            stored = True
         except Exception as exc:
             log.warning("Could not write the audit record (%s).", exc)
+            stored = False
+        if self.audit_log is not None:
+            line = {**record, "key": key if stored else None, "repository": self.store.location}
+            try:
+                self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.audit_log, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(line, default=str) + "\n")
+            except OSError as exc:
+                log.warning("Could not append to the local audit log %s (%s).", self.audit_log, exc)
+        return record
 
     # -- reading ----------------------------------------------------------------------
     def manifest_keys(self, source: str | None = None) -> list[str]:
@@ -127,7 +147,11 @@ class Repository:
         """Every committed backup (oldest first)."""
         out = []
         for key in self.manifest_keys(source):
-            out.append(self.read_manifest(key))
+            # One damaged manifest must not hide every other backup (list, restore latest).
+            try:
+                out.append(self.read_manifest(key))
+            except ManifestInvalid as exc:
+                log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", exc.message)
         out.sort(key=lambda m: (m.id, m.source))
         return out
 
@@ -203,6 +227,15 @@ class Repository:
             tmp.replace(p)
         except OSError:
             pass
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return str(os.getuid()) if hasattr(os, "getuid") else "?"
 
 
 def _tap(chunks: Iterable[bytes], progress) -> Iterator[bytes]:

@@ -18,12 +18,9 @@ R2's rules and how we meet them:
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from urllib.parse import quote, urlparse
-
-import httpx
+from urllib.parse import urlparse
 
 import obstore
 from obstore.store import S3Store as _ObS3Store
@@ -38,7 +35,6 @@ from ..errors import (
     StorageUnreachable,
 )
 from .base import MIN_PART_SIZE, ObjectInfo, ObjectStore
-from .sigv4 import sign
 
 UPLOAD_CONCURRENCY = 4
 
@@ -89,10 +85,6 @@ class S3Store(ObjectStore):
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self._endpoint = (endpoint or f"https://s3.{region}.amazonaws.com").rstrip("/")
-        self._region = region or "auto"
-        self._access_key = access_key_id or ""
-        self._secret_key = secret_access_key or ""
         shown = f"{scheme}://{bucket}/{self.prefix}".rstrip("/")
         self.location = shown if not endpoint else f"{shown} at {urlparse(endpoint).netloc}"
         config: dict[str, object] = {"region": region or "auto"}
@@ -119,6 +111,7 @@ class S3Store(ObjectStore):
             client_options=client_options,  # type: ignore[arg-type]
             retry_config=retry,  # type: ignore[arg-type]
             virtual_hosted_style_request=False,
+            disable_bulk_delete=True,
             **config,  # type: ignore[arg-type]
         )
 
@@ -130,7 +123,7 @@ class S3Store(ObjectStore):
                 return len(data)
             # Peek one part: a stream that fits in it is a single (conditional) PUT.
             it = iter(data)
-            head, total = _take(it, part)
+            head, _ = _take(it, part)
             if head is not None and len(head) < part:
                 obstore.put(self._store, key, head, mode="create" if if_absent else "overwrite")
                 return len(head)
@@ -188,49 +181,32 @@ class S3Store(ObjectStore):
             raise map_error(exc, prefix or "/", self.location) from exc
 
     def delete(self, keys: Iterable[str]) -> None:
-        # One signed DELETE per key (see sigv4.py for why not obstore's bulk delete).
+        # disable_bulk_delete (set at construction) makes these single-key DELETEs: the bulk
+        # DeleteObjects call must carry a body checksum header that R2 lists as unimplemented.
         from concurrent.futures import ThreadPoolExecutor
 
-        batch = list(keys)
-        if not batch:
-            return
-        with httpx.Client(timeout=60) as client, ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
-            for _ in pool.map(lambda k: self._delete_one(client, k), batch):
-                pass
-
-    def _delete_one(self, client: httpx.Client, key: str) -> None:
-        path = "/".join(p for p in (self.bucket, self.prefix, key) if p)
-        url = f"{self._endpoint}/{quote(path, safe='/-_.~')}"
-        last: Exception | None = None
-        for attempt in range(4):
-            headers = sign(
-                "DELETE",
-                url,
-                access_key=self._access_key,
-                secret_key=self._secret_key,
-                region=self._region,
-            )
+        def one(key: str) -> None:
             try:
-                resp = client.delete(url, headers=headers)
-            except httpx.TransportError as exc:
-                last = exc
-                time.sleep(0.2 * 2**attempt)
-                continue
-            if resp.status_code in (200, 204, 404):
+                obstore.delete(self._store, key)
+            except FileNotFoundError:
                 return
-            if resp.status_code in (429, 500, 502, 503, 504):
-                last = RuntimeError(f"HTTP {resp.status_code}")
-                time.sleep(0.2 * 2**attempt)
-                continue
-            body = resp.text[:500]
-            err = map_error(RuntimeError(f"HTTP {resp.status_code}: {body}"), key, self.location)
-            if resp.status_code == 403 and "AccessDenied" in body:
-                err = StorageAuthError(
-                    f"{self.location} refused to delete {key} (access denied; a bucket lock may protect it).",
-                    hint="Check the token's permissions, or the bucket's lock rules for this prefix.",
-                )
-            raise err
-        raise StorageUnreachable(f"Deleting {key} at {self.location} failed after retries: {last}.")
+            except Exception as exc:
+                err = map_error(exc, key, self.location)
+                if isinstance(err, ObjectNotFound):
+                    return
+                if isinstance(err, StorageAuthError):
+                    err.message = f"{self.location} refused to delete {key} (access denied; a bucket lock may protect it)."
+                    err.args = (err.message,)
+                raise err from exc
+
+        batch = list(keys)
+        if len(batch) <= 1:
+            for key in batch:
+                one(key)
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
+            for _ in pool.map(one, batch):
+                pass
 
     def check(self) -> None:
         # A list of one key proves bucket, credentials and network in one request.

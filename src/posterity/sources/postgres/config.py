@@ -8,6 +8,24 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
+class Check(BaseModel):
+    """One user-defined drill check: a query on the restored database and the range its answer must lie in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(
+        min_length=1,
+        description="A read-only query answering one number (first column of the first row).",
+        json_schema_extra={"example": "select count(*) from posters"},
+    )
+    min: float | None = Field(default=None, description="The answer must be at least this.", json_schema_extra={"example": 1})
+    max: float | None = Field(default=None, description="The answer must be at most this.", json_schema_extra={"example": 1000000})
+    description: str | None = Field(
+        default=None, description="What the check proves, shown in the drill report.",
+        json_schema_extra={"example": "posters survived the restore"},
+    )
+
+
 class PostgresConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,4 +59,16 @@ class PostgresConfig(BaseModel):
         default=None,
         description="Freshness target: a backup older than this makes `posterity status` fail.",
         json_schema_extra={"example": "26h"},
+    )
+    drill: Literal["temp-cluster", "scratch-db"] = Field(
+        default="temp-cluster",
+        description="Where `posterity drill` restores: a temporary PostgreSQL cluster started from the local "
+        "server binaries (temp-cluster), or a scratch database on this source's own server (scratch-db).",
+        json_schema_extra={"example": "temp-cluster"},
+    )
+    checks: list[Check] = Field(
+        default_factory=list,
+        description="Checks `posterity drill` runs on the restored database, beside the row counts "
+        "([[sources.NAME.checks]] tables with sql, min, max).",
+        json_schema_extra={"example": [{"sql": "select count(*) from posters", "min": 1}]},
     )

@@ -44,7 +44,7 @@ class _Process:
 
     def __init__(self, argv: list[str], env: dict[str, str], what: str) -> None:
         self.what = what
-        self.stderr = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         try:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.stderr, env=env, bufsize=0)
         except FileNotFoundError as exc:

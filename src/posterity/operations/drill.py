@@ -1,0 +1,210 @@
+"""Restore drills: prove a backup restores, measure how long it takes (the real RTO).
+
+A drill restores one backup into a throwaway target, checks the result, stores a report at
+``drills/<source>/<drill-id>.json`` (written once) plus an audit record, and removes
+everything it created — also when it fails. It exits non-zero when anything failed.
+
+Each source kind registers its drill as ``"module:function"`` in ``DRILLS`` (imported only
+when used, like the source registry). The function receives the ``DrillRun`` and fills in
+``restore_seconds``, ``bytes`` and ``checks``; it raises a ``PosterityError`` for a failure
+that stops the drill, and cleans up its own target.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import __version__
+from ..errors import BackupNotFound, ConfigError, ObjectNotFound, PosterityError, RestoreFailed
+from ..repository import Manifest, layout, new_backup_id
+from .backup import NoProgress, Progress
+from .context import Context
+
+log = logging.getLogger(__name__)
+
+#: kind → "module:function" taking a DrillRun.
+DRILLS: dict[str, str] = {
+    "postgres": "posterity.operations.drill_postgres:drill_postgres",
+}
+
+
+def register_drill(kind: str, target: str) -> None:
+    DRILLS[kind] = target
+
+
+def drill_key(source: str, drill_id: str) -> str:
+    return f"drills/{source}/{drill_id}.json"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    value: Any = None
+
+
+@dataclass
+class DrillReport:
+    id: str
+    source: str
+    kind: str
+    backup: str
+    target: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    restore_seconds: float | None = None
+    total_seconds: float | None = None
+    bytes: int = 0
+    checks: list[CheckResult] = field(default_factory=list)
+    ok: bool = False
+    error: str | None = None
+    cleanup: str = "nothing to clean up"
+    warnings: list[str] = field(default_factory=list)
+    host: str = field(default_factory=socket.gethostname)
+    posterity_version: str = __version__
+    key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DrillRun:
+    """What a kind's drill function gets: where to read, what to fill in."""
+
+    ctx: Context
+    config: Any
+    manifest: Manifest
+    identities: list
+    report: DrillReport
+    progress: Progress
+
+
+def drillable_sources(ctx: Context) -> list[str]:
+    return sorted(n for n, cfg in ctx.config.sources.items() if cfg.kind in DRILLS)
+
+
+def drill(
+    ctx: Context,
+    source: str,
+    point: str = "latest",
+    *,
+    identity_file: str | None = None,
+    progress: Progress | None = None,
+) -> DrillReport:
+    """Drill one source; returns the stored report, raises when the drill failed."""
+    progress = progress or NoProgress()
+    cfg = ctx.config.source(source)
+    target = DRILLS.get(cfg.kind)
+    if target is None:
+        raise ConfigError(
+            f"There is no drill for sources of kind {cfg.kind!r} yet (source {source!r}).",
+            hint=f"Drills exist for: {', '.join(sorted(DRILLS))}. Use `posterity verify --read-data` meanwhile.",
+        )
+    repo = ctx.repo
+    repo.descriptor()
+    identities = ctx.identities(identity_file)  # refuse before any work when there is no key
+    manifest = _resolve(ctx, source, point)
+    started = datetime.now(UTC)
+    report = DrillReport(
+        id=new_backup_id(started), source=source, kind=cfg.kind, backup=manifest.id,
+        started_at=started.isoformat(),
+    )
+    t0 = time.monotonic()
+    module, func = target.split(":")
+    fn: Callable[[DrillRun], None] = getattr(importlib.import_module(module), func)
+    failure: BaseException | None = None
+    try:
+        fn(DrillRun(ctx, cfg, manifest, identities, report, progress))
+    except PosterityError as exc:
+        failure = exc
+        report.error = f"{type(exc).__name__}: {exc.message}"
+    except KeyboardInterrupt as exc:
+        failure = exc
+        report.error = "interrupted"
+    report.total_seconds = round(time.monotonic() - t0, 3)
+    report.finished_at = datetime.now(UTC).isoformat()
+    report.ok = failure is None and all(c.ok for c in report.checks)
+    _store(ctx, report)
+    if failure is not None:
+        failure.drill_report = report  # type: ignore[attr-defined]  # so the CLI can show the checks
+        if isinstance(failure, PosterityError):
+            failure.message = f"Drill of {source} (backup {manifest.id}) failed: {failure.message} Report: {report.key}."
+            failure.args = (failure.message,)
+        raise failure
+    if not report.ok:
+        bad = [c for c in report.checks if not c.ok]
+        failed = RestoreFailed(
+            f"Drill of {source} (backup {manifest.id}): {len(bad)} check(s) failed: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in bad)
+            + f". Report: {report.key}.",
+            hint="The backup restores but does not hold what the checks expect; inspect it with "
+            "`posterity restore` into a new database, and fix the cause before you need it.",
+        )
+        failed.drill_report = report  # type: ignore[attr-defined]
+        raise failed
+    return report
+
+
+def _resolve(ctx: Context, source: str, point: str) -> Manifest:
+    """``latest``, a backup id (prefix), or a restore point id naming a backup of ``source``."""
+    if point != "latest":
+        try:
+            raw = json.loads(ctx.store.get_bytes(layout.point_key(point)))
+        except ObjectNotFound:
+            raw = None
+        except ValueError as exc:
+            raise BackupNotFound(f"The restore point {point} is not valid JSON ({exc}).") from exc
+        if raw is not None:
+            from .verify import point_refs
+
+            ids = [b for s, b in point_refs(raw) if s == source]
+            if not ids:
+                raise BackupNotFound(f"The restore point {point} holds no backup of {source!r}.")
+            return ctx.repo.find(ids[0], source)
+    return ctx.repo.find(point, source)
+
+
+def _store(ctx: Context, report: DrillReport) -> None:
+    report.key = drill_key(report.source, report.id)
+    body = json.dumps(report.to_dict(), indent=2, default=str).encode() + b"\n"
+    try:
+        ctx.store.put(report.key, body, if_absent=True)
+    except PosterityError as exc:
+        log.warning("Could not store the drill report %s (%s).", report.key, exc.message)
+        report.warnings.append(f"the report could not be stored: {exc.message}")
+    ctx.repo.audit(
+        "drill",
+        "succeeded" if report.ok else "failed",
+        {
+            "source": report.source,
+            "backup": report.backup,
+            "drill": report.id,
+            "report": report.key,
+            "target": report.target,
+            "restore_seconds": report.restore_seconds,
+            "checks_failed": [c.name for c in report.checks if not c.ok],
+            "error": report.error,
+        },
+    )
+
+
+def last_drill(ctx: Context, source: str) -> dict[str, Any] | None:
+    """The newest stored drill report of ``source`` (for ``posterity status``)."""
+    keys = sorted(i.key for i in ctx.store.list(f"drills/{source}/") if i.key.endswith(".json"))
+    if not keys:
+        return None
+    try:
+        data = json.loads(ctx.store.get_bytes(keys[-1]))
+    except (ValueError, ObjectNotFound):
+        return None
+    return data if isinstance(data, dict) else None
