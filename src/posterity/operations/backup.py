@@ -25,6 +25,7 @@ from ..repository import ArtifactRecord, Manifest, new_backup_id
 from ..repository.layout import payload_key
 from ..sources import make_source
 from .context import Context
+from .unchanged import commit_if_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class BackupResult:
             "size": m.size,
             "raw_size": m.raw_size,
             "seconds": round(self.seconds, 3),
+            "unchanged_from": m.facts.get("unchanged_from"),
             "artifacts": [{"name": a.name, "key": a.key, "size": a.size, "sha256": a.sha256} for a in m.artifacts],
         }
 
@@ -78,6 +80,10 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
     records: list[ArtifactRecord] = []
     try:
         with repo.lock(f"backup-{name}", "backup"):
+            reused = commit_if_unchanged(ctx, source, name, backup_id, started, tags)
+            if reused is not None:  # same content as the previous backup: no payload stored
+                repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "unchanged_from": reused.facts["unchanged_from"]})
+                return BackupResult(reused, time.monotonic() - t0)
             for art in source.dump():
                 key = payload_key(name, backup_id, art.name)
                 progress.start(f"{name}: {art.name}", None)

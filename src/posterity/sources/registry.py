@@ -22,9 +22,13 @@ class SourceEntry:
 
 def _entries() -> dict[str, SourceEntry]:
     from .postgres.config import PostgresConfig
+    from .postgres.physical_config import PhysicalConfig
 
     return {
         "postgres": SourceEntry(PostgresConfig, "posterity.sources.postgres.logical:PostgresSource", "db"),
+        "postgres-physical": SourceEntry(
+            PhysicalConfig, "posterity.sources.postgres.physical:PhysicalSource", "pitr"
+        ),
     }
 
 

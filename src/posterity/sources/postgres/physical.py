@@ -1,0 +1,238 @@
+"""Physical PostgreSQL backups: ``pg_basebackup`` base backups for point-in-time recovery.
+
+One artifact, ``base.tar``: ``pg_basebackup -D - -Ft -X none`` writes the whole data
+directory as one tar to stdout, and it streams straight into the pipeline (no local
+staging). With ``-D -`` PostgreSQL appends its ``backup_manifest`` to that tar, so it is
+stored inside the artifact and lands in the restored directory, where
+``pg_verifybackup -n DIR`` checks every file against it.
+
+``-X none``: the WAL the backup needs arrives through archiving (``posterity wal push``),
+like every other WAL. The backup is committed only after the server reports the last
+segment it needs as archived, so a committed base backup is always restorable. The facts
+the manifest records — start/stop LSN, timeline, first and last WAL segment needed, system
+identifier, server version, the backup_label — are read from the tar stream as it passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import struct
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from ...errors import ConfigError, DumpFailed, SourceAuthError, SourceError
+from ..base import Artifact, Source
+from . import wal
+from .logical import _Process
+from .physical_config import PhysicalConfig
+from .tarscan import TarTap
+from .tools import client_env, connect, describe, require_client
+
+log = logging.getLogger(__name__)
+
+BASE_KIND = "pg_basebackup-tar"
+BASE_ARTIFACT = "base.tar"
+WANTED = {"backup_label", "backup_manifest", "global/pg_control", "PG_VERSION"}
+
+
+def parse_backup_label(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    m = re.search(r"^START WAL LOCATION: (\S+) \(file ([0-9A-F]{24})\)", text, re.M)
+    if m:
+        out["start_lsn"], out["wal_start_segment"] = m.group(1), m.group(2)
+    for key, field in (("CHECKPOINT LOCATION", "checkpoint_lsn"), ("START TIME", "label_start_time"),
+                       ("START TIMELINE", "timeline"), ("LABEL", "label")):
+        m = re.search(rf"^{key}: (.+)$", text, re.M)
+        if m:
+            out[field] = m.group(1).strip()
+    if "timeline" in out:
+        out["timeline"] = int(out["timeline"])
+    return out
+
+
+class PhysicalSource(Source):
+    kind = "postgres-physical"
+    config: PhysicalConfig
+
+    def __init__(self, name: str, config: PhysicalConfig) -> None:
+        super().__init__(name, config)
+        self.dsn = config.dsn.get_secret_value()
+        self._facts: dict[str, Any] = {}
+
+    def check(self) -> dict[str, Any]:
+        if self.config.wal == "stream":
+            raise ConfigError(
+                f"sources.{self.name}: wal = \"stream\" (pg_receivewal) is not built in this version.",
+                hint="Use wal = \"archive\" with archive_command = 'posterity wal push --source "
+                f"{self.name} %p'.",
+            )
+        with connect(self.dsn) as conn:
+            row = conn.execute(
+                "select current_setting('server_version_num')::int, current_setting('server_version'), "
+                "current_setting('wal_segment_size'), current_setting('archive_mode'), "
+                "current_setting('archive_command'), pg_is_in_recovery(), "
+                "(select rolreplication or rolsuper from pg_roles where rolname = current_user)"
+            ).fetchone()
+        assert row is not None
+        version_num, version, seg_size, archive_mode, archive_command, in_recovery, can_replicate = row
+        where = describe(self.dsn)
+        if not can_replicate:
+            raise SourceAuthError(
+                f"The role connecting to {where} has no REPLICATION privilege; pg_basebackup needs it.",
+                hint="ALTER ROLE <user> REPLICATION; and allow it in pg_hba.conf (a 'replication' line).",
+            )
+        if archive_mode == "off":
+            raise SourceError(
+                f"WAL archiving is off on {where}; a base backup without archived WAL cannot be restored.",
+                hint=f"Set archive_mode = on and archive_command = 'posterity wal push --source {self.name} %p' "
+                "in postgresql.conf, then restart PostgreSQL.",
+            )
+        major = version_num // 10000
+        tool, tool_version = require_client("pg_basebackup", major, self.config.bin_dir)
+        facts = {
+            "server_version_num": version_num,
+            "server_version": version,
+            "wal_segment_size": _size_setting(seg_size),
+            "archive_command": archive_command,
+            "from_standby": bool(in_recovery),
+            "pg_basebackup": str(tool),
+            "pg_basebackup_version": tool_version,
+            "target": where,
+        }
+        if "posterity" not in (archive_command or ""):
+            log.warning("archive_command on %s does not run posterity: %r", where, archive_command)
+        self._facts.update(facts)
+        return facts
+
+    def facts(self) -> dict[str, Any]:
+        return dict(self._facts)
+
+    def dump(self) -> Iterator[Artifact]:
+        if "server_version_num" not in self._facts:
+            self.check()
+        major = self._facts["server_version_num"] // 10000
+        tool, _ = require_client("pg_basebackup", major, self.config.bin_dir)
+        argv = [
+            str(tool), "--pgdata=-", "--format=tar", "--wal-method=none", "--no-password",
+            f"--checkpoint={self.config.checkpoint}", f"--label=posterity {self.name}",
+        ]
+        if self.config.manifest_checksums == "NONE":
+            argv.append("--no-manifest")
+        else:
+            argv.append(f"--manifest-checksums={self.config.manifest_checksums}")
+        proc = _Process(argv, client_env(self.dsn), f"pg_basebackup of {describe(self.dsn)}")
+        tap = TarTap(proc.stdout, WANTED)
+        self._facts["start_time"] = datetime.now(UTC).isoformat()
+
+        def finish() -> None:
+            proc.finish()
+            self._record(tap)
+            self._wait_archived()
+
+        yield Artifact(
+            name=BASE_ARTIFACT,
+            kind=BASE_KIND,
+            stream=tap,  # type: ignore[arg-type]
+            expected_size=None,
+            facts={"format": "tar", "manifest_inside": self.config.manifest_checksums != "NONE"},
+            finish=finish,
+            abort=proc.abort,
+        )
+
+    def _record(self, tap: TarTap) -> None:
+        if not tap.ended or "backup_label" not in tap.captured:
+            raise DumpFailed("pg_basebackup's tar stream ended early or holds no backup_label; nothing was committed.")
+        facts = self._facts
+        label = tap.captured["backup_label"].decode(errors="replace")
+        facts["backup_label"] = label
+        facts.update(parse_backup_label(label))
+        seg_size = int(facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
+        stop_lsn = start_lsn = wal.parse_lsn(facts["start_lsn"])
+        stop_tli = facts.get("timeline")
+        manifest_raw = tap.captured.get("backup_manifest")
+        if manifest_raw:
+            try:
+                bm = json.loads(manifest_raw)
+                ranges = bm.get("WAL-Ranges") or []
+                if ranges:
+                    stop_lsn = wal.parse_lsn(ranges[-1]["End-LSN"])
+                    stop_tli = int(ranges[-1]["Timeline"])
+                facts["backup_manifest_sha256"] = hashlib.sha256(manifest_raw).hexdigest()
+                facts["files"] = len(bm.get("Files") or [])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DumpFailed(f"pg_basebackup's backup_manifest could not be read: {exc}.") from exc
+        else:
+            stop_lsn = self._current_lsn()
+        facts["stop_lsn"] = wal.format_lsn(stop_lsn)
+        facts["stop_timeline"] = stop_tli
+        last = wal.segno_of_lsn(max(stop_lsn - 1, start_lsn), seg_size)
+        facts["wal_stop_segment"] = wal.segment_name(int(stop_tli or 1), last, seg_size)
+        facts["stop_time"] = datetime.now(UTC).isoformat()
+        control = tap.captured.get("global/pg_control")
+        if control and len(control) >= 8:
+            facts["system_identifier"] = str(struct.unpack("=Q", control[:8])[0])
+        if "PG_VERSION" in tap.captured:
+            facts["pg_version_file"] = tap.captured["PG_VERSION"].decode().strip()
+        facts["tar_members"] = tap.members
+
+    def _current_lsn(self) -> int:
+        with connect(self.dsn) as conn:
+            row = conn.execute("select pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        return wal.parse_lsn(row[0])
+
+    def _wait_archived(self) -> None:
+        """Wait until the server reports the backup's last WAL segment archived."""
+        stop = self._facts["wal_stop_segment"]
+        seg_size = int(self._facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
+        want = (wal.parse_name(stop).timeline, wal.segno_of(stop, seg_size))
+        deadline = time.monotonic() + self.config.archive_wait
+        last: tuple[Any, ...] = ()
+        while True:
+            with connect(self.dsn) as conn:
+                row = conn.execute(
+                    "select last_archived_wal, last_failed_wal, last_failed_time, last_archived_time "
+                    "from pg_stat_archiver"
+                ).fetchone()
+            assert row is not None
+            last = tuple(row)
+            done = row[0]
+            if done and len(done) >= 24 and re.match(r"^[0-9A-F]{24}", done):
+                got = (int(done[:8], 16), wal.segno_of(done[:24], seg_size))
+                if got[0] > want[0] or (got[0] == want[0] and got[1] >= want[1]):
+                    self._facts["archived_wait_seconds"] = round(self.config.archive_wait - (deadline - time.monotonic()), 3)
+                    return
+            if time.monotonic() > deadline:
+                failed = f"; last failure: {row[1]} at {row[2]}" if row[1] else ""
+                raise DumpFailed(
+                    f"The base backup needs WAL segment {stop}, which was not archived within "
+                    f"{self.config.archive_wait}s (last archived: {row[0]}{failed}). Nothing was committed.",
+                    hint="Check archive_command and the PostgreSQL log (`posterity wal status`), then back up again.",
+                )
+            time.sleep(0.2)
+
+    def by_hand(self, manifest: Any) -> list[str]:
+        art = manifest.artifacts[0] if manifest.artifacts else None
+        if art is None:
+            return []
+        return [
+            f'mkdir -m 700 DIR && rclone cat "$REPO/{art.key}" | age -d -i key.txt | zstd -d | tar -x -C DIR',
+            "pg_verifybackup -n DIR   # checks every file against the backup_manifest inside the tar",
+            f"for each WAL file from {manifest.facts.get('wal_start_segment')} on: "
+            f'rclone cat "$REPO/wal/{manifest.source}/<timeline>/<file>.zst.age" | age -d -i key.txt | zstd -d > DIR/pg_wal/<file>',
+            "touch DIR/recovery.signal; set restore_command = 'false' and recovery_target_* in DIR/postgresql.auto.conf; "
+            "pg_ctl -D DIR start",
+        ]
+
+
+def _size_setting(text: str) -> int:
+    m = re.fullmatch(r"(\d+)\s*([kMG]?B)?", str(text).strip())
+    if not m:
+        return wal.DEFAULT_SEGMENT_SIZE
+    n = int(m.group(1))
+    return n * {"kB": 1024, "MB": 1 << 20, "GB": 1 << 30}.get(m.group(2) or "", 1)

@@ -1,0 +1,1 @@
+"""The reliability suite: faults, damage and misuse, against real systems."""
