@@ -81,6 +81,7 @@ def main() -> None:
     cluster = TempCluster(base_dir=work / "pg", port=None, conf={"max_wal_size": "4GB", "shared_buffers": "512MB"})
     cluster.start()
     env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(cluster.port), "PGUSER": "postgres"}
+    env.pop("AWS_CA_BUNDLE", None)  # rclone refuses a custom CA bundle with its plain-HTTP transport
     bin_dir = cluster.bin_dir
     exists = cluster.psql("select count(*) from pg_database where datname='bench'").strip() == "1"
     if not exists:

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-
-from posterity.errors import LockHeld
-from posterity.operations.audit import read_audit
-from posterity.operations.backup import backup_source
-from posterity.operations.prune import prune
-from posterity.repository import layout
-from posterity.repository.locks import exclusive_lock
 from tests.support.ops import (
     FrozenNow,
     RecordingStore,
@@ -25,6 +20,13 @@ from tests.support.ops import (
     make_keys,
     s3_repo_extra,
 )
+
+from posterity.errors import LockHeld
+from posterity.operations.audit import read_audit
+from posterity.operations.backup import backup_source
+from posterity.operations.prune import prune
+from posterity.repository import layout
+from posterity.repository.locks import exclusive_lock
 
 DAY = timedelta(days=1)
 START = datetime(2024, 3, 1, 2, 0, tzinfo=UTC)
@@ -184,10 +186,22 @@ def test_uncommitted_payloads_are_removed_only_after_the_grace_period(repo_env):
     for bid in (killed_old, killed_young):
         ctx.store.put(layout.payload_key("db", bid, "db"), b"x" * 1000)
 
+    # A parallel restore killed two days ago left its staged dump behind; one is running now.
+    staging = ctx.staging_dir
+    staging.mkdir(parents=True)
+    (staging / "posterity-restore-old.pgdump").write_bytes(b"x")
+    (staging / "posterity-restore-new.pgdump").write_bytes(b"x")
+    (staging / "unrelated.txt").write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    for name in ("posterity-restore-old.pgdump", "unrelated.txt"):
+        os.utime(staging / name, (two_days_ago, two_days_ago))
+
     dry = prune(ctx, dry_run=True, now=now)
     assert {o.id: o.action for o in dry.orphans} == {killed_old: "remove", killed_young: "within grace"}
     report = prune(ctx, now=now)
     assert {o.id: o.action for o in report.orphans} == {killed_old: "removed", killed_young: "within grace"}
+    assert sorted(p.name for p in staging.iterdir()) == ["posterity-restore-new.pgdump", "unrelated.txt"]
+    assert report.staging_removed == [str(staging / "posterity-restore-old.pgdump")]
     left = keys_of(ctx.store, "backups/")
     assert layout.payload_key("db", killed_old, "db") not in left
     assert layout.payload_key("db", killed_young, "db") in left
@@ -235,3 +249,37 @@ def test_keys_a_bucket_lock_protects_are_reported_not_errors(tmp_path, sample_db
     # Once the lock allows, a later prune removes it.
     report = prune(ctx, now=START + 5 * DAY)
     assert report.locked_keys == [] and [m.id for m in ctx.repo.manifests("db")] == [new.id]
+
+
+def test_prune_removes_wal_only_a_removed_base_backup_needed(tmp_path):
+    from posterity.repository import ArtifactRecord, Manifest
+
+    recipient, identity = make_keys(tmp_path)
+    ctx = make_context(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state", {},
+                                   "[retention]\nkeep_last = 1\n"))
+    ctx.repo.init([recipient])
+    seg = "00000001000000000000000{}".format
+    for i, (start, when) in enumerate([(2, START), (5, START + DAY)]):
+        bid = layout.new_backup_id(when)
+        key = layout.payload_key("pitr", bid, "base")
+        ctx.store.put(key, b"base backup bytes")
+        ctx.repo.commit(Manifest(
+            id=bid, source="pitr", kind="postgres-physical", started_at=when.isoformat(),
+            finished_at=when.isoformat(), posterity_version="t", host="h",
+            artifacts=[ArtifactRecord("base", key, "tar", 17, "0" * 64, 17, [])],
+            facts={"wal_start_segment": seg(start), "wal_segment_size": 16 * 1024 * 1024},
+        ))
+    wal = [f"wal/pitr/00000001/{seg(n)}{suffix}" for n in range(1, 8) for suffix in (".zst.age", ".json")]
+    wal.append("wal/pitr/00000002/00000002.history.zst.age")
+    for k in wal:
+        ctx.store.put(k, b"w")
+
+    dry = prune(ctx, dry_run=True)
+    assert dry.wal_deleted == 8 and keys_of(ctx.store, "wal/") == set(wal)
+    report = prune(ctx)
+    assert report.wal_deleted == 8
+    # Once the base backup starting at segment 2 is removed, segments 1..4 (payload and
+    # record each) precede the kept one's start 5; the history file and 5..7 stay.
+    gone = {k for k in wal if any(seg(n) in k for n in (1, 2, 3, 4))}
+    assert keys_of(ctx.store, "wal/") == set(wal) - gone
+    assert [m.facts["wal_start_segment"] for m in ctx.repo.manifests("pitr")] == [seg(5)]

@@ -417,8 +417,8 @@ class Api:
             filter_expr, index.settings["filterableAttributes"], "invalid_document_filter"
         )
         docs = [d for d in index.documents.values() if matches_filter(d, terms)]
-        displayed = index.settings["displayedAttributes"]
-        page = [select_fields(d, fields, displayed, vectors) for d in docs[offset : offset + limit]]
+        # Since v0.28 displayedAttributes affects search only, not the documents routes.
+        page = [select_fields(d, fields, ["*"], vectors) for d in docs[offset : offset + limit]]
         return {"results": page, "offset": offset, "limit": limit, "total": len(docs)}
 
     def get_documents(self, req: Request) -> Response:
@@ -517,7 +517,7 @@ class Api:
         return 200, select_fields(
             doc,
             [f.strip() for f in fields.split(",")] if fields else None,
-            index.settings["displayedAttributes"],
+            ["*"],  # displayedAttributes affects search only (since v0.28)
             _bool_param(req, "retrieveVectors"),
         )
 

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,7 +96,10 @@ dsn = "{self.dsn}"
         full_env.update(env or {})
         full_env["POSTERITY_CONFIG"] = str(self.config)
         argv = [*CLI, *args]
+        t0 = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
+        if os.environ.get("POSTERITY_TEST_TIMINGS"):
+            print(f"[{time.monotonic() - t0:6.2f}s] posterity {' '.join(args)} -> {proc.returncode}")
         return Run(list(args), proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -142,20 +146,44 @@ def s3_env(server) -> dict[str, str]:
 S3_CREDENTIALS = 'access_key_id = "${TEST_S3_KEY_ID}"\nsecret_access_key = "${TEST_S3_SECRET}"'
 
 
+@dataclass
+class SharedDB:
+    """A sample database shared by one test module (tests must not change its data)."""
+
+    dsn: str
+    name: str
+    cluster: Any
+    fingerprint: dict
+
+
+@pytest.fixture(scope="module")
+def module_db(pg_cluster) -> Iterator[SharedDB]:
+    from posterity.demo import fingerprint, load_sample
+
+    name = unique("shared")
+    pg_cluster.psql(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = pg_cluster.dsn(name)
+        load_sample(dsn, posters=300)
+        yield SharedDB(dsn, name, pg_cluster, fingerprint(dsn))
+    finally:
+        pg_cluster.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def local_setup(tmp_path, sample_db) -> Iterator[Setup]:
-    """A repository in a local folder, initialised, backing up a fresh sample database."""
-    s = Setup(tmp_path / "env", f"file://{tmp_path / 'repo'}", sample_db.dsn)
+def local_setup(tmp_path, module_db) -> Iterator[Setup]:
+    """A repository in a local folder, initialised, backing up the module's sample database."""
+    s = Setup(tmp_path / "env", f"file://{tmp_path / 'repo'}", module_db.dsn)
     r = s.run("init")
     assert r.code == 0, r
     yield s
 
 
 @pytest.fixture
-def s3_setup(tmp_path, sample_db, s3_server, s3_bucket) -> Iterator[Setup]:
+def s3_setup(tmp_path, module_db, s3_server, s3_bucket) -> Iterator[Setup]:
     """A repository in SeaweedFS (real S3 API), initialised."""
     s = Setup(
-        tmp_path / "env", f"s3://{s3_bucket}/repo", sample_db.dsn, endpoint=s3_server.endpoint,
+        tmp_path / "env", f"s3://{s3_bucket}/repo", module_db.dsn, endpoint=s3_server.endpoint,
         env=s3_env(s3_server), repo_extra=S3_CREDENTIALS,
     )
     r = s.run("init")
@@ -164,10 +192,10 @@ def s3_setup(tmp_path, sample_db, s3_server, s3_bucket) -> Iterator[Setup]:
 
 
 @pytest.fixture
-def proxy_setup(tmp_path, sample_db, s3_server, s3_bucket, r2_proxy) -> Iterator[Setup]:
+def proxy_setup(tmp_path, module_db, s3_server, s3_bucket, r2_proxy) -> Iterator[Setup]:
     """A repository in SeaweedFS behind the fault-injecting R2 proxy, initialised."""
     s = Setup(
-        tmp_path / "env", f"s3://{s3_bucket}/repo", sample_db.dsn, endpoint=r2_proxy.endpoint,
+        tmp_path / "env", f"s3://{s3_bucket}/repo", module_db.dsn, endpoint=r2_proxy.endpoint,
         env=s3_env(s3_server), repo_extra=S3_CREDENTIALS,
     )
     r = s.run("init")

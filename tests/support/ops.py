@@ -71,7 +71,7 @@ class FrozenNow:
 
         class _DT(real):  # type: ignore[misc,valid-type]
             @classmethod
-            def now(cls, tz=None):  # noqa: ANN001
+            def now(cls, tz=None):
                 if holder.when is None:
                     return real.now(tz)
                 return holder.when if tz is None else holder.when.astimezone(tz)

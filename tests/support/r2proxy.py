@@ -81,13 +81,14 @@ class Recorded:
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "reset"
+    kind: str  # "status" | "reset" | "lost_reply" | "cut"
     method: str | None
     path_contains: str | None
     times: int
     status: int = 503
     code: str = "ServiceUnavailable"
     query_contains: str | None = None
+    cut_after: int = 0  # "cut": response body bytes sent before the connection is dropped
 
     def matches(self, method: str, path: str, query: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -213,6 +214,26 @@ class R2Proxy:
         with self._lock:
             self._faults.append(
                 Fault("reset", method, path_contains, times, query_contains=query_contains)
+            )
+
+    def lose_reply_next(
+        self, method: str | None = None, path_contains: str | None = None, times: int = 1,
+        query_contains: str | None = None,
+    ) -> None:
+        """Forward the next matching requests (the upstream acts on them), then reset the
+        client's connection instead of answering: the write happened, the client cannot know."""
+        with self._lock:
+            self._faults.append(Fault("lost_reply", method, path_contains, times, query_contains=query_contains))
+
+    def cut_body_next(
+        self, method: str | None = None, path_contains: str | None = None, times: int = 1,
+        after_bytes: int = 0, query_contains: str | None = None,
+    ) -> None:
+        """Answer the next matching requests with the upstream's status and headers but only
+        ``after_bytes`` bytes of the body, then drop the connection (a response cut mid-body)."""
+        with self._lock:
+            self._faults.append(
+                Fault("cut", method, path_contains, times, query_contains=query_contains, cut_after=after_bytes)
             )
 
     def clear_faults(self) -> None:
@@ -418,8 +439,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         declared = int(headers.get("content-length") or 0) if not chunked_in else None
 
         fault = proxy._take_fault(rec.method, rec.path, rec.query)
+        # "lost_reply" and "cut" act once the upstream has answered (in _forward).
+        self._late_fault = fault if fault is not None and fault.kind in ("lost_reply", "cut") else None
         if fault is not None:
-            rec.fault = fault.kind if fault.kind == "reset" else f"status {fault.status}"
+            rec.fault = f"status {fault.status}" if fault.kind == "status" else fault.kind
+        if fault is not None and self._late_fault is None:
             if fault.kind == "reset":
                 self._reset()
                 return
@@ -492,6 +516,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             rec.status = resp.status
             if rec.is_upload_part and 200 <= resp.status < 300:
                 proxy.note_part(rec)
+            late = getattr(self, "_late_fault", None)
+            if late is not None and late.kind == "lost_reply":
+                resp.read()
+                self._reset()
+                return
 
             body_needed = self.command != "HEAD" and resp.status not in (204, 304)
             resp_len = resp.getheader("Content-Length")
@@ -515,11 +544,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if buffered is not None:
                 self.wfile.write(buffered)
             elif body_needed:
+                sent_body = 0
                 while True:
                     data = resp.read(_CHUNK)
                     if not data:
                         break
+                    if late is not None and late.kind == "cut" and sent_body + len(data) > late.cut_after:
+                        self.wfile.write(data[: late.cut_after - sent_body])
+                        self._reset()
+                        return
                     self.wfile.write(data)
+                    sent_body += len(data)
             if resp.will_close:
                 self.close_connection = True
         finally:

@@ -16,6 +16,9 @@ from .render import BarProgress, emit_json, human_duration, human_size
 def backup(state, sources: tuple[str, ...], tags: tuple[str, ...]) -> None:
     """Back up the named sources (all configured sources when none is named).
 
+    With no names, the backups of all sources form one restore point (points/<id>.json,
+    see `posterity list --points`), written only when every source succeeded.
+
     Each source is dumped, compressed (zstd), encrypted (age) and streamed to the
     repository; its manifest is written last, so a failed or killed backup never appears.
     """
@@ -43,10 +46,26 @@ def backup(state, sources: tuple[str, ...], tags: tuple[str, ...]) -> None:
         if not state.json:
             m = res.manifest
             ratio = f" from {human_size(m.raw_size)}" if m.raw_size else ""
-            click.echo(f"{m.source}: backup {m.id} stored {human_size(m.size)}{ratio} in {human_duration(res.seconds)}")
+            if m.facts.get("unchanged_from"):
+                click.echo(f"{m.source}: backup {m.id} unchanged since {m.facts['unchanged_from']}, nothing new stored")
+            else:
+                click.echo(f"{m.source}: backup {m.id} stored {human_size(m.size)}{ratio} in {human_duration(res.seconds)}")
+            for w in m.facts.get("warnings") or []:
+                click.echo(f"warning: {m.source}: {w}", err=True)
+    point = None
+    if not sources:  # every source: one restore point, written only when all succeeded
+        from ..operations.points import write_point
+
+        if failures:
+            click.echo(f"error: no restore point written: {', '.join(n for n, _ in failures)} failed", err=True)
+        else:
+            point = write_point(ctx, [r.manifest for r in results], tags=list(tags))
+            if not state.json:
+                click.echo(f"restore point {point.id}: " + ", ".join(f"{b.source} {b.backup}" for b in point.backups))
     if state.json:
         emit_json({"backups": [r.to_dict() for r in results],
-                   "failures": [{"source": n, **e.to_dict()} for n, e in failures]})
+                   "failures": [{"source": n, **e.to_dict()} for n, e in failures],
+                   "point": point.to_dict() if point else None})
     if failures:
         raise SystemExit(max(e.exit_code for _, e in failures))
 

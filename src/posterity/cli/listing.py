@@ -10,16 +10,22 @@ from .render import emit_json, human_duration, human_size, table
 
 @click.command("list")
 @click.option("--source", "-s", help="Only this source.")
+@click.option("--points", is_flag=True, help="List restore points (backups of every source taken together) instead.")
 @json_option
 @pass_state
-def list_cmd(state, source: str | None) -> None:
+def list_cmd(state, source: str | None, points: bool) -> None:
     """List committed backups, oldest first."""
     ctx = state.context()
+    if points:
+        from .points_render import list_points_cmd
+
+        return list_points_cmd(state, ctx)
     manifests = ctx.repo.manifests(source)
     if state.json:
         emit_json([
             {"id": m.id, "source": m.source, "kind": m.kind, "started_at": m.started_at,
-             "finished_at": m.finished_at, "size": m.size, "raw_size": m.raw_size, "tags": m.tags}
+             "finished_at": m.finished_at, "size": m.size, "raw_size": m.raw_size, "tags": m.tags,
+             "unchanged_from": m.facts.get("unchanged_from")}
             for m in manifests
         ])
         return
@@ -30,7 +36,8 @@ def list_cmd(state, source: str | None) -> None:
     for m in manifests:
         secs = (m.finished - m.started).total_seconds()
         rows.append([m.id, m.source, m.kind, m.started.strftime("%Y-%m-%d %H:%M:%S"), human_duration(secs),
-                     human_size(m.size), human_size(m.raw_size), ",".join(m.tags)])
+                     "unchanged" if m.facts.get("unchanged_from") else human_size(m.size),
+                     human_size(m.raw_size), ",".join(m.tags)])
     table(["id", "source", "kind", "started (UTC)", "took", "stored", "original", "tags"], rows)
 
 
@@ -58,6 +65,19 @@ def show(state, ref: str, source: str | None) -> None:
     if m.facts.get("row_counts"):
         rc = m.facts["row_counts"]
         click.echo(f"tables          {len(rc)} ({sum(rc.values())} rows, {m.facts.get('row_counts_kind')})")
+    if m.facts.get("unchanged_from"):
+        click.echo(f"unchanged       same content as {m.facts['unchanged_from']}; no new payload (its artifacts are that backup's)")
+    if "files" in m.facts:
+        click.echo(f"files           {m.facts.get('file_count')} files, {m.facts.get('dir_count')} folders, "
+                   f"{m.facts.get('symlink_count')} symlinks, {human_size(m.facts.get('total_size'))} "
+                   f"from {', '.join(m.facts.get('paths') or [])}")
+        click.echo(f"digest          {m.facts.get('content_digest')}")
+        for w in m.facts.get("warnings") or []:
+            click.echo(f"warning         {w}")
+    if m.kind == "meilisearch":
+        from .meilisearch import show_facts
+
+        show_facts(m.facts)
     if m.tags:
         click.echo(f"tags            {', '.join(m.tags)}")
     table(["artifact", "kind", "stored", "original", "sha256", "key"],

@@ -78,12 +78,16 @@ COMMAND_MODULES = [
     "restore",
     "config_cmd",
     "unlock",
+    "diff",
     "demo",
     "verify",
     "drill",
     "prune",
     "status",
     "audit",
+    "daemon",
+    "schedule",
+    "wal",
 ]
 
 

@@ -50,6 +50,9 @@ def prune(state, dry_run: bool, sources: tuple[str, ...]) -> None:
                    "kept; a later prune removes them once the lock allows:")
         for k in report.locked_keys[:20]:
             click.echo(f"  {k}")
+    if report.wal_deleted:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {report.wal_deleted} WAL object(s) "
+                   "no kept base backup needs")
     n_remove = len(report.removed)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {n_remove} backup(s) and {sum(1 for o in report.orphans if o.action in ('remove', 'removed'))} "

@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .schema import EncryptionConfig, GeneralConfig, RepositoryConfig
+from .schema import (
+    DaemonConfig,
+    EncryptionConfig,
+    GeneralConfig,
+    NotifyConfig,
+    RepositoryConfig,
+    RetentionConfig,
+    ScheduleConfig,
+)
 
 
 def _toml_value(v: Any) -> str:
@@ -22,9 +30,18 @@ def _toml_value(v: Any) -> str:
     return json.dumps(str(v))
 
 
-def section(title: str, model: type[BaseModel], fixed: dict[str, Any] | None = None) -> str:
-    lines = [f"[{title}]"]
+def section(
+    title: str,
+    model: type[BaseModel],
+    fixed: dict[str, Any] | None = None,
+    *,
+    header: str | None = None,
+    skip: tuple[str, ...] = (),
+) -> str:
+    lines = [header or f"[{title}]"]
     for name, field in model.model_fields.items():
+        if name in skip:
+            continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         if fixed and name in fixed:
             example = fixed[name]
@@ -55,4 +72,39 @@ def example_config() -> str:
     ]
     for kind, entry in sorted(SOURCES.items()):
         parts += ["", section(f"sources.{entry.example_name}", entry.model, {"kind": kind})]
+    parts += ["", section("retention", RetentionConfig, skip=("tags", "sources"))]
+    parts += _nested("retention", RetentionConfig, "tags")
+    parts += _nested("retention", RetentionConfig, "sources")
+    parts += [
+        "",
+        "# Jobs `posterity daemon` runs (or `posterity schedule systemd` turns into timers).",
+        section("schedule", ScheduleConfig, _SCHEDULES[0], header="[[schedule]]"),
+        "",
+        section("schedule", ScheduleConfig, _SCHEDULES[1], header="[[schedule]]"),
+        "",
+        section("daemon", DaemonConfig),
+        "",
+        section("notify", NotifyConfig),
+    ]
     return "\n".join(parts) + "\n"
+
+
+_SCHEDULES: list[dict[str, Any]] = [
+    {"name": "daily", "cron": "0 2 * * *", "sources": ["db"], "tag": "daily"},
+    {"name": "weekly-archive", "cron": "0 3 * * 0", "sources": ["db"], "tag": "weekly"},
+]
+
+
+def _nested(title: str, model: type[BaseModel], name: str) -> list[str]:
+    """Commented ``[title.name.KEY]`` tables from a dict field's example."""
+    field = model.model_fields[name]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    example = extra.get("example")
+    if not isinstance(example, dict):
+        return []
+    lines = ["", f"# {field.description}"]
+    for key, body in example.items():
+        lines.append(f"# [{title}.{name}.{key}]")
+        for k, v in (body.items() if isinstance(body, dict) else ()):
+            lines.append(f"# {k} = {_toml_value(v)}")
+    return lines

@@ -13,7 +13,9 @@ unlisted orphans that ``prune`` removes after a grace period.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 from .. import __version__
 from ..errors import PosterityError
 from ..repository import ArtifactRecord, Manifest, new_backup_id
-from ..repository.layout import payload_key
+from ..repository.layout import manifest_key, payload_key
 from ..sources import make_source
 from .context import Context
 from .unchanged import commit_if_unchanged
@@ -73,11 +75,16 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
     repo = ctx.repo
     repo.descriptor()  # fail with "not initialised" before touching the source
     t0 = time.monotonic()
-    source.check()
+    try:
+        source.check()
+    except PosterityError as exc:  # the commonest failure (source down) belongs in the audit trail too
+        repo.audit("backup", "failed", {"source": name, "backup": None, "error": str(exc)})
+        raise
     started = datetime.now(UTC)
     backup_id = new_backup_id(started)
     written: list[str] = []
     records: list[ArtifactRecord] = []
+    committing = False
     try:
         with repo.lock(f"backup-{name}", "backup"):
             reused = commit_if_unchanged(ctx, source, name, backup_id, started, tags)
@@ -123,12 +130,33 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
                 tags=list(tags or []),
             )
             manifest.restore_by_hand = source.by_hand(manifest)
+            _test_pause("POSTERITY_TEST_PAUSE_BEFORE_COMMIT")
+            committing = True
             repo.commit(manifest)
+            _test_pause("POSTERITY_TEST_PAUSE_AFTER_COMMIT")
     except BaseException as exc:
-        if written:
+        # A commit that failed may still have landed (its reply lost): never delete the
+        # payloads of a backup whose manifest may exist; prune removes true orphans.
+        if written and not (committing and _manifest_may_exist(repo, name, backup_id)):
             repo.abandon(written)
         if isinstance(exc, PosterityError | KeyboardInterrupt):
             repo.audit("backup", "failed", {"source": name, "backup": backup_id, "error": str(exc)})
         raise
     repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "size": manifest.size})
     return BackupResult(manifest, time.monotonic() - t0)
+
+
+def _manifest_may_exist(repo, source: str, backup_id: str) -> bool:
+    try:
+        return repo.store.stat(manifest_key(source, backup_id)) is not None
+    except Exception:  # cannot tell: keep the payloads
+        return True
+
+
+def _test_pause(var: str) -> None:
+    """Test-only hook: sleep ``$var`` seconds here, so the reliability suite can SIGKILL a
+    backup at an exact point (tests/reliability/test_kill.py). Unset in real use."""
+    seconds = os.environ.get(var)
+    if seconds:
+        print(f"{var}: pausing {seconds}s", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))

@@ -27,6 +27,7 @@ from ..errors import BackupNotFound, ConfigError, ObjectNotFound, PosterityError
 from ..repository import Manifest, layout, new_backup_id
 from .backup import NoProgress, Progress
 from .context import Context
+from .verify import require_identity_for
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def drill(
     repo.descriptor()
     identities = ctx.identities(identity_file)  # refuse before any work when there is no key
     manifest = _resolve(ctx, source, point)
+    require_identity_for(identities, manifest.artifacts)
     started = datetime.now(UTC)
     report = DrillReport(
         id=new_backup_id(started), source=source, kind=cfg.kind, backup=manifest.id,

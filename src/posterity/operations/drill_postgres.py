@@ -1,8 +1,8 @@
 """The PostgreSQL drill: restore into a throwaway target, count rows, run the user's checks.
 
 Targets (``[sources.NAME] drill``):
-- ``temp-cluster`` (default): a private cluster started from the local server binaries
-  (``posterity.pgcluster.TempCluster``), roles restored first from the backup's globals —
+- ``temp-cluster`` (default): a private cluster in ``$TMPDIR`` started from the local server
+  binaries (``posterity.pgcluster.TempCluster``), roles restored first from the backup's globals —
   the same steps as recovering onto a new server, so a restore that only works on the old
   server fails the drill;
 - ``scratch-db``: a new database ``posterity_drill_<hex>`` on the source's own server
@@ -60,7 +60,9 @@ def _start_cluster(run: DrillRun, cleanup: ExitStack) -> str:
     from ..pgcluster import ClusterError, TempCluster
 
     try:
-        cluster = TempCluster(base_dir=run.ctx.staging_dir)
+        # In TMPDIR, not staging_dir: as root the cluster runs as the postgres user, who must
+        # be able to reach the folder, and a private staging folder often is not reachable.
+        cluster = TempCluster()
         cleanup.callback(_cleanup_cluster, run, cluster)
         cluster.start()
     except ClusterError as exc:

@@ -14,7 +14,7 @@ Order of events, and why:
    Then their payloads.
 5. Remove payloads of backups that never committed (no manifest), once the backup id is
    older than ``[retention] uncommitted_grace``.
-6. WAL the kept backups no longer need (``wal_retention.wal_keys_needed``; keep-all today).
+6. WAL the kept base backups no longer need (``wal_retention.wal_keys_needed``).
 7. Old ``posterity-*`` files in the local staging folder.
 
 Keys the store refuses to delete (403/AccessDenied: an R2 bucket-lock rule that has not
@@ -98,7 +98,7 @@ class PruneReport:
     locked_keys: list[str] = field(default_factory=list)
     deleted_keys: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
-    wal_deleted: int = 0
+    wal_deleted: int = 0  # in a dry run: how many would be
     staging_removed: list[str] = field(default_factory=list)
     stored_bytes: int = 0  # bytes left under backups/ and wal/ after the run
     seconds: float = 0.0
@@ -301,19 +301,25 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
             action = "removed" if len(done) == len(keys) else "locked"
         report.orphans.append(Orphan(s, i, keys, size, age.total_seconds(), action))
 
-    # WAL the kept backups no longer need (none is deleted until PITR fills the hook).
+    # WAL no kept base backup needs. A backup whose manifest a bucket lock kept still exists,
+    # so it counts as kept here.
     wal: dict[str, int] = {}
     for info in store.list("wal/"):
         wal[info.key] = info.size
-    needed = wal_keys_needed(kept, sorted(wal))
-    if needed is not None and not report.dry_run:
-        stale = sorted(k for k in wal if k.split("/", 2)[1] in active and k not in needed)
-        done = _delete(store, stale, report)
-        report.wal_deleted = len(done)
-        _account(report, done, wal)
+    still_there = kept + [manifests[(v.source, v.id)] for v in report.backups if v.action == "locked"]
+    needed = wal_keys_needed(still_there, sorted(wal)) if wal else None
+    if needed is not None:
+        stale = sorted(k for k in wal if k.count("/") >= 2 and k.split("/", 2)[1] in active and k not in needed)
+        if report.dry_run:
+            report.wal_deleted = len(stale)
+        else:
+            done = _delete(store, stale, report)
+            report.wal_deleted = len(done)
+            _account(report, done, wal)
 
     if not report.dry_run:
-        report.staging_removed = _clean_staging(ctx.staging_dir, grace, now)
+        # File times are real times, whatever ``now`` the policy was evaluated at.
+        report.staging_removed = _clean_staging(ctx.staging_dir, grace, datetime.now(UTC))
     deleted = set(report.deleted_keys)
     report.stored_bytes = sum(sz for k, sz in _sizes(prefixes).items() if k not in deleted) + sum(
         sz for k, sz in wal.items() if k not in deleted

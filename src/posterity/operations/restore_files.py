@@ -56,15 +56,23 @@ def restore_files(
             progress=progress.advance,
         )
     except PosterityError as exc:
-        ctx.repo.audit("restore", "failed", {"source": source, "backup": manifest.id, "error": str(exc)})
+        ctx.repo.audit(
+            "restore", "failed", {"source": source, "backup": manifest.id, "error": str(exc)}
+        )
         raise
     finally:
         progress.stop()
-    ctx.repo.audit("restore", "succeeded", {"source": source, "backup": manifest.id, "target": result["target"]})
+    ctx.repo.audit(
+        "restore",
+        "succeeded",
+        {"source": source, "backup": manifest.id, "target": result["target"]},
+    )
     return result
 
 
-def check_files_target(ctx: Context, source: str, ref: str, to: str | Path | None, overwrite: bool) -> None:
+def check_files_target(
+    ctx: Context, source: str, ref: str, to: str | Path | None, overwrite: bool
+) -> None:
     """The conflict check of a files restore alone (nothing downloaded, nothing written)."""
     import os
 

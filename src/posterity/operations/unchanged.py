@@ -29,7 +29,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from .. import __version__
 from ..repository import Manifest, Repository
-from ..repository.layout import parse_backup_key
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -39,18 +38,19 @@ log = logging.getLogger(__name__)
 class Digestible(Protocol):
     """A source that can say what it would store without storing it."""
 
+    kind: str
+
     def content_digest(self) -> str: ...
 
     def facts(self) -> dict[str, Any]: ...
 
+    def by_hand(self, manifest: Any) -> list[str]: ...
+
 
 def latest_manifest(repo: Repository, source: str) -> Manifest | None:
-    """The newest committed backup of ``source`` (by id, which sorts by time)."""
-    keys = repo.manifest_keys(source)
-    if not keys:
-        return None
-    newest = max(keys, key=lambda k: parse_backup_key(k)[1])  # type: ignore[index]
-    return repo.read_manifest(newest)
+    """The newest committed backup of ``source``, by start time (ids have second resolution)."""
+    found = repo.manifests(source)
+    return max(found, key=lambda m: (m.started, m.id)) if found else None
 
 
 def commit_if_unchanged(
@@ -72,7 +72,9 @@ def commit_if_unchanged(
         return None
     for a in previous.artifacts:
         if repo.store.stat(a.key) is None:
-            log.warning("%s: the previous payload %s is missing; storing the content again.", name, a.key)
+            log.warning(
+                "%s: the previous payload %s is missing; storing the content again.", name, a.key
+            )
             return None
     facts = source.facts()
     facts["unchanged_from"] = previous.id

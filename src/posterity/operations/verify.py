@@ -137,6 +137,19 @@ def _stage_recipients(art: ArtifactRecord) -> set[str]:
     return set()
 
 
+def require_identity_for(identities: list, artifacts: list[ArtifactRecord]) -> None:
+    """Refuse before reading anything when no artifact is encrypted to any of ``identities``
+    (judged from the recipients each manifest records), instead of calling every object bad."""
+    mine = _identity_recipients(identities)
+    if artifacts and mine and all(_stage_recipients(a) and not (_stage_recipients(a) & mine) for a in artifacts):
+        raise KeyError_(
+            f"None of the {len(artifacts)} objects to read is encrypted to the identity given "
+            f"({', '.join(sorted(r[:12] + '…' for r in mine))}); nothing was read.",
+            hint="Use the identity file whose public key is among [encryption] recipients "
+            "(`posterity key show key.txt` prints it).",
+        )
+
+
 def verify(
     ctx: Context,
     ref: str | None = None,
@@ -168,10 +181,6 @@ def verify(
         k for k in listing if k.endswith("/" + layout.MANIFEST) and layout.parse_backup_key(k)
     )
     selected = _select(manifest_keys, ref, latest, source)
-    committed = {layout.parse_backup_key(k)[:2] for k in manifest_keys}  # type: ignore[index]
-    result.uncommitted = sorted(
-        k for k in listing if (p := layout.parse_backup_key(k)) and (p[0], p[1]) not in committed
-    )
 
     manifests: list[Manifest] = []
     for key in selected:
@@ -182,6 +191,14 @@ def verify(
             _check_structure(m, listing, result)
     if ref is None and not latest:
         _check_points(repo.store, listing if not source else None, source, result)
+        # Objects no manifest names, outside any committed backup's folder: left by an
+        # interrupted (or running) backup. Not an error; prune removes them.
+        committed = {layout.parse_backup_key(k)[:2] for k in manifest_keys}  # type: ignore[index]
+        named = {a.key for m in manifests for a in m.artifacts}
+        result.uncommitted = sorted(
+            k for k in listing
+            if (p := layout.parse_backup_key(k)) and (p[0], p[1]) not in committed and k not in named
+        )
 
     if reading:
         _read_objects(ctx, manifests, identities, subset, result, progress)
@@ -239,8 +256,9 @@ def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
     if m.id != bid or m.source != src:
         problems.append(f"it says backup {m.source}/{m.id} but is stored as {src}/{bid}")
     for a in m.artifacts:
-        if not a.key.startswith(layout.backup_prefix(src, bid)):
-            problems.append(f"artifact {a.name!r} points outside its backup ({a.key})")
+        # An unchanged backup may name the payloads of an earlier one of the same source.
+        if not a.key.startswith(f"backups/{src}/"):
+            problems.append(f"artifact {a.name!r} points outside its source's backups ({a.key})")
         try:
             check_specs(a.stages)
         except IntegrityError as exc:
@@ -294,17 +312,16 @@ def _read_objects(
     ctx: Context, manifests: list[Manifest], identities: list, subset: float | None, result: VerifyResult, progress: Progress
 ) -> None:
     bad = {f.key for f in result.findings}
-    todo = [(m, a) for m in manifests for a in m.artifacts if a.key not in bad]
+    todo, seen = [], set()
+    for m in manifests:  # an object named by several (unchanged) backups is read once
+        for a in m.artifacts:
+            if a.key not in bad and (a.key, a.sha256) not in seen:
+                seen.add((a.key, a.sha256))
+                todo.append((m, a))
     if subset is not None and todo:
         todo = random.sample(todo, max(1, math.ceil(len(todo) * subset)))
         todo.sort(key=lambda t: t[1].key)
-    mine = _identity_recipients(identities)
-    if todo and mine and all(_stage_recipients(a) and not (_stage_recipients(a) & mine) for _, a in todo):
-        raise KeyError_(
-            f"None of the {len(todo)} objects to read is encrypted to the identity given "
-            f"({', '.join(sorted(r[:12] + '…' for r in mine))}); nothing was read.",
-            hint="Use the identity file whose public key is among [encryption] recipients (age-keygen -y key.txt shows it).",
-        )
+    require_identity_for(identities, [a for _, a in todo])
     for m, a in todo:
         progress.start(f"verify {a.key}", a.raw_size)
         try:

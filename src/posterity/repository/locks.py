@@ -1,8 +1,8 @@
 """Exclusive locks in the object store: create-if-absent, with an owner and an expiry.
 
 A lock is ``locks/<name>.json`` written with ``If-None-Match: *``. A lock whose expiry has
-passed (its owner died) is taken over with a message; a live one raises ``LockHeld`` naming
-its owner. Expiry is generous (default one hour) and a long operation refreshes nothing:
+passed (its owner died), or whose owner was a process on this host that no longer runs,
+is taken over with a message; a live one raises ``LockHeld`` naming its owner. Expiry is generous (default one hour) and a long operation refreshes nothing:
 choose ``general.lock_ttl`` above the longest backup.
 """
 
@@ -58,7 +58,8 @@ def exclusive_lock(store: ObjectStore, name: str, op: str, ttl: int = 3600) -> I
                 expired = expires is not None and datetime.fromisoformat(expires) < now
             except ValueError:
                 expired = True
-            if not expired:
+            dead = not expired and _owner_is_dead(held)
+            if not expired and not dead:
                 raise LockHeld(
                     f"The lock {name!r} is held by {held.get('operation', '?')} on {held.get('host', '?')} "
                     f"(pid {held.get('pid', '?')}) since {held.get('created', '?')}.",
@@ -66,11 +67,12 @@ def exclusive_lock(store: ObjectStore, name: str, op: str, ttl: int = 3600) -> I
                     f"it expires by itself at {expires}.",
                 ) from None
             log.warning(
-                "Taking over the expired lock %r of %s on %s (expired %s).",
+                "Taking over the %s lock %r of %s on %s (%s).",
+                "stale" if dead else "expired",
                 name,
                 held.get("operation"),
                 held.get("host"),
-                expires,
+                f"its process {held.get('pid')} is no longer running" if dead else f"expired {expires}",
             )
             store.delete([key])
             store.put(key, data, if_absent=True)
@@ -81,6 +83,21 @@ def exclusive_lock(store: ObjectStore, name: str, op: str, ttl: int = 3600) -> I
         current = _read(store, key)
         if current is not None and current.get("pid") == body["pid"] and current.get("created") == body["created"]:
             store.delete([key])
+
+
+def _owner_is_dead(held: dict) -> bool:
+    """True when the owner ran on this host and its process is gone (killed, crashed):
+    waiting for the expiry would only make the next scheduled run fail."""
+    pid = held.get("pid")
+    if held.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
 
 
 def list_locks(store: ObjectStore) -> list[dict]:

@@ -152,7 +152,8 @@ class Repository:
                 out.append(self.read_manifest(key))
             except ManifestInvalid as exc:
                 log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", exc.message)
-        out.sort(key=lambda m: (m.id, m.source))
+        # Ids have one-second resolution: order by the recorded start time first.
+        out.sort(key=lambda m: (m.started_at, m.id, m.source))
         return out
 
     def read_manifest(self, key: str) -> Manifest:

@@ -1,14 +1,18 @@
 """Which archived WAL segments the kept backups still need — the hook prune calls.
 
-``prune`` calls ``wal_keys_needed(kept_manifests, wal_keys)`` after deciding which backups
-to keep. Contract for whoever implements point-in-time recovery:
+``prune`` calls ``wal_keys_needed(kept_manifests, wal_keys)`` with every manifest it keeps
+(including backups whose manifest a bucket lock kept from being deleted) and the ``wal/…``
+keys it listed. Contract:
 
-- return ``None`` to keep every WAL segment (what happens until PITR retention exists);
-- or return the set of ``wal/…`` keys that must stay: every segment from the start of the
-  oldest kept base backup onwards, per source and timeline (plus timeline history files),
-  including segments archived while prune runs. ``prune`` then deletes the other keys in
-  ``wal_keys`` (only for sources it is pruning, manifests first as always), and reports
-  keys it may not delete yet (bucket locks) instead of failing.
+- return ``None`` to keep every WAL segment;
+- or return the set of keys that must stay; ``prune`` deletes the other listed keys, only
+  for the sources it is pruning (not while one of their backups runs), and reports keys it
+  may not delete yet (bucket locks) instead of failing. Segments archived after prune's
+  listing are not in ``wal_keys`` and so are never deleted by that run.
+
+The rule itself (every file from the start of the oldest kept base backup on, on its
+timeline or later, plus history files; everything for a source with no kept base backup)
+lives with the WAL naming code in ``walnames``.
 """
 
 from __future__ import annotations
@@ -20,4 +24,6 @@ from .manifest import Manifest
 
 def wal_keys_needed(manifests: Sequence[Manifest], wal_keys: Sequence[str] = ()) -> set[str] | None:
     """The WAL keys the kept backups need, or ``None`` for "keep all WAL"."""
-    return None
+    from .walnames import wal_keys_needed as needed
+
+    return needed(manifests, wal_keys)

@@ -21,10 +21,16 @@ class SourceEntry:
 
 
 def _entries() -> dict[str, SourceEntry]:
+    from .files.config import FilesConfig
+    from .meilisearch.config import MeilisearchConfig
     from .postgres.config import PostgresConfig
     from .postgres.physical_config import PhysicalConfig
 
     return {
+        "files": SourceEntry(FilesConfig, "posterity.sources.files.source:FilesSource", "config"),
+        "meilisearch": SourceEntry(
+            MeilisearchConfig, "posterity.sources.meilisearch.source:MeilisearchSource", "search"
+        ),
         "postgres": SourceEntry(PostgresConfig, "posterity.sources.postgres.logical:PostgresSource", "db"),
         "postgres-physical": SourceEntry(
             PhysicalConfig, "posterity.sources.postgres.physical:PhysicalSource", "pitr"

@@ -119,13 +119,13 @@ class S3Store(ObjectStore):
         part = part_size or MIN_PART_SIZE
         try:
             if isinstance(data, bytes | bytearray | memoryview):
-                obstore.put(self._store, key, bytes(data), mode="create" if if_absent else "overwrite")
+                self._put_one(key, bytes(data), if_absent)
                 return len(data)
             # Peek one part: a stream that fits in it is a single (conditional) PUT.
             it = iter(data)
             head, _ = _take(it, part)
             if head is not None and len(head) < part:
-                obstore.put(self._store, key, head, mode="create" if if_absent else "overwrite")
+                self._put_one(key, head, if_absent)
                 return len(head)
             if if_absent and self.stat(key) is not None:
                 raise ObjectExists(f"Object {key} already exists in {self.location}.")
@@ -143,6 +143,38 @@ class S3Store(ObjectStore):
             raise
         except Exception as exc:
             raise map_error(exc, key, self.location) from exc
+
+    def _put_one(self, key: str, body: bytes, if_absent: bool) -> None:
+        """One PUT whose outcome is settled even when its reply is lost.
+
+        obstore does not retry a PUT after a connection error, and retries a 5xx into a 412
+        when the first attempt did land; either way the object may exist though the call
+        failed. A key that now holds exactly our bytes was written by us: success. A key
+        still absent after a connection error is safe to send once more.
+        """
+        for attempt in (1, 2):
+            try:
+                obstore.put(self._store, key, body, mode="create" if if_absent else "overwrite")
+                return
+            except Exception as exc:
+                err = map_error(exc, key, self.location)
+                if isinstance(err, BucketNotFound | StorageAuthError):
+                    raise err from exc
+                state = self._holds(key, body)
+                if state == "ours":
+                    return
+                if attempt == 2 or state != "absent" or not isinstance(err, StorageUnreachable):
+                    raise err from exc
+
+    def _holds(self, key: str, body: bytes) -> str:
+        """"ours" (the key holds exactly ``body``), "absent", or "other" (also: cannot tell)."""
+        try:
+            info = self.stat(key)
+            if info is None:
+                return "absent"
+            return "ours" if info.size == len(body) and self.get_bytes(key) == body else "other"
+        except PosterityError:
+            return "other"
 
     def get(self, key: str) -> Iterator[bytes]:
         try:

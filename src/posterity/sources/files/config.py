@@ -12,12 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class FilesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["files"] = Field(description="Files and folders (configuration), stored as one pax tar.")
+    kind: Literal["files"] = Field(
+        description="Files and folders (configuration), stored as one pax tar."
+    )
     paths: list[str] = Field(
         min_length=1,
         description="Absolute paths of files and folders to back up. Folders are taken whole; "
         "symlinks are stored as links, never followed. A path that is missing or unreadable fails the backup.",
-        json_schema_extra={"example": ["/etc/posters-science", "/etc/nginx/sites-enabled", "/etc/meilisearch.toml"]},
+        json_schema_extra={
+            "example": ["/etc/posters-science", "/etc/nginx/sites-enabled", "/etc/meilisearch.toml"]
+        },
     )
     exclude: list[str] = Field(
         default_factory=list,
@@ -43,12 +47,16 @@ class FilesConfig(BaseModel):
         out: list[str] = []
         for p in v:
             if not p.startswith("/"):
-                raise ValueError(f"{p!r} is not an absolute path; write it from / (e.g. /etc/nginx)")
+                raise ValueError(
+                    f"{p!r} is not an absolute path; write it from / (e.g. /etc/nginx)"
+                )
             norm = os.path.normpath(p)
             if norm.startswith("//"):
                 norm = "/" + norm.lstrip("/")
             if norm == "/":
-                raise ValueError("'/' is the whole system; name the folders to back up (e.g. /etc/nginx)")
+                raise ValueError(
+                    "'/' is the whole system; name the folders to back up (e.g. /etc/nginx)"
+                )
             if norm not in out:
                 out.append(norm)
         return out

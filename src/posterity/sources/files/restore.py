@@ -20,6 +20,7 @@ instead of renamed, and hard links between them become separate files.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -51,7 +52,9 @@ class FilesRestore:
 def tar_artifact(manifest: Manifest) -> ArtifactRecord:
     found = manifest.artifacts_of_kind(TAR_KIND)
     if not found:
-        raise RestoreFailed(f"Backup {manifest.id} holds no tar (kinds: {', '.join(a.kind for a in manifest.artifacts)}).")
+        raise RestoreFailed(
+            f"Backup {manifest.id} holds no tar (kinds: {', '.join(a.kind for a in manifest.artifacts)})."
+        )
     return found[0]
 
 
@@ -134,7 +137,7 @@ class _Tap:
         self.fh = fh
         self.progress = progress
 
-    def write(self, b) -> int:  # type: ignore[override]
+    def write(self, b) -> int:
         n = self.fh.write(b)
         if self.progress:
             self.progress(len(b))
@@ -144,7 +147,9 @@ class _Tap:
         self.fh.flush()
 
 
-def _extract(repo: Repository, art: ArtifactRecord, identities: list, staging: Path, progress) -> tarsafe.Extracted:
+def _extract(
+    repo: Repository, art: ArtifactRecord, identities: list, staging: Path, progress
+) -> tarsafe.Extracted:
     """Decode in a thread into a pipe; extract here. Returns only once the sha256 matched."""
     rfd, wfd = os.pipe()
     rfile = os.fdopen(rfd, "rb")
@@ -157,16 +162,16 @@ def _extract(repo: Repository, art: ArtifactRecord, identities: list, staging: P
         except BaseException as exc:
             errors.append(exc)
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 wfile.close()
-            except OSError:
-                pass
 
     thread = threading.Thread(target=produce, name="posterity-untar", daemon=True)
     thread.start()
     try:
         extracted = tarsafe.Extractor(staging).extract(rfile)
-        while rfile.read(tarsafe.COPY):  # the end-of-archive padding: let the decoder finish and verify
+        while rfile.read(
+            tarsafe.COPY
+        ):  # the end-of-archive padding: let the decoder finish and verify
             pass
     except (tarfile.TarError, EOFError) as exc:
         rfile.close()
@@ -221,8 +226,10 @@ class _Mover:
                 return
             if st_dst is not None:
                 if not self.overwrite:
-                    raise RestoreTargetError(f"{dst} exists (and is not a folder); stopped before replacing it.",
-                                             hint="Add --overwrite, or restore elsewhere with --to.")
+                    raise RestoreTargetError(
+                        f"{dst} exists (and is not a folder); stopped before replacing it.",
+                        hint="Add --overwrite, or restore elsewhere with --to.",
+                    )
                 os.unlink(dst)
                 self.overwritten += 1
             self.moved.add(rel)
@@ -237,11 +244,15 @@ class _Mover:
             return
         if st_dst is not None:
             if stat.S_ISDIR(st_dst.st_mode):
-                raise RestoreTargetError(f"{dst} is a folder, the backup has a file there; stopped.",
-                                         hint="Move the folder away, or restore elsewhere with --to.")
+                raise RestoreTargetError(
+                    f"{dst} is a folder, the backup has a file there; stopped.",
+                    hint="Move the folder away, or restore elsewhere with --to.",
+                )
             if not self.overwrite:
-                raise RestoreTargetError(f"{dst} appeared during the restore; stopped before replacing it.",
-                                         hint="Add --overwrite, or restore elsewhere with --to.")
+                raise RestoreTargetError(
+                    f"{dst} appeared during the restore; stopped before replacing it.",
+                    hint="Add --overwrite, or restore elsewhere with --to.",
+                )
             self.overwritten += 1
         self._place(src, dst, replace=st_dst is not None)
 
@@ -255,7 +266,9 @@ class _Mover:
             return
         except OSError as exc:
             if exc.errno == errno.EEXIST:
-                raise RestoreTargetError(f"{dst} appeared during the restore; stopped before replacing it.") from exc
+                raise RestoreTargetError(
+                    f"{dst} appeared during the restore; stopped before replacing it."
+                ) from exc
             if exc.errno not in (errno.EXDEV, errno.EPERM):
                 raise
         tmp = f"{os.path.dirname(dst)}/.posterity-tmp-{secrets.token_hex(4)}"
@@ -292,8 +305,10 @@ def restore_tar(
     sel = selections(req.paths)
     target = Path(os.path.abspath(req.to))
     st = _lstat(str(target))
-    if st is not None and not stat.S_ISDIR(os.stat(target).st_mode):
-        raise RestoreTargetError(f"{target} exists and is not a folder.", hint="Give a folder with --to.")
+    if st is not None and not os.path.isdir(target):
+        raise RestoreTargetError(
+            f"{target} exists and is not a folder.", hint="Give a folder with --to."
+        )
     created_target = st is None
     target.mkdir(parents=True, exist_ok=True)
     target = Path(os.path.realpath(target))
@@ -330,7 +345,9 @@ def restore_tar(
         if created_target and not ok:
             _remove_if_empty(target)
     names = [n for n in extracted.names if _selected(n, sel)]
-    records = {str(r.get("path")): r for r in manifest.facts.get("files") or [] if isinstance(r, dict)}
+    records = {
+        str(r.get("path")): r for r in manifest.facts.get("files") or [] if isinstance(r, dict)
+    }
     counts = {"file": 0, "dir": 0, "symlink": 0, "hardlink": 0, "bytes": 0}
     for n in names:
         rec = records.get(n, {})
@@ -339,8 +356,13 @@ def restore_tar(
         if rec.get("type") == "file":
             counts["bytes"] += int(rec.get("size") or 0)
     if not records:
-        counts.update(file=extracted.files, dir=extracted.dirs, symlink=extracted.symlinks,
-                      hardlink=extracted.hardlinks, bytes=extracted.bytes)
+        counts.update(
+            file=extracted.files,
+            dir=extracted.dirs,
+            symlink=extracted.symlinks,
+            hardlink=extracted.hardlinks,
+            bytes=extracted.bytes,
+        )
     return {
         "backup": manifest.id,
         "source": manifest.source,
@@ -359,7 +381,5 @@ def restore_tar(
 
 
 def _remove_if_empty(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.rmdir()
-    except OSError:
-        pass

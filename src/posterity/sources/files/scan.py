@@ -259,13 +259,17 @@ def top_roots(roots: list[str]) -> list[str]:
     return out
 
 
-def walk(roots: list[str], excluded: Excluder, warnings: Warnings) -> Iterator[tuple[str, os.stat_result]]:
+def walk(
+    roots: list[str], excluded: Excluder, warnings: Warnings
+) -> Iterator[tuple[str, os.stat_result]]:
     """(absolute path, lstat) of every root and everything below it, depth first, sorted."""
     for root in top_roots(roots):
         try:
             st = os.lstat(root)
         except OSError as exc:
-            raise SourceError(f"The configured path {root} cannot be read: {exc.strerror}.") from None
+            raise SourceError(
+                f"The configured path {root} cannot be read: {exc.strerror}."
+            ) from None
         if excluded(root, stat.S_ISDIR(st.st_mode)):
             continue
         yield root, st
@@ -273,7 +277,9 @@ def walk(roots: list[str], excluded: Excluder, warnings: Warnings) -> Iterator[t
             yield from _walk_dir(root, excluded, warnings)
 
 
-def _walk_dir(folder: str, excluded: Excluder, warnings: Warnings) -> Iterator[tuple[str, os.stat_result]]:
+def _walk_dir(
+    folder: str, excluded: Excluder, warnings: Warnings
+) -> Iterator[tuple[str, os.stat_result]]:
     """Depth first in sorted order: a folder's content comes right after the folder."""
     try:
         with os.scandir(folder) as it:

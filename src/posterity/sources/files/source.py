@@ -60,7 +60,7 @@ class _ExactReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int | None = -1) -> bytes:
         # tarfile.copyfileobj insists on full reads, so loop, then pad what is missing.
         if self._left <= 0:
             return b""
@@ -91,7 +91,9 @@ class TarWriter:
         self._links: dict[tuple[int, int], sc.Entry] = {}
 
     def write(self, out: IO[bytes]) -> None:
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
+        with tarfile.open(
+            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8"
+        ) as tar:
             for path, st in sc.walk(self.roots, self.excluded, self.warnings):
                 self._add(tar, path, st)
 
@@ -158,9 +160,13 @@ class TarWriter:
             if reader.short:
                 self.warnings.add(f"{path} shrank while it was read; stored padded with zeros")
             elif grew:
-                self.warnings.add(f"{path} grew while it was read; stored its first {fst.st_size} bytes")
+                self.warnings.add(
+                    f"{path} grew while it was read; stored its first {fst.st_size} bytes"
+                )
             elif after.st_mtime_ns != fst.st_mtime_ns:
-                self.warnings.add(f"{path} changed while it was read; the stored copy may mix old and new")
+                self.warnings.add(
+                    f"{path} changed while it was read; the stored copy may mix old and new"
+                )
         e = sc.entry_from_stat(name, fst, sc.FILE)
         e.sha256 = reader.h.hexdigest()
         self.total += e.size

@@ -80,7 +80,9 @@ def safe_name(name: str, what: str = "member") -> str:
     if "\x00" in name:
         raise UnsafeMember(f"Refused {what} {name!r}: the name contains a NUL byte.")
     if name.startswith("/") or name.startswith("\\"):
-        raise UnsafeMember(f"Refused {what} {name!r}: absolute names would be written outside the target folder.")
+        raise UnsafeMember(
+            f"Refused {what} {name!r}: absolute names would be written outside the target folder."
+        )
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UnsafeMember(f"Refused {what} {name!r}: '..' would climb out of the target folder.")
@@ -138,16 +140,20 @@ class Extractor:
                 st = os.lstat(cur)
             except FileNotFoundError:
                 if not create:
-                    raise UnsafeMember(f"Refused member {member!r}: its target is not in this archive.") from None
-                os.mkdir(cur, 0o700)
+                    raise UnsafeMember(
+                        f"Refused member {member!r}: its target is not in this archive."
+                    ) from None
+                os.mkdir(cur, 0o755)  # a folder above the stored paths: tar's default mode
                 continue
             if stat.S_ISLNK(st.st_mode):
                 raise UnsafeMember(
-                    f"Refused member {member!r}: its folder {cur[len(str(self.root)) + 1:]!r} is a symlink, "
+                    f"Refused member {member!r}: its folder {cur[len(str(self.root)) + 1 :]!r} is a symlink, "
                     "and writing through it could leave the target folder."
                 )
             if not stat.S_ISDIR(st.st_mode):
-                raise UnsafeMember(f"Refused member {member!r}: {cur[len(str(self.root)) + 1:]!r} is not a folder.")
+                raise UnsafeMember(
+                    f"Refused member {member!r}: {cur[len(str(self.root)) + 1 :]!r} is not a folder."
+                )
 
     def _resolves_inside(self, link_rel: str, target: str) -> bool:
         """Resolve ``target`` of the link at ``link_rel`` with root as '/', following links."""
@@ -183,7 +189,9 @@ class Extractor:
 
     # -- extraction -------------------------------------------------------------------
     def extract(self, stream: IO[bytes]) -> Extracted:
-        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
+        with tarfile.open(
+            fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
+        ) as tar:
             for member in tar:
                 self._member(tar, member)
         return self.result
@@ -194,10 +202,15 @@ class Extractor:
             if member.isdir():
                 return
             raise UnsafeMember(f"Refused member {member.name!r}: it has no name.")
-        if member.ischr() or member.isblk() or member.isfifo() or not (
-            member.isreg() or member.isdir() or member.issym() or member.islnk()
+        if (
+            member.ischr()
+            or member.isblk()
+            or member.isfifo()
+            or not (member.isreg() or member.isdir() or member.issym() or member.islnk())
         ):
-            raise UnsafeMember(f"Refused member {member.name!r}: device files, fifos and special members are not restored.")
+            raise UnsafeMember(
+                f"Refused member {member.name!r}: device files, fifos and special members are not restored."
+            )
         self._ensure_parents(rel, member.name)
         path = f"{self.root}/{rel}"
         self._clear(path, rel, member)
@@ -213,7 +226,9 @@ class Extractor:
         elif member.issym():
             target = member.linkname
             if "\x00" in target or not target:
-                raise UnsafeMember(f"Refused symlink {member.name!r}: its target is empty or contains a NUL byte.")
+                raise UnsafeMember(
+                    f"Refused symlink {member.name!r}: its target is empty or contains a NUL byte."
+                )
             if not self._resolves_inside(rel, target):
                 raise UnsafeMember(
                     f"Refused symlink {member.name!r} -> {target!r}: it points outside the target folder."
@@ -238,7 +253,9 @@ class Extractor:
                     "restored from this archive."
                 ) from None
             if not stat.S_ISREG(st.st_mode):
-                raise UnsafeMember(f"Refused hard link {member.name!r} -> {member.linkname!r}: the target is not a regular file.")
+                raise UnsafeMember(
+                    f"Refused hard link {member.name!r} -> {member.linkname!r}: the target is not a regular file."
+                )
             os.link(source, path, follow_symlinks=False)
             self.result.hardlinks += 1
             self.result.names.append(rel)
@@ -254,13 +271,26 @@ class Extractor:
         if stat.S_ISDIR(st.st_mode):
             if member.isdir():
                 return
-            raise UnsafeMember(f"Refused member {member.name!r}: a folder of that name came earlier in the archive.")
+            raise UnsafeMember(
+                f"Refused member {member.name!r}: a folder of that name came earlier in the archive."
+            )
         if member.isdir():
-            raise UnsafeMember(f"Refused folder {member.name!r}: a file of that name came earlier in the archive.")
+            raise UnsafeMember(
+                f"Refused folder {member.name!r}: a file of that name came earlier in the archive."
+            )
         os.unlink(path)
 
-    def _file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, rel: str,
-              mode: int, uid: int, gid: int, mtime: int) -> None:
+    def _file(
+        self,
+        tar: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        path: str,
+        rel: str,
+        mode: int,
+        uid: int,
+        gid: int,
+        mtime: int,
+    ) -> None:
         src = tar.extractfile(member)
         assert src is not None
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -268,7 +298,9 @@ class Extractor:
             fd = os.open(path, flags, 0o600)
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ELOOP):
-                raise UnsafeMember(f"Refused member {member.name!r}: something already exists at its name.") from exc
+                raise UnsafeMember(
+                    f"Refused member {member.name!r}: something already exists at its name."
+                ) from exc
             raise
         with os.fdopen(fd, "wb") as out:
             while chunk := src.read(COPY):
@@ -305,5 +337,8 @@ def normalize_selection(path: str) -> str:
     if ".." in text.split("/"):
         from ...errors import ConfigError
 
-        raise ConfigError(f"--path {path!r} contains '..'.", hint="Give a path as stored, e.g. etc/nginx/sites-enabled.")
+        raise ConfigError(
+            f"--path {path!r} contains '..'.",
+            hint="Give a path as stored, e.g. etc/nginx/sites-enabled.",
+        )
     return rel

@@ -12,6 +12,10 @@ from ...config.durations import check_duration
 Mode = Literal["snapshot", "dump", "export"]
 
 
+def _default_modes() -> list[Mode]:
+    return ["export"]
+
+
 class MeilisearchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -29,7 +33,7 @@ class MeilisearchConfig(BaseModel):
         json_schema_extra={"example": "${MEILI_MASTER_KEY}"},
     )
     modes: list[Mode] = Field(
-        default_factory=lambda: ["export"],
+        default_factory=_default_modes,
         min_length=1,
         description="What each backup stores: snapshot (POST /snapshots, same-version restore, needs snapshot_dir), "
         "dump (POST /dumps, portable to newer versions, needs dump_dir), export (API only: settings and "

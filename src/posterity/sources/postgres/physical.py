@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...errors import ConfigError, DumpFailed, SourceAuthError, SourceError
+from ...repository import walnames as wal
 from ..base import Artifact, Source
-from . import wal
 from .logical import _Process
 from .physical_config import PhysicalConfig
 from .tarscan import TarTap
@@ -192,7 +192,6 @@ class PhysicalSource(Source):
         seg_size = int(self._facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
         want = (wal.parse_name(stop).timeline, wal.segno_of(stop, seg_size))
         deadline = time.monotonic() + self.config.archive_wait
-        last: tuple[Any, ...] = ()
         while True:
             with connect(self.dsn) as conn:
                 row = conn.execute(
@@ -200,7 +199,6 @@ class PhysicalSource(Source):
                     "from pg_stat_archiver"
                 ).fetchone()
             assert row is not None
-            last = tuple(row)
             done = row[0]
             if done and len(done) >= 24 and re.match(r"^[0-9A-F]{24}", done):
                 got = (int(done[:8], 16), wal.segno_of(done[:24], seg_size))

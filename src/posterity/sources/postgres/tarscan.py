@@ -47,7 +47,7 @@ class TarTap(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         data = self._raw.read(len(b))
         if not data:
             return 0

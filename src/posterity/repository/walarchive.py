@@ -23,6 +23,7 @@ sha256 before it renames the file into place.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -35,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ... import __version__
-from ...errors import (
+from .. import __version__
+from ..errors import (
     ChecksumMismatch,
     IntegrityError,
     ObjectExists,
@@ -44,8 +45,8 @@ from ...errors import (
     PosterityError,
     StorageError,
 )
-from ...storage import ObjectInfo, ObjectStore
-from . import wal
+from ..storage import ObjectInfo, ObjectStore
+from . import walnames as wal
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def encode_bytes(raw: bytes, recipients: Iterable[str], zstd_level: int) -> byte
     import pyrage
     import zstandard
 
-    from ...pipeline.keys import parse_recipient
+    from ..pipeline.keys import parse_recipient
 
     compressed = zstandard.ZstdCompressor(level=zstd_level, write_checksum=True).compress(raw)
     return pyrage.encrypt(compressed, [parse_recipient(r) for r in recipients])
@@ -191,7 +192,7 @@ def fetch_bytes(store: ObjectStore, source: str, name: str, identities: list,
     ``WalNotArchived`` when it is not (fully) archived; ``IntegrityError`` (naming the key)
     when the stored object is damaged; ``DecryptionFailed`` for a wrong identity.
     """
-    from ...pipeline import decode_to
+    from ..pipeline import decode_to
 
     rkey, pkey = wal.record_key(source, name), wal.payload_key(source, name)
     if record is None:
@@ -204,7 +205,7 @@ def fetch_bytes(store: ObjectStore, source: str, name: str, identities: list,
     except ObjectNotFound:
         raise _not_archived(name, source, store) from None
     stored_ok = hashlib.sha256(stored).hexdigest() == record.get("sha256")
-    sink = _Sink()
+    sink = io.BytesIO()
     try:
         # With a matching stored sha256 a decode failure is a key problem, reported as such.
         decode_to(iter([stored]), sink, identities, key=pkey, expected_sha256=record["sha256"] if stored_ok else None,
@@ -219,21 +220,6 @@ def fetch_bytes(store: ObjectStore, source: str, name: str, identities: list,
     if hashlib.sha256(raw).hexdigest() != record["raw_sha256"] or len(raw) != record.get("raw_size"):
         raise ChecksumMismatch(f"{pkey} decodes to content whose sha256 differs from its record {rkey}.")
     return raw, record
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-
-    def write(self, b: bytes) -> int:
-        self._parts.append(bytes(b))
-        return len(b)
-
-    def flush(self) -> None:
-        pass
-
-    def getvalue(self) -> bytes:
-        return b"".join(self._parts)
 
 
 def write_file(dest: Path, data: bytes, *, fsync: bool = False) -> None:

@@ -1,0 +1,129 @@
+"""``posterity wal push|fetch|status``: PostgreSQL's archive_command and restore_command.
+
+postgresql.conf on the database server::
+
+    archive_mode = on
+    archive_command = '/path/to/posterity -c /etc/posterity/posterity.toml wal push --source pitr %p'
+
+``wal push`` exits 0 only once the file is durably stored. ``wal fetch`` exits 0 when it
+restored the file, 1 (quietly) when the file is not archived — PostgreSQL probes for files
+that do not exist — and 126 when it is archived but cannot be restored (damaged object,
+wrong key, store unreachable): PostgreSQL treats an exit code above 125 as fatal and stops
+recovery, instead of ending it early at that point as if the archive ended there.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .main import json_option, pass_state
+
+FETCH_NOT_FOUND = 1
+FETCH_FATAL = 126
+
+
+@click.group("wal")
+def wal() -> None:
+    """WAL archiving for point-in-time recovery (archive_command / restore_command)."""
+
+
+@wal.command("push")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--source", "-s", help="The postgres-physical source this WAL belongs to (default: the only one).")
+@json_option
+@pass_state
+def push(state, path: Path, source: str | None) -> None:
+    """Archive WAL file PATH (archive_command: `posterity wal push %p`).
+
+    Silent on success; exits non-zero, with the reason on stderr, whenever the file is not
+    durably stored — including when a different file of that name is already archived.
+    """
+    from ..operations.wal import wal_push
+
+    result = wal_push(state.context(), path, source)
+    if state.json:
+        from .render import emit_json
+
+        emit_json(result.to_dict())
+    elif state.verbose:
+        click.echo(f"{result.name}: {result.status} ({result.raw_size} → {result.size} bytes, {result.seconds:.3f}s)",
+                   err=True)
+
+
+@wal.command("fetch")
+@click.argument("name")
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--source", "-s", help="The postgres-physical source (default: the only one).")
+@click.option("--identity", "identity_file", type=click.Path(dir_okay=False), envvar="POSTERITY_IDENTITY_FILE",
+              help="age identity file (default: [encryption] identity_file).")
+@pass_state
+def fetch(state, name: str, dest: Path, source: str | None, identity_file: str | None) -> None:
+    """Restore archived WAL file NAME to DEST (restore_command: `posterity wal fetch %f %p`).
+
+    Exit 0: restored. Exit 1: not archived (quiet). Exit 126: archived but not restorable.
+    """
+    from ..errors import PosterityError
+    from ..repository.walarchive import WalNotArchived
+
+    try:
+        from ..operations.wal import wal_fetch
+
+        wal_fetch(state.context(), name, dest, source, identity_file)
+    except WalNotArchived as exc:
+        if state.verbose:
+            click.echo(exc.message, err=True)
+        sys.exit(FETCH_NOT_FOUND)
+    except PosterityError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(FETCH_FATAL)
+    except Exception as exc:  # anything unexpected must stop recovery too, never look like "not found"
+        click.echo(f"error: wal fetch {name}: unexpected {type(exc).__name__}: {exc}", err=True)
+        sys.exit(FETCH_FATAL)
+
+
+@wal.command("status")
+@click.option("--source", "-s", help="The postgres-physical source (default: the only one).")
+@json_option
+@pass_state
+def status(state, source: str | None) -> None:
+    """Newest archived segment, archive lag and any gap in the archive."""
+    from ..operations.wal import wal_status
+    from .render import emit_json, human_size
+
+    st = wal_status(state.context(), source)
+    if state.json:
+        emit_json(st)
+    else:
+        click.echo(f"source {st['source']} at {st['location']}: {st['base_backups']} base backup(s)")
+        for tl in st["timelines"]:
+            line = f"  timeline {tl['timeline']}: {tl['segments']} segment(s), {human_size(tl['bytes'])} stored"
+            if tl.get("newest"):
+                line += f", {tl['first']} … {tl['newest']} (archived {tl['newest_archived_at']})"
+            click.echo(line)
+        click.echo(f"newest archived: {st['newest'] or 'none'}")
+        for gap in st["gaps"]:
+            click.echo(f"GAP on timeline {gap['timeline']}: {gap['missing']} missing, {gap['first']} … {gap['last']}")
+        if st["incomplete"]:
+            click.echo(f"incomplete (record without payload): {', '.join(st['incomplete'][:5])}")
+        srv = st["server"]
+        if srv.get("reachable"):
+            click.echo(f"server: last archived {srv['last_archived_wal']} at {srv['last_archived_time']}, "
+                       f"writing {srv['current_wal']}, lag {srv.get('lag_segments', '?')} segment(s), "
+                       f"{srv['failed_count']} failure(s)" + (" — FAILING NOW" if srv["failing"] else ""))
+            if srv.get("warning"):
+                click.echo(f"warning: {srv['warning']}", err=True)
+        else:
+            click.echo(f"server: not reachable ({srv.get('error')})")
+        if st.get("ready_files") is not None:
+            click.echo(f".ready files waiting: {st['ready_files']}")
+    if st["gaps"] or st["server"].get("failing"):
+        sys.exit(1)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(wal)

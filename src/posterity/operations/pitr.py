@@ -1,0 +1,64 @@
+"""Point-in-time restore of a postgres-physical source: plan, then restore (and start)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, PosterityError
+from .backup import NoProgress, Progress
+from .context import Context
+from .wal import PHYSICAL
+
+
+def restore_pitr(
+    ctx: Context,
+    source: str,
+    ref: str,
+    *,
+    to_directory: Path,
+    config_path: Path,
+    target_time: str | None = None,
+    target_lsn: str | None = None,
+    target_xid: str | None = None,
+    target_name: str | None = None,
+    target_action: str = "pause",
+    target_timeline: str | None = None,
+    start: bool = False,
+    port: int | None = None,
+    force: bool = False,
+    verify: bool = False,
+    identity_file: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    from ..sources.postgres.pitr_plan import Target, choose_base, plan_restore
+    from ..sources.postgres.pitr_restore import PitrRequest, parse_target_time
+    from ..sources.postgres.pitr_restore import restore_pitr as run
+
+    cfg = ctx.config.source(source)
+    if cfg.kind != PHYSICAL:
+        raise ConfigError(f"Source {source!r} is of kind {cfg.kind!r}, not {PHYSICAL}.")
+    target = Target(time=parse_target_time(target_time), lsn=target_lsn, xid=target_xid, name=target_name,
+                    action=target_action, timeline=target_timeline)
+    identities = ctx.identities(identity_file)
+    repo = ctx.repo
+    base = choose_base(repo.manifests(source), ref, target, source, find=repo.find)
+    progress = progress or NoProgress()
+    try:
+        plan = plan_restore(ctx.store, source, base, target, identities)
+        req = PitrRequest(
+            source=source, to_directory=to_directory, target=target, config_path=config_path.resolve(),
+            identity_file=Path(identity_file).resolve() if identity_file else None, force=force, start=start,
+            port=port, verify=verify, bin_dir=cfg.bin_dir,
+        )
+        progress.start(f"WAL for {base.id}", None)
+        try:
+            result = run(repo, plan, identities, req, progress=progress.advance)
+        finally:
+            progress.stop()
+    except PosterityError as exc:
+        repo.audit("restore", "failed", {"source": source, "backup": base.id, "kind": PHYSICAL, "error": str(exc)})
+        raise
+    repo.audit("restore", "succeeded", {"source": source, "backup": base.id, "kind": PHYSICAL,
+                                        "directory": result["directory"], "target": result["target"]})
+    return result

@@ -1,0 +1,273 @@
+"""Restore points: one backup of every configured source, taken together.
+
+``posterity backup`` without source names backs up every source and then writes
+``points/<point-id>.json`` (write-once) naming each source's backup and its consistency
+marker (PostgreSQL: snapshot LSN and time; files: the content digest; Meilisearch: its last
+task uid). The point is written only when every source succeeded: a point promises that
+the whole platform can be put back to one moment, and a missing piece breaks the promise.
+Successful backups of a failed run stay (they are ordinary backups).
+
+A point holds no payload: prune must keep the manifests a kept point names (and, through
+them, their payloads, see ``operations.unchanged``).
+
+``restore_point`` restores each member to its target: PostgreSQL into ``--to-database``,
+Meilisearch's indexes into its configured server (temporary indexes and an atomic swap;
+existing indexes only with ``--replace``), files into ``--to`` or the source's
+``restore_to``. What can be checked without restoring (arguments, file conflicts, that
+every backup still exists) is checked first; then PostgreSQL, Meilisearch and files are
+restored in that order (the first two clean up after themselves when they fail).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import BackupNotFound, ConfigError, ManifestInvalid, ObjectNotFound, PosterityError
+from ..repository import Manifest, Repository, new_backup_id
+from ..repository.layout import manifest_key, point_key
+from .backup import Progress
+from .context import Context
+
+FORMAT = 1
+RESTORABLE = ("postgres", "meilisearch", "files")
+
+
+@dataclass
+class PointMember:
+    source: str
+    kind: str
+    backup: str
+    manifest: str
+    consistency_marker: dict[str, Any] | None = None
+    unchanged_from: str | None = None
+
+
+@dataclass
+class Point:
+    id: str
+    started_at: str
+    finished_at: str
+    host: str
+    posterity_version: str
+    backups: list[PointMember]
+    tags: list[str] = field(default_factory=list)
+    format: int = FORMAT
+
+    @property
+    def key(self) -> str:
+        return point_key(self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+
+    def member(self, source: str) -> PointMember:
+        for m in self.backups:
+            if m.source == source:
+                return m
+        raise BackupNotFound(f"Restore point {self.id} holds no backup of {source!r}.")
+
+    @classmethod
+    def from_json(cls, data: bytes, key: str) -> Point:
+        try:
+            raw = json.loads(data)
+            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+                raise ValueError(
+                    f"format {raw.get('format') if isinstance(raw, dict) else '?'!r}, expected {FORMAT}"
+                )
+            members = [PointMember(**b) for b in raw.pop("backups")]
+            return cls(backups=members, **raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ManifestInvalid(f"The restore point {key} is malformed: {exc}.") from exc
+
+
+def write_point(
+    ctx: Context,
+    manifests: list[Manifest],
+    *,
+    tags: list[str] | None = None,
+    started: datetime | None = None,
+) -> Point:
+    """Write the point for backups of *every* configured source (write-once)."""
+    configured = set(ctx.config.sources)
+    covered = {m.source for m in manifests}
+    if covered != configured or len(manifests) != len(covered):
+        missing = ", ".join(sorted(configured - covered)) or "none"
+        raise ConfigError(
+            f"A restore point needs one backup of every configured source (missing: {missing})."
+        )
+    started = started or min(m.started for m in manifests)
+    point = Point(
+        id=new_backup_id(started),
+        started_at=started.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        host=socket.gethostname(),
+        posterity_version=__version__,
+        tags=list(tags or []),
+        backups=[
+            PointMember(
+                source=m.source,
+                kind=m.kind,
+                backup=m.id,
+                manifest=manifest_key(m.source, m.id),
+                consistency_marker=m.facts.get("consistency_marker"),
+                unchanged_from=m.facts.get("unchanged_from"),
+            )
+            for m in sorted(manifests, key=lambda m: m.source)
+        ],
+    )
+    ctx.repo.store.put(point.key, point.to_json(), if_absent=True)
+    ctx.repo.audit(
+        "point",
+        "succeeded",
+        {"point": point.id, "backups": {m.source: m.backup for m in point.backups}},
+    )
+    return point
+
+
+def list_points(repo: Repository) -> list[Point]:
+    """Every restore point, oldest first."""
+    out = [
+        Point.from_json(repo.store.get_bytes(i.key), i.key)
+        for i in repo.store.list("points/")
+        if i.key.endswith(".json")
+    ]
+    out.sort(key=lambda p: (p.started_at, p.id))  # ids have second resolution
+    return out
+
+
+def find_point(repo: Repository, ref: str) -> Point:
+    points = list_points(repo)
+    if not points:
+        raise BackupNotFound(
+            "There is no restore point yet.",
+            hint="Run `posterity backup` with no source names to take one.",
+        )
+    if ref == "latest":
+        return points[-1]
+    found = [p for p in points if p.id.startswith(ref)]
+    if not found:
+        raise BackupNotFound(
+            f"No restore point {ref!r}.", hint="Run `posterity list --points` to see them."
+        )
+    if len(found) > 1:
+        raise BackupNotFound(
+            f"{ref!r} matches several restore points: {', '.join(p.id for p in found)}.",
+            hint="Give more of the id.",
+        )
+    return found[0]
+
+
+def marker_text(kind: str, marker: dict[str, Any] | None) -> str:
+    """A consistency marker in a few words."""
+    if not marker:
+        return "-"
+    if "lsn" in marker:
+        return f"lsn {marker['lsn']}"
+    if "files_digest" in marker:
+        return f"digest {str(marker['files_digest']).removeprefix('sha256:')[:12]}…"
+    if "task_uid" in marker or "last_task_uid" in marker:
+        return f"task {marker.get('last_task_uid', marker.get('task_uid'))}"
+    return ", ".join(f"{k} {v}" for k, v in marker.items() if k != "time")[:40] or "-"
+
+
+@dataclass
+class PointRestore:
+    to_database: str | None = None
+    to: str | Path | None = None
+    overwrite: bool = False
+    # jobs, clean, with_roles, … as restore_postgres takes them
+    postgres: dict[str, Any] = field(default_factory=dict)
+    identity_file: str | None = None
+    replace_indexes: bool = False  # meilisearch: swap over existing indexes
+
+
+def restore_point(
+    ctx: Context, ref: str, req: PointRestore, progress: Callable[[], Progress] | None = None
+) -> dict[str, Any]:
+    from .restore import restore_postgres
+    from .restore_files import check_files_target, restore_files
+    from .restore_meilisearch import restore_meilisearch_indexes
+
+    point = find_point(ctx.repo, ref)
+    # Check everything before restoring anything.
+    for m in point.backups:
+        if m.kind not in RESTORABLE:
+            raise ConfigError(
+                f"Restore point {point.id} holds a {m.kind} backup ({m.source}), which this version cannot restore.",
+                hint=f"Restore the other sources one by one: posterity restore SOURCE BACKUP-ID (see `posterity show {m.backup}`).",
+            )
+        try:
+            ctx.repo.read_manifest(m.manifest)
+        except ObjectNotFound as exc:
+            raise BackupNotFound(
+                f"Restore point {point.id} names backup {m.backup} of {m.source}, which no longer exists."
+            ) from exc
+    pg = [m for m in point.backups if m.kind == "postgres"]
+    if pg and not req.to_database:
+        raise ConfigError(
+            f"Restore point {point.id} holds a PostgreSQL backup ({pg[0].source}); give --to-database NAME.",
+            hint="The database is created if missing and must be empty unless --clean.",
+        )
+    if len(pg) > 1:
+        cmds = "; ".join(f"posterity restore {m.source} {m.backup} --to-database …" for m in pg)
+        raise ConfigError(
+            f"Restore point {point.id} holds {len(pg)} PostgreSQL backups; one --to-database cannot name them all.",
+            hint=f"Restore them one by one: {cmds}.",
+        )
+    for m in point.backups:
+        if m.kind == "files":
+            check_files_target(ctx, m.source, m.backup, req.to, req.overwrite)
+
+    done: list[str] = []
+    results: dict[str, Any] = {}
+    order = sorted(point.backups, key=lambda m: (RESTORABLE.index(m.kind), m.source))
+    for m in order:
+        try:
+            if m.kind == "postgres":
+                assert req.to_database is not None
+                results[m.source] = restore_postgres(
+                    ctx,
+                    m.source,
+                    m.backup,
+                    to_database=req.to_database,
+                    identity_file=req.identity_file,
+                    progress=progress() if progress else None,
+                    **req.postgres,
+                )
+            elif m.kind == "meilisearch":
+                results[m.source] = restore_meilisearch_indexes(
+                    ctx,
+                    m.source,
+                    m.backup,
+                    indexes=None,
+                    replace=req.replace_indexes,
+                    identity_file=req.identity_file,
+                )
+            else:
+                results[m.source] = restore_files(
+                    ctx,
+                    m.source,
+                    m.backup,
+                    to=req.to,
+                    overwrite=req.overwrite,
+                    identity_file=req.identity_file,
+                    progress=progress() if progress else None,
+                )
+        except PosterityError as exc:
+            before = f"restored {', '.join(done)}; " if done else "nothing was restored; "
+            exc.message = f"Restore point {point.id}: {before}{m.source} failed: {exc.message}"
+            exc.args = (exc.message,)
+            raise
+        done.append(m.source)
+    ctx.repo.audit("restore-point", "succeeded", {"point": point.id, "sources": done})
+    return {"point": point.id, "restored": results, "order": [m.source for m in order]}

@@ -1,0 +1,156 @@
+"""WAL archiving use-cases: push (archive_command), fetch (restore_command), status.
+
+``wal push`` runs once per WAL segment, started by PostgreSQL, so this module and what it
+imports stay lean: the configuration, the store, zstd and age; no catalog, no rich.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, PosterityError, SourceError
+from .context import Context
+
+log = logging.getLogger(__name__)
+
+PHYSICAL = "postgres-physical"
+
+
+def physical_source(ctx: Context, source: str | None) -> str:
+    """The named source (which must be postgres-physical), or the only such source."""
+    if source:
+        cfg = ctx.config.source(source)
+        if cfg.kind != PHYSICAL:
+            raise ConfigError(f"Source {source!r} is of kind {cfg.kind!r}, not {PHYSICAL}; WAL belongs to a {PHYSICAL} source.")
+        return source
+    names = sorted(n for n, c in ctx.config.sources.items() if c.kind == PHYSICAL)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise ConfigError(f"No {PHYSICAL} source is configured.",
+                          hint=f'Add [sources.pitr] with kind = "{PHYSICAL}" (see `posterity config example`).')
+    raise ConfigError(f"Several {PHYSICAL} sources are configured ({', '.join(names)}); which one is this WAL from?",
+                      hint="Pass --source NAME in archive_command/restore_command.")
+
+
+def _name_error(exc: ValueError) -> ConfigError:
+    return ConfigError(str(exc), hint="Pass PostgreSQL's %p (push) or %f %p (fetch) unchanged.")
+
+
+def wal_push(ctx: Context, path: Path, source: str | None = None):
+    """Archive one WAL file (``%p``); returns a PushResult once it is durably stored."""
+    from ..repository import walarchive
+    from ..repository.walnames import WalNameError
+
+    name = physical_source(ctx, source)
+    try:
+        return walarchive.push(ctx.store, name, path, ctx.stages, sysid=walarchive.system_identifier("."))
+    except WalNameError as exc:
+        raise _name_error(exc) from exc
+
+
+def wal_fetch(ctx: Context, wal_name: str, dest: Path, source: str | None = None,
+              identity_file: str | None = None) -> int:
+    """Restore WAL file ``wal_name`` (``%f``) to ``dest`` (``%p``); ``WalNotArchived`` when absent."""
+    from ..repository import walarchive
+    from ..repository.walnames import WalNameError
+
+    name = physical_source(ctx, source)
+    try:
+        return walarchive.fetch(ctx.store, name, wal_name, dest, ctx.identities(identity_file))
+    except WalNameError as exc:
+        raise _name_error(exc) from exc
+
+
+def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
+    """Newest archived segment per timeline, gaps, and the server's archiver state."""
+    from ..repository import walnames as wal
+    from ..repository.walarchive import list_archive
+
+    name = physical_source(ctx, source)
+    cfg = ctx.config.source(name)
+    listing = list_archive(ctx.store, name)
+    bases = [m for m in ctx.repo.manifests(name) if m.kind == PHYSICAL]
+    seg_size = int(bases[-1].facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE) if bases else wal.DEFAULT_SEGMENT_SIZE
+    out: dict[str, Any] = {"source": name, "location": ctx.store.location, "timelines": [], "gaps": [],
+                           "incomplete": sorted(n for n, f in listing.files.items() if not f.complete),
+                           "base_backups": len(bases)}
+    oldest_start = bases[0].facts.get("wal_start_segment") if bases else None
+    newest: Any = None
+    for tli in listing.timelines():
+        segs = [f for f in listing.complete("segment") if f.timeline == tli]
+        entry: dict[str, Any] = {
+            "timeline": tli,
+            "segments": len(segs),
+            "partial": len([f for f in listing.complete("partial") if f.timeline == tli]),
+            "history": listing.has(f"{tli:08X}.history"),
+            "bytes": sum((f.payload.size if f.payload else 0) for f in listing.files.values() if f.timeline == tli),
+        }
+        if segs:
+            first, last = segs[0], segs[-1]
+            entry.update(first=first.name, newest=last.name,
+                         newest_archived_at=last.archived_at.isoformat() if last.archived_at else None)
+            if newest is None or (tli, last.name) > (newest.timeline, newest.name):
+                newest = last
+            lo = wal.segno_of(first.name, seg_size)
+            if oldest_start and wal.parse_name(oldest_start).timeline == tli:
+                lo = min(lo, wal.segno_of(oldest_start, seg_size))
+            have = {wal.segno_of(f.name, seg_size) for f in segs}
+            missing = [wal.segment_name(tli, s, seg_size) for s in range(lo, wal.segno_of(last.name, seg_size) + 1)
+                       if s not in have]
+            if missing:
+                out["gaps"].append({"timeline": tli, "missing": len(missing), "first": missing[0], "last": missing[-1]})
+        out["timelines"].append(entry)
+    out["newest"] = newest.name if newest else None
+    out["newest_archived_at"] = newest.archived_at.isoformat() if newest and newest.archived_at else None
+    if newest is not None and newest.archived_at:
+        out["newest_age_seconds"] = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
+    out["server"] = _server_state(cfg, listing, seg_size)
+    if cfg.data_directory:
+        status_dir = Path(cfg.data_directory) / "pg_wal" / "archive_status"
+        try:
+            out["ready_files"] = len([n for n in os.listdir(status_dir) if n.endswith(".ready")])
+        except OSError:
+            out["ready_files"] = None
+    return out
+
+
+def _server_state(cfg: Any, listing: Any, seg_size: int) -> dict[str, Any]:
+    from ..repository import walnames as wal
+    from ..sources.postgres.tools import connect
+
+    try:
+        with connect(cfg.dsn.get_secret_value()) as conn:
+            row = conn.execute(
+                "select archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, "
+                "last_failed_time, case when pg_is_in_recovery() then null "
+                "else pg_walfile_name(pg_current_wal_lsn()) end, now() from pg_stat_archiver"
+            ).fetchone()
+    except (PosterityError, SourceError) as exc:
+        return {"reachable": False, "error": exc.message}
+    assert row is not None
+    archived_count, last_wal, last_time, failed_count, failed_wal, failed_time, current, now = row
+    state: dict[str, Any] = {
+        "reachable": True, "archived_count": archived_count, "last_archived_wal": last_wal,
+        "last_archived_time": last_time.isoformat() if last_time else None,
+        "failed_count": failed_count, "last_failed_wal": failed_wal,
+        "last_failed_time": failed_time.isoformat() if failed_time else None,
+        "current_wal": current,
+        "failing": bool(failed_time and (last_time is None or failed_time > last_time)),
+    }
+    if last_wal and current and len(last_wal) >= 24:
+        try:
+            lag = wal.segno_of(current, seg_size) - wal.segno_of(last_wal[:24], seg_size) - 1
+            state["lag_segments"] = max(0, lag)
+        except ValueError:
+            pass
+    if last_time:
+        state["lag_seconds"] = round((now - last_time).total_seconds(), 1)
+    if last_wal and not last_wal.endswith(".backup") and not listing.has(last_wal):
+        state["warning"] = (f"The server reports {last_wal} archived, but this repository/source does not hold it: "
+                            "archive_command may push to another repository or --source.")
+    return state

@@ -1,0 +1,479 @@
+"""``posterity daemon``: run the [[schedule]] jobs on time, and say what happened.
+
+How it behaves, and why:
+- **On time**: each job's next run is its cron expression's next fire time in [daemon]
+  timezone, plus a random delay up to ``jitter``. The loop sleeps until the nearest run
+  (at most 30 s, so a clock jump or suspend is noticed).
+- **One catch-up, never a burst**: the nominal time of each job's last finished run is
+  kept in ``<state_dir>/scheduler.json``. At start-up a job that missed one or more runs
+  while the daemon was down runs once, now. A loop that wakes late (suspend) also runs a
+  job once and plans the next run after *now*, skipping the missed ones.
+- **Never two runs of one job at once**: a run due while the previous one still goes is
+  skipped and counted (``posterity_job_skipped_total``). Two jobs that share a source
+  take turns on it (an in-process lock per source); another host is kept out by the
+  repository's per-source backup lock, and two hosts never prune together (lock
+  ``prune``).
+- **Retries with backoff** on transient errors only (store or source unreachable, a lock
+  held by another host): ``retries`` times, waiting ``retry_backoff`` doubled each time.
+- **Prune after the job** for the job's sources, when ``[daemon] prune`` is on.
+- **SIGTERM stops cleanly**: no new run starts; a backup in flight gets ``stop_timeout``
+  to finish, then it is abandoned (its payloads removed, nothing committed, lock
+  released), and its run is not recorded, so the next start catches it up.
+- **Reports**: logs to stdout, notifications (``notify``), healthchecks pings, Prometheus
+  metrics and ``/healthz`` (``metrics``).
+
+The clock is injected (``cron.ManualClock`` in tests) and ``tick()`` is one turn of the
+loop, so schedules are tested without waiting.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ..config.durations import parse_duration
+from ..errors import ConfigError, LockHeld, PosterityError, SourceUnreachable, StorageUnreachable
+from ..operations.backup import BackupResult, backup_source
+from ..operations.context import Context
+from ..operations.prune import PruneReport, prune
+from ..operations.status import max_age_of, size_anomaly
+from .cron import Clock, CronSpec, SystemClock, parse_cron
+from .metrics import Metrics
+from .notify import Notifier, ping
+
+log = logging.getLogger("posterity.daemon")
+
+TRANSIENT = (StorageUnreachable, SourceUnreachable, LockHeld)
+MAX_BACKOFF = 600.0
+MAX_SLEEP = 30.0
+
+
+class Abandoned(KeyboardInterrupt):
+    """Raised inside a run that outlived the stop timeout: the backup is abandoned uncommitted."""
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    cron: CronSpec
+    sources: tuple[str, ...]
+    tags: tuple[str, ...]
+    jitter: timedelta = timedelta(0)
+    ping_url: str | None = None
+
+
+def jobs_from_config(config: Any) -> list[Job]:
+    jobs = []
+    configured = set(config.sources)
+    for i, s in enumerate(config.schedule):
+        unknown = [x for x in s.sources if x not in configured]
+        if unknown:
+            raise ConfigError(
+                f"schedule[{i}] ({s.name}) names source(s) {', '.join(unknown)}, which are not configured.",
+                hint=f"Configured sources: {', '.join(sorted(configured)) or 'none'}.",
+            )
+        jobs.append(Job(s.name, parse_cron(s.cron), tuple(s.sources or sorted(configured)),
+                        (s.tag,) if s.tag else (), parse_duration(s.jitter), s.ping_url))
+    return jobs
+
+
+class ScheduleState:
+    """The nominal time of each job's last finished run, kept across restarts."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.data: dict[str, str] = {}
+        if path is not None and path.is_file():
+            try:
+                raw = json.loads(path.read_text())
+                self.data = {k: str(v) for k, v in raw.get("last_run", {}).items()}
+            except (OSError, ValueError, AttributeError) as exc:
+                log.warning("Ignoring the unreadable scheduler state %s (%s).", path, exc)
+
+    def last(self, job: str) -> datetime | None:
+        v = self.data.get(job)
+        try:
+            return datetime.fromisoformat(v) if v else None
+        except ValueError:
+            return None
+
+    def record(self, job: str, when: datetime) -> None:
+        with self._lock:
+            self.data[job] = when.astimezone(UTC).isoformat()
+            if self.path is None:
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"last_run": self.data}, indent=2) + "\n")
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                log.warning("Could not save the scheduler state %s (%s).", self.path, exc)
+
+
+class Scheduler:
+    """When each job runs next: cron + jitter, one catch-up, no bursts. No threads, no I/O
+    but the state file; ``clock`` gives the time."""
+
+    def __init__(self, jobs: list[Job], clock: Clock, state: ScheduleState, *, tz: str = "UTC",
+                 catch_up: bool = True, rng: random.Random | None = None) -> None:
+        self.jobs = jobs
+        self.clock = clock
+        self.state = state
+        self.tz = tz
+        self.catch_up = catch_up
+        self.rng = rng or random.Random()
+        self.nominal: dict[str, datetime] = {}
+        self.next: dict[str, datetime] = {}
+
+    def _plan(self, job: Job, after: datetime) -> None:
+        nominal = job.cron.next_after(after, self.tz)
+        self.nominal[job.name] = nominal
+        self.next[job.name] = nominal + job.jitter * self.rng.random()
+
+    def start(self) -> list[tuple[Job, datetime]]:
+        """Plan every job; return the catch-up runs due now (one per job that missed runs)."""
+        now = self.clock.now()
+        due = []
+        for job in self.jobs:
+            last = self.state.last(job.name)
+            if self.catch_up and last is not None and job.cron.fires_between(last, now, self.tz, limit=1):
+                due.append((job, now))
+            self._plan(job, now)
+        return due
+
+    def due(self, now: datetime) -> list[tuple[Job, datetime]]:
+        """Jobs whose time has come, each once, with their nominal time; re-planned after now."""
+        out = []
+        for job in self.jobs:
+            if self.next[job.name] <= now:
+                out.append((job, self.nominal[job.name]))
+                self._plan(job, now)
+        return out
+
+    def seconds_until_next(self, now: datetime) -> float:
+        if not self.next:
+            return MAX_SLEEP
+        return max(0.0, (min(self.next.values()) - now).total_seconds())
+
+
+@dataclass
+class JobRun:
+    job: str
+    nominal: datetime
+    backups: dict[str, BackupResult] = field(default_factory=dict)
+    errors: dict[str, PosterityError] = field(default_factory=dict)
+    prune: PruneReport | None = None
+    abandoned: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.abandoned
+
+
+def background_tasks(ctx: Context) -> list[Callable[[threading.Event], None]]:
+    """Long-running work beside the cron jobs (continuous WAL archiving, from the PITR
+    work, belongs here): each callable runs in its own thread until the event is set."""
+    from .background import tasks
+
+    return tasks(ctx)
+
+
+class Daemon:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        backup: Callable[..., BackupResult] = backup_source,
+        prune_fn: Callable[..., PruneReport] = prune,
+        notifier: Notifier | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.ctx = ctx
+        cfg = ctx.config.daemon
+        self.clock: Clock = clock or SystemClock()
+        self.jobs = jobs_from_config(ctx.config)
+        self.state = ScheduleState(ctx.state_dir / "scheduler.json")
+        self.scheduler = Scheduler(self.jobs, self.clock, self.state, tz=cfg.timezone, catch_up=cfg.catch_up, rng=rng)
+        self.backup = backup
+        self.prune_fn = prune_fn
+        self.notifier = notifier if notifier is not None else Notifier.from_config(ctx.config.notify)
+        self.metrics = metrics or Metrics()
+        self.retries = cfg.retries
+        self.backoff = parse_duration(cfg.retry_backoff).total_seconds()
+        self.stop_timeout = parse_duration(cfg.stop_timeout).total_seconds()
+        self.check_interval = parse_duration(cfg.check_interval)
+        self.stop_event = threading.Event()
+        self.running: dict[str, threading.Thread] = {}
+        self.runs: list[JobRun] = []
+        self._source_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._failing: dict[str, bool] = {}
+        self._last_success: dict[str, datetime] = {}
+        self._stale_alerted: set[str] = set()
+        self._started = self.clock.now()
+        self._next_check = self._started
+        self.metrics_address: tuple[str, int] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        """Everything but the loop: seed state, serve metrics, launch catch-up runs."""
+        self.ctx.repo  # noqa: B018 - build the shared store/repository before threads race for it
+        self._seed()
+        listen = self.ctx.config.daemon.metrics_listen
+        if listen:
+            self.metrics_address = self.metrics.serve(listen)
+            log.info("Serving metrics on http://%s:%d/metrics and /healthz.", *self.metrics_address)
+        for task in background_tasks(self.ctx):
+            threading.Thread(target=self._background, args=(task,), daemon=True,
+                             name=getattr(task, "__name__", "background")).start()
+        for job, nominal in self.scheduler.start():
+            log.info("Job %s missed its run(s) while the daemon was down; running it once now.", job.name)
+            self._launch(job, nominal)
+        for job in self.jobs:
+            log.info("Job %s (%s, sources %s) next runs at %s.", job.name, job.cron.expr, ", ".join(job.sources),
+                     self.scheduler.next[job.name].isoformat(timespec="seconds"))
+
+    def run(self) -> None:
+        self.start()
+        while not self.stop_event.is_set():
+            if self.clock.sleep(self.tick(), self.stop_event):
+                break
+        self.shutdown()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def tick(self) -> float:
+        """One turn of the loop: launch due jobs, check freshness; seconds to sleep."""
+        now = self.clock.now()
+        self.metrics.beat()
+        for job, nominal in self.scheduler.due(now):
+            self._launch(job, nominal)
+        if now >= self._next_check:
+            self.check_freshness(now)
+            self._next_check = now + self.check_interval
+        for job in self.jobs:
+            self.metrics.job_next.labels(job.name).set(self.scheduler.next[job.name].timestamp())
+        until_check = (self._next_check - now).total_seconds()
+        return max(0.0, min(self.scheduler.seconds_until_next(now), until_check, MAX_SLEEP))
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        for t in list(self.running.values()):
+            t.join(timeout)
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        live = [t for t in self.running.values() if t.is_alive()]
+        if live:
+            log.info("Stopping: waiting up to %.0fs for %d running job(s) to finish.", self.stop_timeout, len(live))
+        deadline = self.clock_monotonic() + self.stop_timeout
+        for t in live:
+            t.join(max(0.0, deadline - self.clock_monotonic()))
+        for t in live:
+            if t.is_alive() and t.ident is not None:
+                log.warning("Abandoning the run in %s: nothing of it is committed.", t.name)
+                _raise_in_thread(t.ident, Abandoned)
+        for t in live:
+            t.join(30)
+        self.metrics.close()
+        log.info("Stopped.")
+
+    @staticmethod
+    def clock_monotonic() -> float:
+        import time
+
+        return time.monotonic()
+
+    # -- jobs -------------------------------------------------------------------------
+    def _launch(self, job: Job, nominal: datetime) -> None:
+        current = self.running.get(job.name)
+        if current is not None and current.is_alive():
+            log.warning("Job %s: the previous run is still going; skipping the run due at %s.",
+                        job.name, nominal.isoformat(timespec="seconds"))
+            self.metrics.job_skipped.labels(job.name).inc()
+            return
+        t = threading.Thread(target=self.run_job, args=(job, nominal), name=f"job-{job.name}", daemon=True)
+        self.running[job.name] = t
+        t.start()
+
+    def run_job(self, job: Job, nominal: datetime) -> JobRun:
+        run = JobRun(job.name, nominal)
+        self.metrics.job_running.labels(job.name).set(1)
+        log.info("Job %s started (due %s).", job.name, nominal.isoformat(timespec="seconds"))
+        ping(job.ping_url, "start")
+        try:
+            for source in job.sources:
+                if self.stop_event.is_set():
+                    run.abandoned = True
+                    break
+                try:
+                    res = self._backup_with_retries(job, source)
+                except PosterityError as exc:
+                    run.errors[source] = exc
+                    self._on_failure(job, source, exc)
+                else:
+                    run.backups[source] = res
+                    self._on_success(source, res)
+            if self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set():
+                run.prune = self._prune(job)
+        except Abandoned:
+            run.abandoned = True
+        finally:
+            self.metrics.job_running.labels(job.name).set(0)
+        result = "abandoned" if run.abandoned else ("succeeded" if run.ok else "failed")
+        self.metrics.job_runs.labels(job.name, result).inc()
+        if not run.abandoned:
+            self.state.record(job.name, nominal)  # an abandoned run is caught up at the next start
+            ping(job.ping_url, "success" if run.ok else "fail")
+        log.info("Job %s %s (%d backup(s), %d failure(s)).", job.name, result, len(run.backups), len(run.errors))
+        self.runs.append(run)
+        return run
+
+    def _backup_with_retries(self, job: Job, source: str) -> BackupResult:
+        delay = self.backoff
+        attempt = 0
+        while True:
+            lock = self._source_locks[source]
+            while not lock.acquire(timeout=0.5):
+                if self.stop_event.is_set():
+                    raise Abandoned()
+            try:
+                res = self.backup(self.ctx, source, tags=list(job.tags))
+                log.info("%s: backup %s stored %d bytes in %.1fs.", source, res.manifest.id, res.manifest.size,
+                         res.seconds)
+                return res
+            except TRANSIENT as exc:
+                if attempt >= self.retries or self.stop_event.is_set():
+                    raise
+                attempt += 1
+                log.warning("%s: %s — retry %d/%d in %.0fs.", source, exc.message, attempt, self.retries, delay)
+            finally:
+                lock.release()
+            if self.clock.sleep(delay, self.stop_event):
+                raise Abandoned()
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    def _prune(self, job: Job) -> PruneReport | None:
+        try:
+            report = self.prune_fn(self.ctx, sources=list(job.sources))
+        except LockHeld as exc:
+            log.info("Not pruning after %s: %s", job.name, exc.message)
+            return None
+        except PosterityError as exc:
+            log.error("Prune after %s failed: %s", job.name, exc.message)
+            self.notifier.event("failure", "prune failed", f"{exc.message}\n{exc.hint}")
+            return None
+        removed = sum(1 for b in report.backups if b.action == "removed")
+        log.info("Pruned after %s: removed %d backup(s), freed %d bytes%s.", job.name, removed, report.deleted_bytes,
+                 f"; {len(report.locked_keys)} object(s) still under a bucket lock" if report.locked_keys else "")
+        self.metrics.repository_size.set(report.stored_bytes)
+        self.metrics.prune_deleted.inc(report.deleted_bytes)
+        self.metrics.prune_locked.set(len(report.locked_keys))
+        return report
+
+    # -- outcomes ---------------------------------------------------------------------
+    def _on_success(self, source: str, res: BackupResult) -> None:
+        m = res.manifest
+        finished = m.finished if m.finished.tzinfo else m.finished.replace(tzinfo=UTC)
+        self._last_success[source] = finished
+        self.metrics.last_success.labels(source).set(finished.timestamp())
+        self.metrics.last_duration.labels(source).set(res.seconds)
+        self.metrics.last_size.labels(source).set(m.size)
+        self.metrics.backups.labels(source).inc()
+        self.metrics.stale.labels(source).set(0)
+        self._stale_alerted.discard(source)
+        if self._failing.get(source):
+            self.notifier.event("recovery", f"{source}: backups work again",
+                                f"Backup {m.id} of {source} succeeded after earlier failures.")
+        self._failing[source] = False
+        self.notifier.event("success", f"{source}: backup {m.id}", f"{m.size} bytes stored in {res.seconds:.1f}s.")
+        n = self.ctx.config.notify
+        try:
+            sizes = [x.size for x in self.ctx.repo.manifests(source)][-(n.size_anomaly_window + 1):]
+        except PosterityError:
+            return
+        median = size_anomaly(sizes, n.size_anomaly_ratio, n.size_anomaly_window)
+        if median is not None and sizes and sizes[-1] == m.size:
+            self.notifier.event(
+                "size_anomaly", f"{source}: backup {m.id} is unusually small",
+                f"Backup {m.id} of {source} stored {m.size} bytes, below {n.size_anomaly_ratio:.0%} of the median "
+                f"{median:.0f} of the previous ones — an empty or truncated dump? Check it with `posterity show {m.id}`.",
+            )
+
+    def _on_failure(self, job: Job, source: str, exc: PosterityError) -> None:
+        log.error("%s: backup failed: %s", source, exc.message)
+        self.metrics.failures.labels(source).inc()
+        self._failing[source] = True
+        self.notifier.event("failure", f"{source}: backup failed",
+                            f"Job {job.name}: the backup of {source} failed: {exc.message}\nHint: {exc.hint}")
+
+    def check_freshness(self, now: datetime) -> None:
+        for source in sorted(self.ctx.config.sources):
+            max_age = max_age_of(self.ctx, source)
+            if not max_age:
+                continue
+            limit = parse_duration(max_age)
+            last = self._last_success.get(source)
+            stale = (now - last > limit) if last else (now - self._started > limit)
+            self.metrics.stale.labels(source).set(1 if stale else 0)
+            if stale and source not in self._stale_alerted:
+                self._stale_alerted.add(source)
+                when = last.isoformat(timespec="seconds") if last else "never"
+                log.warning("%s is stale: last successful backup %s, max_age %s.", source, when, max_age)
+                self.notifier.event("stale", f"{source}: no fresh backup",
+                                    f"The newest backup of {source} is from {when}, older than max_age {max_age}.")
+            elif not stale:
+                self._stale_alerted.discard(source)
+
+    def _seed(self) -> None:
+        """Start from what the repository knows: last successes, failing sources, size."""
+        from ..operations.audit import read_audit
+
+        try:
+            manifests = self.ctx.repo.manifests()
+            records = read_audit(self.ctx, since=self.clock.now() - timedelta(days=30), op="backup")
+        except PosterityError as exc:
+            log.warning("Could not read the repository at start-up (%s); continuing.", exc.message)
+            return
+        total = 0
+        for m in manifests:
+            total += m.size
+            t = m.finished if m.finished.tzinfo else m.finished.replace(tzinfo=UTC)
+            if m.source not in self._last_success or t > self._last_success[m.source]:
+                self._last_success[m.source] = t
+                self.metrics.last_success.labels(m.source).set(t.timestamp())
+                self.metrics.last_size.labels(m.source).set(m.size)
+        self.metrics.repository_size.set(total)
+        for r in records:
+            src = r.get("source")
+            if src:
+                self._failing[src] = r.get("result") == "failed"
+
+    def _background(self, task: Callable[[threading.Event], None]) -> None:
+        while not self.stop_event.is_set():
+            try:
+                task(self.stop_event)
+                return
+            except Exception:
+                log.exception("Background task %s failed; restarting it in 30s.", getattr(task, "__name__", task))
+                self.stop_event.wait(30)
+
+
+def _raise_in_thread(ident: int, exc: type[BaseException]) -> None:
+    """Deliver ``exc`` inside another thread at its next Python instruction (how a backup
+    in flight is abandoned: it unwinds through its own cleanup — payloads removed, dump
+    process stopped, lock released — exactly as on Ctrl-C)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))

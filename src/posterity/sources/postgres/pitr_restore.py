@@ -1,0 +1,345 @@
+"""Point-in-time restore: a base backup plus archived WAL into a new data directory.
+
+Order of events, and why:
+1. plan (``pitr_plan``): base backup, timeline, every WAL segment needed — checked present;
+2. check the target directory (empty, or ``--force``; never one a running server uses) and
+   that the PostgreSQL OS user can read the config and identity ``restore_command`` needs;
+3. fetch every planned segment into a staging folder beside the target, verifying sha256
+   and decrypting — so a damaged object or a wrong identity fails here, before step 4;
+4. only now write: extract the base backup (tar, the ``data`` filter: no absolute paths,
+   no escapes, no device files) into the directory (0700, owned by the PostgreSQL user),
+   move the verified segments in as a spool, write ``recovery.signal`` and the recovery
+   settings into ``postgresql.auto.conf``.
+
+``restore_command`` takes a segment from the spool when it is there (a rename, no Python
+start-up per segment) and otherwise runs ``posterity wal fetch`` (history files, anything
+past the plan); ``recovery_end_command`` removes the spool. If step 4 fails, what it wrote
+is removed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ...errors import (
+    ConfigError,
+    LocalResourceError,
+    PosterityError,
+    RestoreFailed,
+    RestoreTargetError,
+)
+from ...repository import Repository
+from ...repository.walarchive import fetch_bytes, write_file
+from .pitr_plan import Plan, Target
+
+log = logging.getLogger(__name__)
+
+SPOOL = "posterity_wal_spool"
+OWNER_WHEN_ROOT = "postgres"
+FETCH_WORKERS = 4
+
+
+class IdentityMismatch(RestoreFailed):
+    """Archived WAL belongs to another cluster than the base backup."""
+
+    default_hint = "Check [sources] names: two clusters may archive into one source. Nothing was written."
+
+
+@dataclass
+class PitrRequest:
+    source: str
+    to_directory: Path
+    target: Target
+    config_path: Path
+    identity_file: Path | None = None
+    force: bool = False
+    start: bool = False
+    port: int | None = None
+    verify: bool = False
+    bin_dir: Path | None = None
+    wait_timeout: float = 900.0
+    notes: list[str] = field(default_factory=list)
+
+
+def os_owner() -> pwd.struct_passwd:
+    """The OS user that will own and run the restored cluster (``postgres`` when root)."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid())
+    try:
+        return pwd.getpwnam(OWNER_WHEN_ROOT)
+    except KeyError as exc:
+        raise RestoreTargetError("Running as root, but there is no 'postgres' OS user to own the restored cluster.",
+                                 hint="Install PostgreSQL (it creates the user), or run as the user that runs it.") from exc
+
+
+def posterity_command() -> str:
+    """How restore_command runs posterity, as shell words: ``$POSTERITY_EXECUTABLE`` verbatim
+    (it may be a wrapper with arguments), else the ``posterity`` beside this Python."""
+    if os.environ.get("POSTERITY_EXECUTABLE"):
+        return os.environ["POSTERITY_EXECUTABLE"]
+    beside = Path(sys.executable).parent / "posterity"
+    return shlex.quote(str(beside) if beside.is_file() else shutil.which("posterity") or "posterity")
+
+
+def check_directory(path: Path, force: bool) -> bool:
+    """Raise unless ``path`` may be restored into; returns whether it exists with contents."""
+    if path.exists() and not path.is_dir():
+        raise RestoreTargetError(f"{path} exists and is not a directory; nothing was changed.")
+    pid_file = path / "postmaster.pid"
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            os.kill(pid, 0)
+            alive = True
+        except (ValueError, IndexError, ProcessLookupError, OSError):
+            alive = False
+        if alive:
+            raise RestoreTargetError(
+                f"{path} is in use by a running PostgreSQL (pid {pid}); nothing was changed.",
+                hint="Stop that server first, or restore into another --to-directory.")
+    busy = path.is_dir() and any(path.iterdir())
+    if busy and not force:
+        raise RestoreTargetError(f"{path} is not empty; nothing was changed.",
+                                 hint="Restore into an empty or new directory, or add --force to replace its contents.")
+    if not path.exists() and not path.parent.is_dir():
+        raise RestoreTargetError(f"The parent folder {path.parent} does not exist; nothing was changed.")
+    return busy
+
+
+def check_readable_by(owner: pwd.struct_passwd, paths: list[Path]) -> None:
+    """restore_command runs as the PostgreSQL user: it must read the config and the identity."""
+    if os.geteuid() == owner.pw_uid:
+        return
+    for p in paths:
+        proc = subprocess.run(["test", "-r", str(p)], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
+                              check=False, capture_output=True)
+        if proc.returncode != 0:
+            raise RestoreTargetError(
+                f"The '{owner.pw_name}' OS user cannot read {p}, which restore_command (`posterity wal fetch`, run "
+                "by PostgreSQL) needs; nothing was changed.",
+                hint=f"Let it read the file (e.g. chgrp {owner.pw_name} {p} && chmod g+r {p}) and every folder above it.")
+
+
+def prefetch(repo: Repository, plan: Plan, identities: list, staging: Path, progress=None) -> int:
+    """Fetch, verify and decrypt every planned segment into ``staging``; returns bytes."""
+    store = repo.store
+    expected_sysid = plan.manifest.facts.get("system_identifier")
+
+    def one(name: str) -> int:
+        raw, record = fetch_bytes(store, plan.source, name, identities)
+        sysid = record.get("system_identifier")
+        if expected_sysid and sysid and str(sysid) != str(expected_sysid):
+            raise IdentityMismatch(
+                f"WAL segment {name} was archived by cluster {sysid}, but base backup {plan.manifest.id} is of "
+                f"cluster {expected_sysid}.")
+        write_file(staging / name, raw)
+        if progress:
+            progress(len(raw))
+        return len(raw)
+
+    with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
+        return sum(pool.map(one, plan.segments))
+
+
+def _clear(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def extract_base(repo: Repository, plan: Plan, identities: list, target: Path, owner: pwd.struct_passwd) -> int:
+    """Stream the base backup's tar from the repository into ``target``; returns members."""
+    art = plan.manifest.artifacts[0]
+    r, w = os.pipe()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(w, "wb", buffering=1 << 20) as out:
+                repo.read_artifact(art, out, identities)
+        except BrokenPipeError:
+            pass  # the reader stopped; its own error is the one reported
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=produce, name="posterity-pitr-decode", daemon=True)
+    thread.start()
+    chown = os.geteuid() == 0
+    members = 0
+    try:
+        with os.fdopen(r, "rb", buffering=1 << 20) as inp:
+            with tarfile.open(fileobj=inp, mode="r|", bufsize=1 << 20) as tf:
+                tf.copybufsize = 1 << 20  # type: ignore[attr-defined]
+                for member in tf:
+                    tf.extract(member, target, filter="data")
+                    members += 1
+                    path = target / member.name
+                    if member.isdir():
+                        os.chmod(path, 0o700)
+                    if chown:
+                        os.lchown(path, owner.pw_uid, owner.pw_gid)
+            while inp.read(1 << 20):
+                pass
+    except BaseException as exc:
+        thread.join()
+        if failure:
+            raise failure[0] from exc
+        if isinstance(exc, OSError) and exc.errno == 28:
+            raise LocalResourceError(f"The disk holding {target} filled up while extracting the base backup.") from exc
+        if isinstance(exc, PosterityError | KeyboardInterrupt):
+            raise
+        raise RestoreFailed(f"Extracting base backup {plan.manifest.id} into {target} failed: {exc}.") from exc
+    thread.join()
+    if failure:
+        raise failure[0]
+    return members
+
+
+def _conf_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def restore_command(req: PitrRequest, spool: Path) -> str:
+    args = ["-c", str(req.config_path), "wal", "fetch", "--source", req.source]
+    if req.identity_file:
+        args += ["--identity", str(req.identity_file)]
+    sp = shlex.quote(str(spool))
+    return f"test -f {sp}/%f && mv {sp}/%f %p || {posterity_command()} {shlex.join(args)} %f %p"
+
+
+def recovery_settings(req: PitrRequest, plan: Plan, spool: Path) -> dict[str, str]:
+    t = req.target
+    settings = {
+        "restore_command": restore_command(req, spool),
+        "recovery_end_command": f"rm -rf {shlex.quote(str(spool))}",
+        "recovery_target_timeline": str(plan.timeline),
+    }
+    if t.time is not None:
+        settings["recovery_target_time"] = t.time.isoformat()
+    elif t.lsn is not None:
+        settings["recovery_target_lsn"] = t.lsn
+    elif t.xid is not None:
+        settings["recovery_target_xid"] = str(t.xid)
+    elif t.name is not None:
+        settings["recovery_target_name"] = t.name
+    if t.kind is not None:
+        settings["recovery_target_action"] = t.action
+    return settings
+
+
+def write_recovery(target: Path, settings: dict[str, str], plan: Plan, owner: pwd.struct_passwd) -> None:
+    auto = target / "postgresql.auto.conf"
+    lines = ["", f"# posterity restore pitr {plan.manifest.id} at {datetime.now(UTC).isoformat(timespec='seconds')}"]
+    lines += [f"{k} = {_conf_quote(v)}" for k, v in settings.items()]
+    with open(auto, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    signal = target / "recovery.signal"
+    signal.touch()
+    for p in (auto, signal):
+        os.chmod(p, 0o600)
+        if os.geteuid() == 0:
+            os.chown(p, owner.pw_uid, owner.pw_gid)
+
+
+def verify_files(target: Path, major: int, bin_dir: Path | None, owner: pwd.struct_passwd) -> str:
+    from .tools import find_binary
+
+    tool = find_binary("pg_verifybackup", major, bin_dir)
+    kw: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        kw = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+    proc = subprocess.run([str(tool), "-n", "-q", str(target)], capture_output=True, text=True, check=False, **kw)
+    if proc.returncode != 0:
+        raise RestoreFailed(f"pg_verifybackup found damage in {target}: {(proc.stderr or proc.stdout).strip()[:500]}")
+    return "pg_verifybackup: every file matches backup_manifest"
+
+
+def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrRequest, progress=None) -> dict[str, Any]:
+    """Steps 2–4 (and, with ``req.start``, start the server and wait for the target)."""
+    t0 = time.monotonic()
+    target = req.to_directory.absolute()
+    owner = os_owner()
+    busy = check_directory(target, req.force)
+    needs = [req.config_path] + ([req.identity_file] if req.identity_file else [])
+    check_readable_by(owner, [p for p in needs if p is not None])
+    stage_parent = target.parent if target.parent.is_dir() else Path(tempfile.gettempdir())
+    staging = Path(tempfile.mkdtemp(prefix=".posterity-pitr-", dir=stage_parent))
+    created = not target.exists()
+    wrote = False
+    try:
+        wal_bytes = prefetch(repo, plan, identities, staging, progress)
+        wrote = True
+        if busy:
+            _clear(target)
+        target.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(target, 0o700)
+        if os.geteuid() == 0:
+            os.chown(target, owner.pw_uid, owner.pw_gid)
+        members = extract_base(repo, plan, identities, target, owner)
+        major = int(plan.manifest.facts.get("server_version_num", 0)) // 10000
+        if req.verify:
+            req.notes.append(verify_files(target, major, req.bin_dir, owner))
+        spool = target / SPOOL
+        shutil.move(str(staging), str(spool))
+        os.chmod(spool, 0o700)
+        if os.geteuid() == 0:
+            for p in [spool, *spool.iterdir()]:
+                os.chown(p, owner.pw_uid, owner.pw_gid)
+        settings = recovery_settings(req, plan, spool)
+        write_recovery(target, settings, plan, owner)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if wrote:
+            if created:
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.is_dir():
+                _clear(target)
+            if isinstance(exc, PosterityError):
+                exc.message += f" What this restore wrote in {target} was removed."
+                exc.args = (exc.message,)
+        raise
+    result: dict[str, Any] = {
+        **plan.to_dict(),
+        "source": plan.source,
+        "target": req.target.describe(),
+        "directory": str(target),
+        "owner": owner.pw_name,
+        "tar_members": members,
+        "wal_bytes": wal_bytes,
+        "base_bytes": plan.manifest.artifacts[0].raw_size,
+        "settings": settings,
+        "started": False,
+    }
+    if req.start:
+        from .pitr_start import start_and_wait
+
+        result.update(start_and_wait(target, req, plan, owner, major))
+    result["seconds"] = round(time.monotonic() - t0, 3)
+    result["notes"] = req.notes
+    return result
+
+
+def parse_target_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--target-time {text!r} is not a time; write it like '2024-01-15 10:42:00+00'.") from exc
