@@ -261,7 +261,7 @@ def test_latest_restore_promotes_and_the_new_timeline_is_archived_and_restorable
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     try:
-        assert result["state"] == "promoted" and result["timeline"] == 2
+        assert result["state"] == "promoted" and result["recovery_timeline"] == 1 and result["timeline"] == 2
         assert rows_of(port) == [1, 2, 3]
         assert not (dest / "posterity_wal_spool").exists()  # recovery_end_command removed it
         # Write on the new timeline; the restored server archives into the same source.
@@ -284,7 +284,8 @@ def test_latest_restore_promotes_and_the_new_timeline_is_archived_and_restorable
     r2 = restore(env, again, "latest", "--start", "--port", str(p2))
     try:
         assert r2.returncode == 0, r2.stderr
-        assert json.loads(r2.stdout)["timeline"] == 2 and rows_of(p2) == [1, 2, 3, 4]
+        out = json.loads(r2.stdout)
+        assert (out["recovery_timeline"], out["timeline"]) == (2, 3) and rows_of(p2) == [1, 2, 3, 4]
     finally:
         stop_restored(again)
     r1 = restore(env, old, "latest", "--target-timeline", "1", "--target-time", env.mid.isoformat(),  # type: ignore[union-attr]

@@ -259,7 +259,7 @@ def test_prune_removes_wal_only_a_removed_base_backup_needed(tmp_path):
                                    "[retention]\nkeep_last = 1\n"))
     ctx.repo.init([recipient])
     seg = "00000001000000000000000{}".format
-    for i, (start, when) in enumerate([(2, START), (5, START + DAY)]):
+    for start, when in [(2, START), (5, START + DAY)]:
         bid = layout.new_backup_id(when)
         key = layout.payload_key("pitr", bid, "base")
         ctx.store.put(key, b"base backup bytes")

@@ -240,3 +240,22 @@ cron = "0 25 * * *"
 """)
     text = str(info.value)
     assert "retention.keep_within" in text and "retention.keep_daily" in text and "schedule.0.cron" in text
+
+
+def test_example_config_renders_the_operations_sections_and_parses(monkeypatch):
+    from posterity.config.example import example_config
+
+    for var in ("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "MEILI_MASTER_KEY"):
+        monkeypatch.setenv(var, "x")
+    text = example_config()
+    for header in ("[retention]", "# [retention.tags.weekly]", "# [retention.sources.db]", "[[schedule]]",
+                   "[daemon]", "[notify]", "# max_age = \"26h\""):
+        assert header in text
+    cfg = loads_config(text)
+    assert [(s.name, s.cron, s.tag) for s in cfg.schedule] == [("daily", "0 2 * * *", "daily"),
+                                                               ("weekly-archive", "0 3 * * 0", "weekly")]
+    # The commented nested tables are valid TOML once uncommented.
+    uncommented = text.replace("# [retention.", "[retention.").replace("# keep_", "keep_")
+    policy_for = resolver(loads_config(uncommented).retention)
+    assert policy_for("db", None) == Policy(keep_daily=14)
+    assert policy_for("db", "monthly") == Policy(keep_monthly=84)

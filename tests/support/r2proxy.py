@@ -81,7 +81,7 @@ class Recorded:
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "reset" | "lost_reply" | "cut"
+    kind: str  # "status" | "reset" | "lost_reply" | "cut" | "stall"
     method: str | None
     path_contains: str | None
     times: int
@@ -89,6 +89,7 @@ class Fault:
     code: str = "ServiceUnavailable"
     query_contains: str | None = None
     cut_after: int = 0  # "cut": response body bytes sent before the connection is dropped
+    seconds: float = 0.0  # "stall": how long to hold the request before handling it
 
     def matches(self, method: str, path: str, query: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -235,6 +236,15 @@ class R2Proxy:
             self._faults.append(
                 Fault("cut", method, path_contains, times, query_contains=query_contains, cut_after=after_bytes)
             )
+
+    def stall_next(
+        self, method: str | None = None, path_contains: str | None = None, seconds: float = 30.0,
+        times: int = 1, query_contains: str | None = None,
+    ) -> None:
+        """Hold the next matching requests ``seconds`` before handling them normally (the
+        client waits mid-request; tests use it to act while an upload is in flight)."""
+        with self._lock:
+            self._faults.append(Fault("stall", method, path_contains, times, query_contains=query_contains, seconds=seconds))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -443,6 +453,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self._late_fault = fault if fault is not None and fault.kind in ("lost_reply", "cut") else None
         if fault is not None:
             rec.fault = f"status {fault.status}" if fault.kind == "status" else fault.kind
+        if fault is not None and fault.kind == "stall":
+            time.sleep(fault.seconds)
+            fault = None
         if fault is not None and self._late_fault is None:
             if fault.kind == "reset":
                 self._reset()

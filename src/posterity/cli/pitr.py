@@ -26,7 +26,7 @@ def run_pitr_restore(state, source: str, ref: str, *, to_directory: Path | None,
         return
     click.echo(f"restored base backup {result['backup']} of {source} into {result['directory']} "
                f"(owner {result['owner']}, {human_size(result['base_bytes'])} + {result['wal_segments']} WAL "
-               f"segment(s) {result['wal_first']} … {result['wal_last']}, timeline {result['timeline']}, "
+               f"segment(s) {result['wal_first']} … {result['wal_last']}, timeline {result['recovery_timeline']}, "
                f"{human_duration(result['seconds'])})")
     click.echo(f"recovery target: {result['target']}")
     if not result["started"]:

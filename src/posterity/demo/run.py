@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .meili import SKIPPED, MeiliDemo
 from .sample_data import fingerprint, load_sample
 
 
@@ -46,6 +47,9 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
         cluster.psql("create database posters_science")
         source_dsn = cluster.dsn("posters_science")
         load_sample(source_dsn, posters=posters)
+        meili = MeiliDemo.from_env()  # only with MEILISEARCH_URL; says so plainly otherwise
+        if meili:
+            meili.load(min(posters, 500))
         recipient = _run(
             ["key", "generate", "--out", str(work / "key.txt")], work, capture=True
         ).strip()
@@ -59,7 +63,7 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
             f'state_dir = "{work / "state"}"\n\n'
             "[sources.db]\n"
             'kind = "postgres"\n'
-            f'dsn = "{source_dsn}"\n'
+            f'dsn = "{source_dsn}"\n' + (meili.config_section() if meili else "")
         )
         _run(["init"], work)
         _run(["backup", "db"], work)
@@ -67,6 +71,7 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
         _run(
             ["restore", "db", "latest", "--to-database", "posters_restored", "--check-counts"], work
         )
+        meili_result = meili.run(_run, work) if meili else None
         before = fingerprint(source_dsn)
         after = fingerprint(cluster.dsn("posters_restored"))
         same = before == after
@@ -79,6 +84,9 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
         print(
             f"  result: {'restored database is identical to the original' if same else 'MISMATCH'}"
         )
+        for line in meili_result.lines if meili_result else [SKIPPED]:
+            print(line)
+        same = same and (meili_result is None or meili_result.same)
         print(f"  repository: {work / 'repo'} (key: {work / 'key.txt'})")
         print(f"  took {time.monotonic() - t0:.1f}s")
     if not keep:

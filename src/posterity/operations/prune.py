@@ -295,6 +295,8 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
             action = "within grace"
         elif report.dry_run:
             action = "remove"
+        elif store.stat(layout.manifest_key(s, i)) is not None:
+            continue  # it committed after our listing (before we held its lock): not an orphan
         else:
             done = _delete(store, keys, report)
             _account(report, done, objs)

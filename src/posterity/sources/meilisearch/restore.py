@@ -194,7 +194,10 @@ class _DumpHandler:
                 loader.apply_settings()
                 loader.add_lines(fh)
             else:  # documents before metadata: keep them on disk until the primary key is known
-                spool = tempfile.TemporaryFile(dir=self.r.req.staging_dir, prefix="posterity-meili-")  # noqa: SIM115
+                folder = self.r.req.staging_dir
+                if folder is not None:
+                    folder.mkdir(parents=True, exist_ok=True)
+                spool = tempfile.TemporaryFile(dir=folder, prefix="posterity-meili-")  # noqa: SIM115
                 plan.spool = spool  # closed once loaded, or by clean_up
                 while chunk := fh.read(CHUNK):
                     spool.write(chunk)
@@ -383,7 +386,7 @@ def restore_indexes(
             raise
         notes = r.clean_up() if not swapped else []
         targets = ", ".join(repr(p.target) for p in r.plans.values())
-        note = f" Live index {targets} untouched" + (f"; {'; '.join(notes)}." if notes else ".")
+        note = f" Nothing was swapped: {targets} unchanged" + (f"; {'; '.join(notes)}." if notes else ".")
         if isinstance(exc, TaskFailed | DumpFailed | MeiliApiError):
             raise RestoreFailed(f"Restore from backup {manifest.id} failed: {exc.message}{note}",
                                 hint=exc.hint or None) from exc

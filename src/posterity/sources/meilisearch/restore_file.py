@@ -29,6 +29,7 @@ from ...errors import (
     RestoreTargetError,
 )
 from .client import MeiliClient
+from .export import EXPORT_KIND
 from .source import DUMP_KIND, SNAPSHOT_KIND
 
 FLAGS = {"snapshot": "--import-snapshot", "dump": "--import-dump"}
@@ -52,6 +53,9 @@ def expected_counts(manifest: Any, what: str | None = None) -> tuple[dict[str, i
         for art in manifest.artifacts_of_kind(kind):
             if "index_counts" in art.facts:
                 return dict(art.facts["index_counts"]), bool(art.facts.get("counts_exact"))
+    exports = {a.facts.get("index"): a.facts.get("documents") for a in manifest.artifacts_of_kind(EXPORT_KIND)}
+    if what is None and exports:
+        return exports, True  # each counted while read, and checked against the index's stats
     indexes = manifest.facts.get("indexes") or {}
     return {uid: i.get("documents") for uid, i in indexes.items()}, False
 

@@ -168,15 +168,22 @@ class MeilisearchSource(Source):
             facts={"format": "posterity-meilisearch-metadata"},
         )
         to_delete: list[Path] = []
-        for mode in self.config.modes:
-            if mode == "snapshot":
-                yield self._snapshot()
-            elif mode == "dump":
-                art, path = self._dump_file()
-                to_delete.append(path)
-                yield art
-            else:
-                yield from self._export(meta)
+        done = False
+        try:
+            for mode in self.config.modes:
+                if mode == "snapshot":
+                    yield self._snapshot()
+                elif mode == "dump":
+                    art, path = self._dump_file()
+                    to_delete.append(path)
+                    yield art
+                else:
+                    yield from self._export(meta)
+            done = True
+        finally:
+            if not done:
+                for path in to_delete:
+                    log.warning("The dump %s is kept because the backup did not complete; delete it when done.", path)
         # Every artifact is stored (the loop above only resumes after each finish()).
         for path in to_delete:
             try:

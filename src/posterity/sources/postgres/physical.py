@@ -76,11 +76,18 @@ class PhysicalSource(Source):
                 "select current_setting('server_version_num')::int, current_setting('server_version'), "
                 "current_setting('wal_segment_size'), current_setting('archive_mode'), "
                 "current_setting('archive_command'), pg_is_in_recovery(), "
-                "(select rolreplication or rolsuper from pg_roles where rolname = current_user)"
+                "(select rolreplication or rolsuper from pg_roles where rolname = current_user), "
+                "(select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global'))"
             ).fetchone()
         assert row is not None
-        version_num, version, seg_size, archive_mode, archive_command, in_recovery, can_replicate = row
+        version_num, version, seg_size, archive_mode, archive_command, in_recovery, can_replicate, spaces = row
         where = describe(self.dsn)
+        if spaces:
+            raise SourceError(
+                f"{where} has {spaces} tablespace(s) besides pg_default; a streamed base backup "
+                "(pg_basebackup -D -) holds one tablespace only.",
+                hint="Move their tables to pg_default, or back this server up with a postgres (pg_dump) source.",
+            )
         if not can_replicate:
             raise SourceAuthError(
                 f"The role connecting to {where} has no REPLICATION privilege; pg_basebackup needs it.",

@@ -26,7 +26,7 @@ class PhysicalConfig(BaseModel):
     )
     data_directory: Path | None = Field(
         default=None,
-        description="The server's data directory, for `wal status` (counts .ready files) and restore checks.",
+        description="The server's data directory, for `wal status` (counts the .ready files waiting to be archived).",
         json_schema_extra={"example": "/var/lib/postgresql/15/main"},
     )
     wal: Literal["archive", "stream"] = Field(

@@ -112,7 +112,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backup": self.manifest.id, "timeline": self.timeline, "wal_first": self.segments[0] if self.segments else None,
+        return {"backup": self.manifest.id, "recovery_timeline": self.timeline, "wal_first": self.segments[0] if self.segments else None,
                 "wal_last": self.segments[-1] if self.segments else None, "wal_segments": len(self.segments),
                 "newest_archived": self.newest}
 

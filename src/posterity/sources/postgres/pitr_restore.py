@@ -98,6 +98,8 @@ def posterity_command() -> str:
 
 def check_directory(path: Path, force: bool) -> bool:
     """Raise unless ``path`` may be restored into; returns whether it exists with contents."""
+    if path.resolve() == Path("/") or path.resolve() == Path.home():
+        raise RestoreTargetError(f"Refusing to restore into {path}; choose a folder of its own.")
     if path.exists() and not path.is_dir():
         raise RestoreTargetError(f"{path} exists and is not a directory; nothing was changed.")
     pid_file = path / "postmaster.pid"
@@ -280,6 +282,13 @@ def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrReques
     needs = [req.config_path] + ([req.identity_file] if req.identity_file else [])
     check_readable_by(owner, [p for p in needs if p is not None])
     stage_parent = target.parent if target.parent.is_dir() else Path(tempfile.gettempdir())
+    need = len(plan.segments) * plan.segment_size + plan.manifest.artifacts[0].raw_size
+    free = shutil.disk_usage(stage_parent).free
+    if free < need:
+        raise LocalResourceError(
+            f"Restoring needs about {need >> 20} MiB (base backup and {len(plan.segments)} WAL segments) on the disk "
+            f"holding {stage_parent}, which has {free >> 20} MiB free; nothing was changed.",
+            hint="Free space, restore onto a larger disk, or pick a target closer to a base backup.")
     staging = Path(tempfile.mkdtemp(prefix=".posterity-pitr-", dir=stage_parent))
     created = not target.exists()
     wrote = False

@@ -1,0 +1,145 @@
+"""Point-in-time recovery: the pure parts (WAL names, timelines, retention, tar tap, the
+lean archive_command entry's configuration), without PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from posterity.cli.walfast import LeanContext, _NotPlain
+from posterity.config import loads_config
+from posterity.repository import walnames as wal
+from posterity.sources.postgres.tarscan import TarTap
+
+SEG = wal.DEFAULT_SEGMENT_SIZE
+
+
+def test_names_round_trip_and_classify() -> None:
+    assert wal.segment_name(1, 0x1FF) == "0000000100000001000000FF"
+    assert wal.segno_of("0000000100000001000000FF") == 0x1FF
+    assert wal.parse_name("00000002.history").kind == "history"
+    assert wal.parse_name("000000020000000000000003.partial").timeline == 2
+    assert wal.parse_name("000000010000000000000002.00000028.backup").kind == "backup"
+    for bad in ("RECOVERYXLOG", "00000000.history", "000000010000000000000002.tmp", "0000000100000000000002"):
+        with pytest.raises(wal.WalNameError):
+            wal.parse_name(bad)
+    assert wal.parse_lsn("0/3000158") == 0x3000158 and wal.format_lsn(0x1_0300_0158) == "1/3000158"
+    assert wal.payload_key("pitr", "00000002.history") == "wal/pitr/00000002/00000002.history.zst.age"
+    assert wal.parse_key("wal/pitr/00000001/000000010000000000000003.json")[2] == "record"  # type: ignore[index]
+    assert wal.parse_key("wal/pitr/00000002/000000010000000000000003.zst.age") is None  # wrong folder
+
+
+def test_recovery_reads_the_switch_segment_from_the_new_timeline() -> None:
+    # Timeline 2 branched from 1 inside segment 5; timeline 3 from 2 exactly at segment 8's start.
+    history3 = "1\t0/5000100\tbefore 2024-01-15\n2\t0/8000000\tno recovery target specified\n"
+    chain = wal.parse_history(history3, 3)
+    assert [(e.tli, e.begin, e.end) for e in chain] == [(1, 0, 0x5000100), (2, 0x5000100, 0x8000000), (3, 0x8000000, None)]
+    names = wal.expected_files(chain, 3, 9)
+    assert names == [wal.segment_name(1, 3), wal.segment_name(1, 4), wal.segment_name(2, 5), wal.segment_name(2, 6),
+                     wal.segment_name(2, 7), wal.segment_name(3, 8), wal.segment_name(3, 9)]
+    # A backup on timeline 1 that ended after the branch point cannot follow timeline 2 or 3.
+    assert wal.chain_from(chain, 1, 0x5000200) is None
+    assert wal.chain_from(chain, 1, 0x5000000) == chain
+    assert wal.chain_from(chain, 2, 0x6000000) == chain[1:]
+    assert wal.chain_from(chain, 4, 0) is None
+
+
+@dataclass
+class M:
+    source: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    kind: str = "postgres-physical"
+
+
+def test_wal_keys_needed_keeps_everything_a_kept_base_backup_can_reach() -> None:
+    keys = []
+    for name in ["000000010000000000000001", "000000010000000000000002", "000000010000000000000005",
+                 "000000010000000000000006.partial", "000000020000000000000004", "000000020000000000000007",
+                 "00000002.history", "000000010000000000000002.00000028.backup"]:
+        keys += [wal.payload_key("pitr", name), wal.record_key("pitr", name)]
+    keys += [wal.payload_key("other", "000000010000000000000001"), "wal/pitr/README"]
+    kept = [M("pitr", {"wal_start_segment": "000000010000000000000005"}),
+            M("pitr", {"wal_start_segment": "000000020000000000000007"}),
+            M("pitr", {"row_counts": {}}, kind="postgres")]
+    needed = wal.wal_keys_needed(kept, keys)
+    gone = wal.wal_keys_unneeded(kept, keys)
+    assert needed | gone == set(keys) and not needed & gone
+    names_gone = {k.split("/")[3].split(".zst")[0].removesuffix(".json") for k in gone}
+    # Older than the oldest kept base on its timeline: removable; timeline 2's segment 4 is before both bases.
+    assert names_gone == {"000000010000000000000001", "000000010000000000000002",
+                          "000000010000000000000002.00000028.backup", "000000020000000000000004"}
+    assert wal.payload_key("other", "000000010000000000000001") in needed  # a source with no kept base: keep all
+    assert "wal/pitr/README" in needed and wal.payload_key("pitr", "00000002.history") in needed
+
+
+def _tar(members: dict[str, bytes], fmt: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_tar_tap_passes_bytes_through_and_captures_members(fmt: int) -> None:
+    long_name = "base/16384/" + "x" * (150 if fmt != tarfile.USTAR_FORMAT else 80) + "/backup_manifest"
+    members = {"backup_label": b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n",
+               "base/1/1259": os.urandom(70_000), long_name: b"not the top-level one",
+               "global/pg_control": os.urandom(8192), "backup_manifest": b'{"WAL-Ranges": []}'}
+    data = _tar(members, fmt)
+    tap = TarTap(io.BufferedReader(io.BytesIO(data)), {"backup_label", "global/pg_control", "backup_manifest", long_name})
+    out = bytearray()
+    while chunk := tap.read(777):  # odd chunk sizes cross every header boundary
+        out += chunk
+    assert bytes(out) == data
+    assert tap.ended and tap.members == len(members)
+    assert tap.captured == {k: members[k] for k in ("backup_label", "global/pg_control", "backup_manifest", long_name)}
+
+
+SAMPLE = """
+[repository]
+url = "s3://bucket/prefix"
+endpoint = "${TEST_PITR_ENDPOINT}"
+access_key_id = "$${literal}"
+[encryption]
+recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+zstd_level = 7
+identity_file = "/etc/posterity/key.txt"
+[sources.pitr]
+kind = "postgres-physical"
+dsn = "postgresql://replicator@localhost/postgres"
+[sources.db]
+kind = "postgres"
+dsn = "postgresql://localhost/db"
+"""
+
+
+def test_lean_entry_reads_what_the_full_loader_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_PITR_ENDPOINT", "http://127.0.0.1:9000")
+    path = tmp_path / "posterity.toml"
+    path.write_text(SAMPLE)
+    lean, full = LeanContext(path), loads_config(SAMPLE)
+    assert lean.url == full.repository.url
+    assert lean.store_args["endpoint"] == full.repository.endpoint == "http://127.0.0.1:9000"
+    assert lean.store_args["access_key_id"] == full.repository.access_key_id.get_secret_value() == "${literal}"  # type: ignore[union-attr]
+    assert lean.store_args["region"] == full.repository.region
+    assert lean.stages.specs() == [{"name": "zstd", "level": 7, "checksum": True},
+                                   {"name": "age", "kind": "x25519", "recipients": list(full.encryption.recipients)}]
+    assert lean.identity_file == str(full.encryption.identity_file)
+    assert lean.source(None) == "pitr" and lean.source("pitr") == "pitr"
+    with pytest.raises(_NotPlain):
+        lean.source("db")  # not a physical source: the full loader reports it properly
+    monkeypatch.delenv("TEST_PITR_ENDPOINT")
+    with pytest.raises(_NotPlain):
+        LeanContext(path)  # an unset variable: fall back to the full loader's message
+    path.write_text(SAMPLE.replace("zstd_level = 7", 'zstd_level = "7"'))
+    with pytest.raises(_NotPlain):
+        LeanContext(path)
