@@ -234,5 +234,7 @@ EXIT_CODES: dict[int, str] = {
     9: "restore target not usable (not empty, exists)",
     10: "restore failed (nothing partial left behind)",
     11: "local resource error (disk full)",
+    12: "status: a source is stale (older than max_age) or was never backed up",
+    13: "status: a source's last backup failed",
     130: "interrupted",
 }

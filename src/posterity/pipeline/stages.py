@@ -17,7 +17,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast
 
 import pyrage
 import zstandard
@@ -73,7 +73,7 @@ class _QueueWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # type: ignore[override]
+    def write(self, b) -> int:
         if self._cancelled.is_set():
             raise _Cancelled()
         self._buf += b
@@ -106,7 +106,7 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         data = self._raw.read(len(b))
         if not data:
             return 0
@@ -140,7 +140,7 @@ class EncodedStream:
                 cctx = zstandard.ZstdCompressor(
                     level=self.stages.zstd_level, write_checksum=True, threads=self.stages.zstd_threads
                 )
-                with cctx.stream_reader(counting, read_size=CHUNK, closefd=False) as compressed:
+                with cctx.stream_reader(cast(IO[bytes], counting), read_size=CHUNK, closefd=False) as compressed:
                     sink = _QueueWriter(q, self._cancelled)
                     pyrage.encrypt_io(compressed, sink, recipients)
                     sink.finish()
@@ -212,7 +212,7 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         while not self._buf:
             try:
                 self._buf = next(self._it)
@@ -232,9 +232,15 @@ class _HashingReader(io.RawIOBase):
             self.readinto(bytearray(CHUNK))
 
 
+class BinarySink(Protocol):
+    """Anything with ``write(bytes)``: a file, a pipe, a progress tap."""
+
+    def write(self, b: bytes, /) -> Any: ...
+
+
 def decode_to(
     chunks: Iterator[bytes],
-    out: IO[bytes],
+    out: BinarySink,
     identities: list,
     *,
     key: str,
@@ -309,7 +315,7 @@ class _ZstdWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # type: ignore[override]
+    def write(self, b) -> int:
         data = bytes(b)
         while data:
             produced = self._obj.decompress(data)
@@ -330,14 +336,14 @@ class _ZstdWriter(io.RawIOBase):
 
 
 class _CountingWriter(io.RawIOBase):
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: BinarySink) -> None:
         self._raw = raw
         self.n = 0
 
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # type: ignore[override]
+    def write(self, b) -> int:
         self._raw.write(b)
         self.n += len(b)
         return len(b)

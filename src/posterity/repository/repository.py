@@ -26,6 +26,7 @@ from ..errors import (
     RepositoryNotInitialised,
 )
 from ..pipeline import Stages, decode_to, encode
+from ..pipeline.stages import BinarySink
 from ..storage import ObjectStore, choose_part_size
 from . import layout
 from .locks import exclusive_lock
@@ -185,7 +186,7 @@ class Repository:
             raise BackupNotFound(f"{ref!r} matches several backups: {ids}.", hint="Give more of the id.")
         return self.read_manifest(matches[0])
 
-    def read_artifact(self, artifact: ArtifactRecord, out: IO[bytes], identities: list) -> int:
+    def read_artifact(self, artifact: ArtifactRecord, out: BinarySink, identities: list) -> int:
         """Verify, decrypt and decompress one artifact into ``out``."""
         chunks = self.store.get(artifact.key)
         return decode_to(

@@ -68,7 +68,7 @@ def _is_empty(dsn: str, dbname: str) -> bool:
             "and n.nspname not like 'pg_temp%' "
             "and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')"
         ).fetchone()
-    return bool(row) and row[0] == 0
+    return row is not None and row[0] == 0
 
 
 def restore_logical(
@@ -82,7 +82,9 @@ def restore_logical(
     started = time.monotonic()
 
     with _maintenance_conn(req.dsn) as conn:
-        server_major = int(conn.execute("select current_setting('server_version_num')::int").fetchone()[0]) // 10000  # type: ignore[index]
+        row = conn.execute("select current_setting('server_version_num')::int").fetchone()
+        assert row is not None
+        server_major = int(row[0]) // 10000
         exists = conn.execute("select 1 from pg_database where datname = %s", (target,)).fetchone() is not None
     if exists and not req.clean and not _is_empty(req.dsn, target):
         raise RestoreTargetError(
