@@ -40,6 +40,7 @@ VENV = Path(sys.executable).parent
 
 
 def timed(argv: list[str], **kw) -> float:
+    os.sync()  # earlier runs' dirty pages are written back outside the measurement
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
     if proc.returncode != 0:
@@ -89,18 +90,24 @@ def main() -> None:
         for r in range(args.rounds):
             results["floor pg_basebackup > /dev/null"].append(timed(
                 ["sh", "-c", f"{c.bin_dir / 'pg_basebackup'} -d '{c.dsn()}' -D - -Ft -X none -c fast > /dev/null"]))
-            results["posterity backup"].append(timed([str(VENV / "posterity"), "-c", str(config), "backup", "pitr"]))
-            results["pgbackrest backup"].append(timed(
-                [*as_pg, "pgbackrest", f"--config={pgbr_conf}", "--stanza=bench", "--type=full", "backup"]))
             d1, d2 = work / f"restore-posterity-{r}", work / f"restore-pgbr-{r}"
-            results["posterity restore"].append(timed(
-                [str(VENV / "posterity"), "-c", str(config), "restore", "pitr", "latest", "--to-directory", str(d1)],
-                env=env))
             d2.mkdir(mode=0o700)
             if os.geteuid() == 0:
                 shutil.chown(d2, "postgres", "postgres")
-            results["pgbackrest restore"].append(timed(
-                [*as_pg, "pgbackrest", f"--config={pgbr_conf}", "--stanza=bench", f"--pg1-path={d2}", "restore"]))
+            steps = {
+                "posterity backup": lambda: timed([str(VENV / "posterity"), "-c", str(config), "backup", "pitr"]),
+                "pgbackrest backup": lambda: timed(
+                    [*as_pg, "pgbackrest", f"--config={pgbr_conf}", "--stanza=bench", "--type=full", "backup"]),
+                "posterity restore": lambda d=d1: timed(
+                    [str(VENV / "posterity"), "-c", str(config), "restore", "pitr", "latest", "--to-directory", str(d)],
+                    env=env),
+                "pgbackrest restore": lambda d=d2: timed(
+                    [*as_pg, "pgbackrest", f"--config={pgbr_conf}", "--stanza=bench", f"--pg1-path={d}", "restore"]),
+            }
+            order = [["posterity backup", "pgbackrest backup"], ["posterity restore", "pgbackrest restore"]]
+            for pair in order:
+                for label in (pair if r % 2 == 0 else pair[::-1]):  # alternate who goes first
+                    results[label].append(steps[label]())
             shutil.rmtree(d1)
             shutil.rmtree(d2)
         stored = sum(f.stat().st_size for f in (work / "repo" / "backups").rglob("*.zst.age")) / args.rounds

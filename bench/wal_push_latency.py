@@ -128,10 +128,13 @@ def main() -> None:
         subprocess.run([str(VENV / "posterity"), "-c", str(config), "init"], check=True, capture_output=True)
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", "postgres:postgres", str(work)], check=True)
-        for label, r in bench_latency(args.pushes, work, config).items():
-            print(f"{label:<40} p50 {r['p50'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
-                  f"max {r['max'] * 1000:6.0f} ms  cpu {r['cpu_per_push'] * 1000:5.0f} ms/push")
+        if args.pushes:
+            for label, r in bench_latency(args.pushes, work, config).items():
+                print(f"{label:<40} p50 {r['p50'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
+                      f"max {r['max'] * 1000:6.0f} ms  cpu {r['cpu_per_push'] * 1000:5.0f} ms/push")
         if args.pgbench_seconds:
+            if os.geteuid() == 0:  # the pushes above ran as root; PostgreSQL archives as postgres
+                subprocess.run(["chown", "-R", "postgres:postgres", str(work)], check=True)
             print("pgbench -c 4:", bench_pgbench(args.pgbench_seconds, work, config))
     finally:
         shutil.rmtree(work, ignore_errors=True)

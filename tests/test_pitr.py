@@ -138,7 +138,7 @@ def env():
     cluster = TempCluster(conf={"archive_mode": "on",
                                 "archive_command": f"{e.command} -c {e.config} wal push --source pitr %p"})
     e.cluster = cluster
-    e.write_config(cluster.dsn())
+    e.write_config(cluster.dsn(user="replicator"))  # a REPLICATION role, not a superuser
     chown_owner(e.config, e.key)
     e.ok("init")
     (e.repo / "wal").mkdir()
@@ -146,6 +146,7 @@ def env():
         subprocess.run(["chown", "-R", "postgres:postgres", str(e.repo)], check=True)
     try:
         cluster.start()
+        cluster.psql("create role replicator with login replication")
         cluster.psql("create table t(id int primary key, at timestamptz not null default clock_timestamp())")
         e.rows[1] = insert_row(cluster, 1)
         wait_archived(cluster)
@@ -455,3 +456,38 @@ def test_push_and_fetch_on_s3_including_history_and_partial(s3_server, s3_bucket
                                                              wal.TimelineEntry(2, 0x3000158, None)]
     with pytest.raises(walarchive.WalNotArchived):
         walarchive.fetch_bytes(store, "db", "00000003.history", ids)
+
+
+def test_whole_cycle_on_an_s3_repository(s3_server, s3_bucket, tmp_path: Path) -> None:
+    """archive_command pushing to S3, a base backup on S3, and a restore from S3 that starts."""
+    work = Path(tempfile.mkdtemp(prefix="posterity-pitr-s3-"))
+    work.chmod(0o755)
+    e = Env(work)
+    cluster = TempCluster(conf={"archive_mode": "on",
+                                "archive_command": f"{e.command} -c {e.config} wal push %p"})
+    e.config.write_text(
+        f'[repository]\nurl = "s3://{s3_bucket}/prod"\nendpoint = "{s3_server.endpoint}"\nregion = "{s3_server.region}"\n'
+        f'access_key_id = "{s3_server.access_key}"\nsecret_access_key = "{s3_server.secret_key}"\n\n'
+        f'[encryption]\nrecipients = ["{e.recipient}"]\nidentity_file = "{e.key}"\n\n'
+        f'[general]\nstate_dir = "{work / "state"}"\n\n'
+        f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "{cluster.dsn()}"\n')
+    chown_owner(e.config, e.key)
+    dest = work / "restored"
+    try:
+        e.ok("init")
+        cluster.start()
+        cluster.psql("create table t(id int primary key, at timestamptz not null default clock_timestamp())")
+        insert_row(cluster, 1)
+        e.ok("backup", "pitr")
+        insert_row(cluster, 2)
+        last = wait_archived(cluster)
+        status = json.loads(e.ok("--json", "wal", "status").stdout)
+        assert status["newest"] == last and status["gaps"] == [] and status["server"]["failed_count"] == 0
+        port = free_port()
+        proc = restore(e, dest, "latest", "--start", "--port", str(port))
+        assert proc.returncode == 0, proc.stderr
+        assert rows_of(port) == [1, 2]
+    finally:
+        stop_restored(dest)
+        cluster.cleanup()
+        shutil.rmtree(work, ignore_errors=True)

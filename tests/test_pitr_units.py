@@ -14,7 +14,9 @@ import pytest
 
 from posterity.cli.walfast import LeanContext, _NotPlain
 from posterity.config import loads_config
+from posterity.errors import RestoreFailed
 from posterity.repository import walnames as wal
+from posterity.sources.postgres.tarextract import TarExtractor
 from posterity.sources.postgres.tarscan import TarTap
 
 SEG = wal.DEFAULT_SEGMENT_SIZE
@@ -143,3 +145,94 @@ def test_lean_entry_reads_what_the_full_loader_reads(tmp_path: Path, monkeypatch
     path.write_text(SAMPLE.replace("zstd_level = 7", 'zstd_level = "7"'))
     with pytest.raises(_NotPlain):
         LeanContext(path)
+
+
+def _feed_all(ex: TarExtractor, data: bytes, step: int = 1000) -> None:
+    for i in range(0, len(data), step):
+        ex.feed(data[i : i + step])
+    ex.close()
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_extractor_writes_exactly_what_tarfile_would(tmp_path: Path, fmt: int) -> None:
+    members = {"PG_VERSION": b"15\n", "base/1/1259": os.urandom(70_000), "global/pg_control": os.urandom(8192),
+               "pg_wal/": b"", "base/16384/" + "y" * 120 + "/file": b"long", "empty": b""}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name.rstrip("/"))
+            if name.endswith("/"):
+                info.type, info.mode = tarfile.DIRTYPE, 0o700
+            else:
+                info.size, info.mode = len(data), 0o600
+            tf.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("pg_tblspc_link")
+        link.type, link.linkname = tarfile.SYMTYPE, "base/1"
+        tf.addfile(link)
+    dest = tmp_path / "d"
+    dest.mkdir()
+    ex = TarExtractor(dest)
+    _feed_all(ex, buf.getvalue() + b"\0" * 4096, step=777)
+    for name, data in members.items():
+        if not name.endswith("/"):
+            assert (dest / name).read_bytes() == data
+            assert (dest / name).stat().st_mode & 0o777 == 0o600
+    assert (dest / "pg_wal").is_dir() and os.readlink(dest / "pg_tblspc_link") == "base/1"
+    assert ex.members == len(members) + 1
+
+
+def _one(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, linkname, size
+    return info
+
+
+@pytest.mark.parametrize("info", [
+    _member("../evil", size=4),
+    _member("a/../../evil", size=4),
+    _member("escape", tarfile.SYMTYPE, "/etc"),
+    _member("escape", tarfile.SYMTYPE, "../../etc"),
+    _member("dev", tarfile.CHRTYPE),
+    _member("hard", tarfile.LNKTYPE, "PG_VERSION"),
+], ids=["dotdot", "nested-dotdot", "abs-symlink", "rel-symlink-out", "device", "hardlink"])
+def test_extractor_refuses_unsafe_members(tmp_path: Path, info: tarfile.TarInfo) -> None:
+    dest = tmp_path / "d"
+    dest.mkdir()
+    (dest / "PG_VERSION").write_text("15\n")
+    with pytest.raises(RestoreFailed):
+        _feed_all(TarExtractor(dest), _one(info, b"evil" if info.size else b""))
+    assert sorted(p.name for p in dest.iterdir()) == ["PG_VERSION"]
+    assert not (tmp_path / "evil").exists()
+
+
+def test_extractor_will_not_write_through_a_symlink_on_disk(tmp_path: Path) -> None:
+    dest, outside = tmp_path / "d", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / "base").symlink_to(outside)
+    with pytest.raises(RestoreFailed):
+        _feed_all(TarExtractor(dest), _one(_member("base/file", size=4), b"evil"))
+    assert list(outside.iterdir()) == []
+
+
+def test_extractor_refuses_a_stream_that_ends_early(tmp_path: Path) -> None:
+    data = _one(_member("big", size=100_000), os.urandom(100_000))
+    ex = TarExtractor(tmp_path)
+    ex.feed(data[:50_000])
+    with pytest.raises(RestoreFailed, match="ended early"):
+        ex.close()
+
+
+def test_extractor_keeps_absolute_names_inside_the_target(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    dest.mkdir()
+    _feed_all(TarExtractor(dest), _one(_member("/tmp/posterity-evil", size=4), b"evil"))
+    assert (dest / "tmp" / "posterity-evil").read_bytes() == b"evil"
+    assert not Path("/tmp/posterity-evil").exists()

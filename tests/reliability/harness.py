@@ -55,6 +55,7 @@ class Setup:
     env: dict[str, str] = field(default_factory=dict)
     source_extra: str = ""
     repo_extra: str = ""
+    more_sources: str = ""  # further [sources.NAME] sections, verbatim
     identity: Path = field(init=False)
     config: Path = field(init=False)
     recipient: str = field(init=False)
@@ -76,17 +77,19 @@ url = "{self.repo_url}"
 
 [encryption]
 recipients = ["{self.recipient}"]
-identity_file = "{overrides.get('identity_file', self.identity)}"
+identity_file = "{overrides.get("identity_file", self.identity)}"
 
 [general]
-state_dir = "{self.root / 'state'}"
-staging_dir = "{self.root / 'staging'}"
-lock_ttl = {overrides.get('lock_ttl', 3600)}
+state_dir = "{self.root / "state"}"
+staging_dir = "{self.root / "staging"}"
+lock_ttl = {overrides.get("lock_ttl", 3600)}
 
 [sources.db]
 kind = "postgres"
 dsn = "{self.dsn}"
 {self.source_extra}
+
+{self.more_sources}
 """
         self.config.write_text(text)
 
@@ -97,9 +100,13 @@ dsn = "{self.dsn}"
         full_env["POSTERITY_CONFIG"] = str(self.config)
         argv = [*CLI, *args]
         t0 = time.monotonic()
-        proc = subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+        )
         if os.environ.get("POSTERITY_TEST_TIMINGS"):
-            print(f"[{time.monotonic() - t0:6.2f}s] posterity {' '.join(args)} -> {proc.returncode}")
+            print(
+                f"[{time.monotonic() - t0:6.2f}s] posterity {' '.join(args)} -> {proc.returncode}"
+            )
         return Run(list(args), proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -183,8 +190,12 @@ def local_setup(tmp_path, module_db) -> Iterator[Setup]:
 def s3_setup(tmp_path, module_db, s3_server, s3_bucket) -> Iterator[Setup]:
     """A repository in SeaweedFS (real S3 API), initialised."""
     s = Setup(
-        tmp_path / "env", f"s3://{s3_bucket}/repo", module_db.dsn, endpoint=s3_server.endpoint,
-        env=s3_env(s3_server), repo_extra=S3_CREDENTIALS,
+        tmp_path / "env",
+        f"s3://{s3_bucket}/repo",
+        module_db.dsn,
+        endpoint=s3_server.endpoint,
+        env=s3_env(s3_server),
+        repo_extra=S3_CREDENTIALS,
     )
     r = s.run("init")
     assert r.code == 0, r
@@ -195,8 +206,12 @@ def s3_setup(tmp_path, module_db, s3_server, s3_bucket) -> Iterator[Setup]:
 def proxy_setup(tmp_path, module_db, s3_server, s3_bucket, r2_proxy) -> Iterator[Setup]:
     """A repository in SeaweedFS behind the fault-injecting R2 proxy, initialised."""
     s = Setup(
-        tmp_path / "env", f"s3://{s3_bucket}/repo", module_db.dsn, endpoint=r2_proxy.endpoint,
-        env=s3_env(s3_server), repo_extra=S3_CREDENTIALS,
+        tmp_path / "env",
+        f"s3://{s3_bucket}/repo",
+        module_db.dsn,
+        endpoint=r2_proxy.endpoint,
+        env=s3_env(s3_server),
+        repo_extra=S3_CREDENTIALS,
     )
     r = s.run("init")
     assert r.code == 0, r
@@ -226,10 +241,23 @@ class Golden:
         shutil.copytree(self.setup.root, dest / "env", symlinks=True)
         shutil.copytree(self.repo, dest / "repo", symlinks=True)
         s = object.__new__(Setup)
-        s.root, s.repo_url, s.dsn, s.endpoint = dest / "env", f"file://{dest / 'repo'}", self.setup.dsn, None
-        s.env, s.source_extra, s.repo_extra = {}, self.setup.source_extra, ""
-        s.identity, s.config, s.recipient = s.root / "key.txt", s.root / "posterity.toml", self.setup.recipient
-        text = self.setup.config.read_text().replace(old_repo, str(dest / "repo")).replace(old_root, str(s.root))
+        s.root, s.repo_url, s.dsn, s.endpoint = (
+            dest / "env",
+            f"file://{dest / 'repo'}",
+            self.setup.dsn,
+            None,
+        )
+        s.env, s.source_extra, s.repo_extra, s.more_sources = {}, self.setup.source_extra, "", ""
+        s.identity, s.config, s.recipient = (
+            s.root / "key.txt",
+            s.root / "posterity.toml",
+            self.setup.recipient,
+        )
+        text = (
+            self.setup.config.read_text()
+            .replace(old_repo, str(dest / "repo"))
+            .replace(old_root, str(s.root))
+        )
         s.config.write_text(text)
         return s
 

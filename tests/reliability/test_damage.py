@@ -104,9 +104,16 @@ def test_deleted_payload_is_named_by_verify_and_restore(golden: Golden, tmp_path
     r = s.run("verify", "--json")
     assert r.code == 6, r
     (finding,) = r.json()["findings"]
-    assert finding["key"] == key and finding["problem"] == "missing" and finding["backup"] == golden.ids[1]
+    assert (
+        finding["key"] == key
+        and finding["problem"] == "missing"
+        and finding["backup"] == golden.ids[1]
+    )
     r = s.run("verify", "--read-data")
-    assert r.code == 6 and f"BAD missing: {key} is missing (named by backup db/{golden.ids[1]})" in r.err, r
+    assert (
+        r.code == 6
+        and f"BAD missing: {key} is missing (named by backup db/{golden.ids[1]})" in r.err
+    ), r
     restore_fails_naming(s, golden, key, 4, f"Object {key} does not exist")
     assert_older_backup_intact(s, golden, restore=True)
 
@@ -186,7 +193,10 @@ def test_payload_whose_compression_never_finished_is_caught(golden: Golden, tmp_
     key = _replace_payload(s, golden, raw, cut_zstd=64)
     r = s.run("verify", "--read-data")
     assert r.code == 6, r
-    assert f"BAD decode: {key} decrypted but does not decompress: the data ends inside a zstd frame" in r.err, r
+    assert (
+        f"BAD decode: {key} decrypted but does not decompress: the data ends inside a zstd frame"
+        in r.err
+    ), r
 
 
 def test_archive_cut_in_half_is_caught_by_the_pg_restore_check(golden: Golden, tmp_path):
@@ -236,7 +246,9 @@ def test_identity_problems_are_refused_clearly(golden: Golden, tmp_path, how):
     if how == "missing":
         assert expected in r.err
     else:
-        assert "None of the configured identities can decrypt" in r.err and "identity_file" in r.err, r
+        assert (
+            "None of the configured identities can decrypt" in r.err and "identity_file" in r.err
+        ), r
     assert not database_exists(golden.cluster, target)
     r = s.run("drill")
     assert r.code == 7 and expected in r.err, r

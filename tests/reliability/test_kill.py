@@ -15,7 +15,6 @@ import time
 
 import psycopg
 import pytest
-
 from tests.reliability.harness import Setup
 
 
@@ -44,7 +43,9 @@ def kill(proc) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def assert_consistent_and_recovers(s: Setup, committed: list[str], killed_pid: int, *, uncommitted: bool) -> None:
+def assert_consistent_and_recovers(
+    s: Setup, committed: list[str], killed_pid: int, *, uncommitted: bool
+) -> None:
     assert s.backup_ids() == committed  # nothing uncommitted listed, nothing committed lost
     r = s.run("verify", "--read-data", "--json")
     assert r.code == 0, r

@@ -61,7 +61,9 @@ def test_lost_replies_are_settled_not_repeated(proxy_setup: Setup, r2_proxy):
     assert_reads_back(s)
 
 
-def test_lost_manifest_reply_that_cannot_be_settled_keeps_the_payloads(proxy_setup: Setup, r2_proxy):
+def test_lost_manifest_reply_that_cannot_be_settled_keeps_the_payloads(
+    proxy_setup: Setup, r2_proxy
+):
     """The manifest lands, its reply is lost, and the store cannot even be asked: the
     backup reports the error but must not delete the payloads of a manifest that exists."""
     s = proxy_setup
@@ -102,7 +104,9 @@ def test_persistent_payload_put_failure_fails_cleanly(proxy_setup: Setup, r2_pro
     r2_proxy.clear_faults()
     assert r.code == 4, r
     assert "error: Object store error on backups/db/" in r.err and ".pgdump.zst.age" in r.err, r
-    assert "500 Internal Server Error" in r.err and "hint: Check the [repository] settings" in r.err, r
+    assert (
+        "500 Internal Server Error" in r.err and "hint: Check the [repository] settings" in r.err
+    ), r
     assert s.backup_ids() == [first]  # nothing uncommitted listed, nothing committed lost
     leftovers = [k for k in s.keys("backups/") if not k.startswith(f"backups/db/{first}/")]
     assert leftovers == []  # the failed backup removed what it had written
@@ -137,20 +141,37 @@ def test_list_cut_mid_body_fails_with_a_message_then_works(proxy_setup: Setup, r
 @pytest.mark.parametrize(
     "inject",
     [
-        pytest.param(lambda p: p.fail_next("POST", None, status=503, query_contains="uploadId"), id="503"),
-        pytest.param(lambda p: p.reset_connection_next("POST", None, query_contains="uploadId"), id="reset"),
-        pytest.param(lambda p: p.lose_reply_next("POST", None, query_contains="uploadId"), id="lost-reply"),
-        pytest.param(lambda p: p.fail_next("PUT", None, status=500, query_contains="partNumber"), id="500-part"),
+        pytest.param(
+            lambda p: p.fail_next("POST", None, status=503, query_contains="uploadId"), id="503"
+        ),
+        pytest.param(
+            lambda p: p.reset_connection_next("POST", None, query_contains="uploadId"), id="reset"
+        ),
+        pytest.param(
+            lambda p: p.lose_reply_next("POST", None, query_contains="uploadId"), id="lost-reply"
+        ),
+        pytest.param(
+            lambda p: p.fail_next("PUT", None, status=500, query_contains="partNumber"),
+            id="500-part",
+        ),
     ],
 )
 def test_multipart_upload_faults_are_retried(s3_server, s3_bucket, r2_proxy, inject):
     """A payload larger than one part goes up in R2-legal equal parts; a fault on a part or
     on CompleteMultipartUpload is retried and the object is whole."""
-    store = S3Store(s3_bucket, "mp", endpoint=r2_proxy.endpoint, region=s3_server.region,
-                    access_key_id=s3_server.access_key, secret_access_key=s3_server.secret_key)
+    store = S3Store(
+        s3_bucket,
+        "mp",
+        endpoint=r2_proxy.endpoint,
+        region=s3_server.region,
+        access_key_id=s3_server.access_key,
+        secret_access_key=s3_server.secret_key,
+    )
     data = os.urandom(20 * MiB)
     inject(r2_proxy)
-    n = store.put("big.bin", iter(data[i : i + MiB] for i in range(0, len(data), MiB)), part_size=8 * MiB)
+    n = store.put(
+        "big.bin", iter(data[i : i + MiB] for i in range(0, len(data), MiB)), part_size=8 * MiB
+    )
     assert n == len(data)
     assert r2_proxy._faults == [] and any(req.fault for req in r2_proxy.requests)
     assert r2_proxy.violations == []

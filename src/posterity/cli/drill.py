@@ -9,12 +9,26 @@ from .render import BarProgress, emit_json, human_duration, human_size
 
 
 @click.command("drill")
-@click.option("--source", "-s", "sources", multiple=True,
-              help="Source to drill (repeatable; default: every source whose kind has a drill).")
-@click.option("--point", default="latest", show_default=True,
-              help="Backup id (or unique prefix), restore point id, or 'latest'.")
-@click.option("--identity", "identity_file", type=click.Path(dir_okay=False), envvar="POSTERITY_IDENTITY_FILE",
-              help="age identity file (default: [encryption] identity_file).")
+@click.option(
+    "--source",
+    "-s",
+    "sources",
+    multiple=True,
+    help="Source to drill (repeatable; default: every source whose kind has a drill).",
+)
+@click.option(
+    "--point",
+    default="latest",
+    show_default=True,
+    help="Backup id (or unique prefix), restore point id, or 'latest'.",
+)
+@click.option(
+    "--identity",
+    "identity_file",
+    type=click.Path(dir_okay=False),
+    envvar="POSTERITY_IDENTITY_FILE",
+    help="age identity file (default: [encryption] identity_file).",
+)
 @json_option
 @pass_state
 def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | None) -> None:
@@ -37,12 +51,16 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
     ctx = state.context()
     names = list(sources) or drillable_sources(ctx)
     if not names:
-        raise click.UsageError("No configured source has a drill (drills exist for postgres sources).")
+        raise click.UsageError(
+            "No configured source has a drill (drills exist for postgres sources)."
+        )
     reports = []
     failures: list[tuple[str, PosterityError]] = []
     for name in names:
         try:
-            report = drill(ctx, name, point, identity_file=identity_file, progress=BarProgress(not state.json))
+            report = drill(
+                ctx, name, point, identity_file=identity_file, progress=BarProgress(not state.json)
+            )
         except PosterityError as exc:
             failed_report = getattr(exc, "drill_report", None)
             if failed_report is not None and not state.json:
@@ -57,18 +75,27 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
         if not state.json:
             _render(report)
     if state.json:
-        emit_json({"drills": [r.to_dict() for r in reports],
-                   "failures": [{"source": n, **e.to_dict()} for n, e in failures]})
+        emit_json(
+            {
+                "drills": [r.to_dict() for r in reports],
+                "failures": [{"source": n, **e.to_dict()} for n, e in failures],
+            }
+        )
     if failures:
         raise SystemExit(max(e.exit_code for _, e in failures))
 
 
 def _render(r) -> None:
     verdict = "passed" if r.ok else "FAILED"
-    restored = (f"restored {human_size(r.bytes)} in {human_duration(r.restore_seconds)} (RTO)"
-                if r.restore_seconds is not None else "did not restore")
-    click.echo(f"{r.source}: drill {r.id} of backup {r.backup} {verdict} — {restored}, "
-               f"{human_duration(r.total_seconds)} in all")
+    restored = (
+        f"restored {human_size(r.bytes)} in {human_duration(r.restore_seconds)} (RTO)"
+        if r.restore_seconds is not None
+        else "did not restore"
+    )
+    click.echo(
+        f"{r.source}: drill {r.id} of backup {r.backup} {verdict} — {restored}, "
+        f"{human_duration(r.total_seconds)} in all"
+    )
     click.echo(f"  target: {r.target}; cleanup: {r.cleanup}")
     for c in r.checks:
         click.echo(f"  {'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}")

@@ -85,13 +85,15 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
     written: list[str] = []
     records: list[ArtifactRecord] = []
     committing = False
+    dump = None
     try:
         with repo.lock(f"backup-{name}", "backup"):
             reused = commit_if_unchanged(ctx, source, name, backup_id, started, tags)
             if reused is not None:  # same content as the previous backup: no payload stored
                 repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "unchanged_from": reused.facts["unchanged_from"]})
                 return BackupResult(reused, time.monotonic() - t0)
-            for art in source.dump():
+            dump = source.dump()
+            for art in dump:
                 key = payload_key(name, backup_id, art.name)
                 progress.start(f"{name}: {art.name}", None)
                 written.append(key)
@@ -135,6 +137,8 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
             repo.commit(manifest)
             _test_pause("POSTERITY_TEST_PAUSE_AFTER_COMMIT")
     except BaseException as exc:
+        if dump is not None and hasattr(dump, "close"):
+            dump.close()  # let the source release its connection and helpers now, not at exit
         # A commit that failed may still have landed (its reply lost): never delete the
         # payloads of a backup whose manifest may exist; prune removes true orphans.
         if written and not (committing and _manifest_may_exist(repo, name, backup_id)):

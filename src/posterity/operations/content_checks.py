@@ -17,6 +17,7 @@ reads every data block, so a cut or garbled archive fails.
 from __future__ import annotations
 
 import codecs
+import json
 import re
 import subprocess
 import tempfile
@@ -76,12 +77,16 @@ class CountOnly:
 class _Feeder:
     """One child process reading the decoded stream on stdin; output and errors to temp files."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None, may_stop_early: bool = False) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str] | None = None, may_stop_early: bool = False
+    ) -> None:
         self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by wait()/kill()
         self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by wait()/kill()
         self.may_stop_early = may_stop_early
         self.stopped_early = False
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.out, stderr=self.err, env=env)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=self.out, stderr=self.err, env=env
+        )
         assert self.proc.stdin is not None
         self.stdin: IO[bytes] | None = self.proc.stdin
 
@@ -172,7 +177,11 @@ class PgArchiveCheck:
                 f"backup time: {', '.join(missing[:10])}."
             )
         data = sum(1 for ln in entries if " TABLE DATA " in ln)
-        return {"content": "pg_restore read the whole archive", "toc_entries": len(entries), "table_data": data}
+        return {
+            "content": "pg_restore read the whole archive",
+            "toc_entries": len(entries),
+            "table_data": data,
+        }
 
     def abort(self) -> None:
         self.reader.kill()
@@ -218,7 +227,9 @@ class SqlScriptCheck:
         if self.HEAD not in self._head:
             raise ContentInvalid(f"{self.key} does not start like pg_dumpall output.")
         if self.TAIL not in self._tail:
-            raise ContentInvalid(f"{self.key} lacks pg_dumpall's closing line: the script is incomplete.")
+            raise ContentInvalid(
+                f"{self.key} lacks pg_dumpall's closing line: the script is incomplete."
+            )
         return {"content": "complete pg_dumpall script"}
 
     def abort(self) -> None:
@@ -239,11 +250,90 @@ class TarCheck:
     def finish(self) -> dict[str, Any]:
         rc, out, err = self.feeder.wait()
         if rc != 0 or self.feeder.stopped_early:
-            raise ContentInvalid(f"{self.key} decodes, but is not a complete tar archive: {_last_lines(err)}.")
+            raise ContentInvalid(
+                f"{self.key} decodes, but is not a complete tar archive: {_last_lines(err)}."
+            )
         return {"content": "tar listing", "entries": sum(1 for ln in out.splitlines() if ln)}
 
     def abort(self) -> None:
         self.feeder.kill()
+
+
+class NdjsonExportCheck:
+    """A Posterity Meilisearch export: the header line, then one JSON document per line, as
+    many as the manifest counted."""
+
+    def __init__(self, artifact: ArtifactRecord, manifest: Manifest) -> None:
+        self.key = artifact.key
+        self.expected = artifact.facts.get("documents")
+        self._partial = b""
+        self._header: bytes | None = None
+        self.documents = 0
+        self._bad: str | None = None
+
+    def write(self, b: bytes) -> int:
+        if self._bad is None:  # never raise here (decrypter callback); finish() reports
+            lines = (self._partial + bytes(b)).split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                self._line(line)
+        return len(b)
+
+    def _line(self, line: bytes) -> None:
+        if self._bad is not None:
+            return
+        if self._header is None:
+            self._header = line
+            return
+        try:
+            json.loads(line)
+        except ValueError:
+            self._bad = f"{self.key}: document {self.documents + 1} is not JSON."
+            return
+        self.documents += 1
+
+    def finish(self) -> dict[str, Any]:
+        from ..sources.meilisearch.export import parse_header
+
+        if self._partial:
+            self._bad = (
+                self._bad or f"{self.key} ends in the middle of a line: the export is incomplete."
+            )
+        if self._bad:
+            raise ContentInvalid(self._bad)
+        try:
+            parse_header(self._header or b"", self.key)
+        except PosterityError as exc:
+            raise ContentInvalid(exc.message) from None
+        if isinstance(self.expected, int) and self.documents != self.expected:
+            raise ContentInvalid(
+                f"{self.key} holds {self.documents} documents, its manifest counted {self.expected}."
+            )
+        return {"content": "Meilisearch export", "documents": self.documents}
+
+    def abort(self) -> None:
+        pass
+
+
+class JsonCheck(CountOnly):
+    """One JSON document (e.g. Meilisearch metadata)."""
+
+    def __init__(self, artifact: ArtifactRecord, manifest: Manifest) -> None:
+        super().__init__()
+        self.key = artifact.key
+        self._parts: list[bytes] = []
+
+    def write(self, b: bytes) -> int:
+        if self.n < (64 << 20):
+            self._parts.append(bytes(b))
+        return super().write(b)
+
+    def finish(self) -> dict[str, Any]:
+        try:
+            json.loads(b"".join(self._parts))
+        except ValueError as exc:
+            raise ContentInvalid(f"{self.key} is not valid JSON ({exc}).") from None
+        return {"content": "JSON document"}
 
 
 def _tar_check(artifact: ArtifactRecord, manifest: Manifest) -> ContentCheck:
@@ -272,5 +362,8 @@ class _Unchecked(CountOnly):
 
 register_content_check("pg_dump-custom", _pg_archive_check)
 register_content_check("pg_dumpall-globals", SqlScriptCheck)
-# A Meilisearch dump file is a gzip-compressed tar.
+# Meilisearch dumps and snapshots are gzip-compressed tars.
 register_content_check("meilisearch-dump", _tar_gz_check)
+register_content_check("meilisearch-snapshot", _tar_gz_check)
+register_content_check("meilisearch-export", NdjsonExportCheck)
+register_content_check("meilisearch-metadata", JsonCheck)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import __version__
-from ..errors import BackupNotFound, ConfigError, ObjectNotFound, PosterityError, RestoreFailed
+from ..errors import ConfigError, ObjectNotFound, PosterityError, RestoreFailed
 from ..repository import Manifest, layout, new_backup_id
 from .backup import NoProgress, Progress
 from .context import Context
@@ -118,7 +118,10 @@ def drill(
     require_identity_for(identities, manifest.artifacts)
     started = datetime.now(UTC)
     report = DrillReport(
-        id=new_backup_id(started), source=source, kind=cfg.kind, backup=manifest.id,
+        id=new_backup_id(started),
+        source=source,
+        kind=cfg.kind,
+        backup=manifest.id,
         started_at=started.isoformat(),
     )
     t0 = time.monotonic()
@@ -159,20 +162,11 @@ def drill(
 
 def _resolve(ctx: Context, source: str, point: str) -> Manifest:
     """``latest``, a backup id (prefix), or a restore point id naming a backup of ``source``."""
-    if point != "latest":
-        try:
-            raw = json.loads(ctx.store.get_bytes(layout.point_key(point)))
-        except ObjectNotFound:
-            raw = None
-        except ValueError as exc:
-            raise BackupNotFound(f"The restore point {point} is not valid JSON ({exc}).") from exc
-        if raw is not None:
-            from .verify import point_refs
+    if point != "latest" and ctx.store.stat(layout.point_key(point)) is not None:
+        from .points import find_point
 
-            ids = [b for s, b in point_refs(raw) if s == source]
-            if not ids:
-                raise BackupNotFound(f"The restore point {point} holds no backup of {source!r}.")
-            return ctx.repo.find(ids[0], source)
+        member = find_point(ctx.repo, point).member(source)
+        return ctx.repo.find(member.backup, source)
     return ctx.repo.find(point, source)
 
 

@@ -6,7 +6,8 @@ Targets (``[sources.NAME] drill``):
   the same steps as recovering onto a new server, so a restore that only works on the old
   server fails the drill;
 - ``scratch-db``: a new database ``posterity_drill_<hex>`` on the source's own server
-  (needs CREATEDB), dropped afterwards.
+  (needs CREATEDB), restored without ownership (``--no-owner``: the backup's login need not
+  be a superuser), dropped afterwards.
 
 ``restore_seconds`` is the wall time of the restore itself (download, decrypt, decompress,
 pg_restore) — the recovery time objective actually achieved. Target setup and the checks
@@ -36,17 +37,30 @@ def drill_postgres(run: DrillRun) -> None:
         if cfg.drill == "temp-cluster":
             dsn = _start_cluster(run, cleanup)
             with_roles = bool(run.manifest.artifacts_of_kind("pg_dumpall-globals"))
+            no_owner = False
         else:
             dsn = cfg.dsn.get_secret_value()
             with_roles = False
+            no_owner = True  # the drill's login may create a database but not give objects away
             report.target = f"scratch database {db} on the source's server"
             cleanup.callback(_drop_scratch, run, dsn, db)
-        req = PostgresRestore(dsn=dsn, to_database=db, jobs=1, with_roles=with_roles, bin_dir=cfg.bin_dir)
+        req = PostgresRestore(
+            dsn=dsn,
+            to_database=db,
+            jobs=1,
+            with_roles=with_roles,
+            no_owner=no_owner,
+            bin_dir=cfg.bin_dir,
+        )
         dump = run.manifest.artifacts_of_kind("pg_dump-custom")
-        run.progress.start(f"drill {run.manifest.source} {run.manifest.id}", dump[0].raw_size if dump else None)
+        run.progress.start(
+            f"drill {run.manifest.source} {run.manifest.id}", dump[0].raw_size if dump else None
+        )
         t0 = time.monotonic()
         try:
-            result = restore_logical(run.ctx.repo, run.manifest, run.identities, req, progress=run.progress.advance)
+            result = restore_logical(
+                run.ctx.repo, run.manifest, run.identities, req, progress=run.progress.advance
+            )
         finally:
             run.progress.stop()
         report.restore_seconds = round(time.monotonic() - t0, 3)
@@ -71,7 +85,10 @@ def _start_cluster(run: DrillRun, cleanup: ExitStack) -> str:
             hint="Install the PostgreSQL server package (apt-get install postgresql), or set "
             'drill = "scratch-db" to drill on the source\'s own server.',
         ) from exc
-    run.report.target = f"temporary cluster (PostgreSQL from {cluster.bin_dir}) on port {cluster.port}"
+    run.report.target = (
+        f"temporary cluster in {cluster.base_dir} (PostgreSQL from {cluster.bin_dir}) "
+        f"on port {cluster.port}"
+    )
     return cluster.dsn("postgres")
 
 
@@ -91,7 +108,9 @@ def _drop_scratch(run: DrillRun, dsn: str, db: str) -> None:
 
     try:
         with _maintenance_conn(dsn) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db)))
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db))
+            )
         run.report.cleanup = f"scratch database {db} dropped"
     except (PosterityError, psycopg.Error) as exc:
         run.report.cleanup = f"FAILED to drop the scratch database {db}: {exc}"
@@ -103,10 +122,16 @@ def _row_counts(run: DrillRun, dsn: str, db: str) -> CheckResult:
 
     expected = dict(run.manifest.facts.get("row_counts") or {})
     if not expected:
-        return CheckResult("row counts", True, "the backup recorded no row counts (row_counts = off); skipped")
+        return CheckResult(
+            "row counts", True, "the backup recorded no row counts (row_counts = off); skipped"
+        )
     # Tables whose data was deliberately not dumped restore empty.
     excluded = [p for p in run.config.exclude_table_data]
-    skipped = [t for t in expected if any(fnmatch.fnmatch(t, p) or fnmatch.fnmatch(t.split(".", 1)[1], p) for p in excluded)]
+    skipped = [
+        t
+        for t in expected
+        if any(fnmatch.fnmatch(t, p) or fnmatch.fnmatch(t.split(".", 1)[1], p) for p in excluded)
+    ]
     for t in skipped:
         expected.pop(t)
     try:
@@ -146,5 +171,9 @@ def _user_checks(run: DrillRun, dsn: str, db: str) -> list[CheckResult]:
             if chk.max is not None and value > chk.max:
                 bad.append(f"above the maximum {chk.max:g}")
             shown = f"{value:g}"
-            out.append(CheckResult(name, not bad, f"{shown} " + (", ".join(bad) if bad else "within range"), value))
+            out.append(
+                CheckResult(
+                    name, not bad, f"{shown} " + (", ".join(bad) if bad else "within range"), value
+                )
+            )
     return out

@@ -5,7 +5,8 @@ Two depths, like ``restic check``:
 - structure (default, cheap): one listing of ``backups/`` and every manifest read from the
   store itself (never from the local cache, so a manifest changed in the store is seen).
   Every object a manifest names must exist with the recorded size, the manifest must agree
-  with its own key, and every restore point must name committed backups.
+  with its own key, and (when checking everything) every restore point must parse and name
+  committed backups.
 - ``read_data`` (or a random ``subset`` fraction of the objects): each object is downloaded,
   its sha256 and size checked, decrypted, decompressed to the end (zstd frame checksums)
   and fed to the checker of its kind (``content_checks``): ``pg_restore`` reads a pg_dump
@@ -18,7 +19,6 @@ A damaged object is reported, and the other objects are still checked.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -46,7 +46,9 @@ from .context import Context
 @dataclass
 class Finding:
     key: str
-    problem: str  # missing | size | manifest | checksum | truncated | decrypt | decode | content | point
+    problem: (
+        str  # missing | size | manifest | checksum | truncated | decrypt | decode | content | point
+    )
     message: str
     source: str = ""
     backup: str = ""
@@ -92,34 +94,6 @@ def parse_subset(text: str) -> float:
     return value
 
 
-def point_refs(raw: Any) -> list[tuple[str, str]]:
-    """The (source, backup id) pairs a restore point names.
-
-    Tolerant of the point format's details: any object with a ``source`` and an ``id`` (or
-    ``backup``) that is a backup id, or a ``{source: backup-id}`` table, anywhere inside.
-    """
-    found: list[tuple[str, str]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            src = node.get("source")
-            bid = node.get("backup") if isinstance(node.get("backup"), str) else node.get("id")
-            if isinstance(src, str) and isinstance(bid, str) and layout.is_backup_id(bid):
-                found.append((src, bid))
-                return
-            for k, v in node.items():
-                if isinstance(v, str) and layout.is_backup_id(v) and k not in ("id", "point", "point_id"):
-                    found.append((str(k), v))
-                else:
-                    walk(v)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(raw)
-    return sorted(set(found))
-
-
 def _identity_recipients(identities: list) -> set[str]:
     out = set()
     for ident in identities:
@@ -141,7 +115,11 @@ def require_identity_for(identities: list, artifacts: list[ArtifactRecord]) -> N
     """Refuse before reading anything when no artifact is encrypted to any of ``identities``
     (judged from the recipients each manifest records), instead of calling every object bad."""
     mine = _identity_recipients(identities)
-    if artifacts and mine and all(_stage_recipients(a) and not (_stage_recipients(a) & mine) for a in artifacts):
+    if (
+        artifacts
+        and mine
+        and all(_stage_recipients(a) and not (_stage_recipients(a) & mine) for a in artifacts)
+    ):
         raise KeyError_(
             f"None of the {len(artifacts)} objects to read is encrypted to the identity given "
             f"({', '.join(sorted(r[:12] + '…' for r in mine))}); nothing was read.",
@@ -196,8 +174,11 @@ def verify(
         committed = {layout.parse_backup_key(k)[:2] for k in manifest_keys}  # type: ignore[index]
         named = {a.key for m in manifests for a in m.artifacts}
         result.uncommitted = sorted(
-            k for k in listing
-            if (p := layout.parse_backup_key(k)) and (p[0], p[1]) not in committed and k not in named
+            k
+            for k in listing
+            if (p := layout.parse_backup_key(k))
+            and (p[0], p[1]) not in committed
+            and k not in named
         )
 
     if reading:
@@ -247,7 +228,9 @@ def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
     try:
         m = Manifest.from_json(store.get_bytes(key), key)
     except ObjectNotFound:
-        result.findings.append(Finding(key, "missing", f"The manifest {key} disappeared during the check.", src, bid))
+        result.findings.append(
+            Finding(key, "missing", f"The manifest {key} disappeared during the check.", src, bid)
+        )
         return None
     except ManifestInvalid as exc:
         result.findings.append(Finding(key, "manifest", exc.message, src, bid))
@@ -266,7 +249,15 @@ def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
     if not m.artifacts:
         problems.append("it names no objects")
     if problems:
-        result.findings.append(Finding(key, "manifest", f"The manifest {key} is inconsistent: {'; '.join(problems)}.", src, bid))
+        result.findings.append(
+            Finding(
+                key,
+                "manifest",
+                f"The manifest {key} is inconsistent: {'; '.join(problems)}.",
+                src,
+                bid,
+            )
+        )
         return None
     return m
 
@@ -276,14 +267,32 @@ def _check_structure(m: Manifest, listing: dict[str, int], result: VerifyResult)
         result.objects += 1
         size = listing.get(a.key)
         if size is None:
-            result.findings.append(Finding(a.key, "missing", f"{a.key} is missing (named by backup {m.source}/{m.id}).", m.source, m.id))
+            result.findings.append(
+                Finding(
+                    a.key,
+                    "missing",
+                    f"{a.key} is missing (named by backup {m.source}/{m.id}).",
+                    m.source,
+                    m.id,
+                )
+            )
         elif size != a.size:
             result.findings.append(
-                Finding(a.key, "size", f"{a.key} has {size} bytes, its manifest says {a.size}.", m.source, m.id)
+                Finding(
+                    a.key,
+                    "size",
+                    f"{a.key} has {size} bytes, its manifest says {a.size}.",
+                    m.source,
+                    m.id,
+                )
             )
 
 
-def _check_points(store, listing: dict[str, int] | None, source: str | None, result: VerifyResult) -> None:
+def _check_points(
+    store, listing: dict[str, int] | None, source: str | None, result: VerifyResult
+) -> None:
+    from .points import Point
+
     if listing is None:
         listing = {info.key: info.size for info in store.list("backups/")}
     for info in store.list("points/"):
@@ -291,25 +300,38 @@ def _check_points(store, listing: dict[str, int] | None, source: str | None, res
             continue
         result.points += 1
         try:
-            raw = json.loads(store.get_bytes(info.key))
+            point = Point.from_json(store.get_bytes(info.key), info.key)
         except ObjectNotFound:
             continue
-        except (ValueError, UnicodeDecodeError) as exc:
-            result.findings.append(Finding(info.key, "point", f"The restore point {info.key} is not valid JSON ({exc})."))
+        except ManifestInvalid as exc:
+            result.findings.append(Finding(info.key, "point", exc.message))
             continue
-        refs = point_refs(raw)
-        if not refs:
-            result.findings.append(Finding(info.key, "point", f"The restore point {info.key} names no backups."))
-            continue
-        missing = [f"{s}/{b}" for s, b in refs if (source is None or s == source) and layout.manifest_key(s, b) not in listing]
-        if missing:
+        missing = [
+            f"{m.source}/{m.backup}"
+            for m in point.backups
+            if (source is None or m.source == source) and m.manifest not in listing
+        ]
+        if not point.backups:
             result.findings.append(
-                Finding(info.key, "point", f"The restore point {info.key} names backups that do not exist: {', '.join(missing)}.")
+                Finding(info.key, "point", f"The restore point {info.key} names no backups.")
+            )
+        elif missing:
+            result.findings.append(
+                Finding(
+                    info.key,
+                    "point",
+                    f"The restore point {info.key} names backups that do not exist: {', '.join(missing)}.",
+                )
             )
 
 
 def _read_objects(
-    ctx: Context, manifests: list[Manifest], identities: list, subset: float | None, result: VerifyResult, progress: Progress
+    ctx: Context,
+    manifests: list[Manifest],
+    identities: list,
+    subset: float | None,
+    result: VerifyResult,
+    progress: Progress,
 ) -> None:
     bad = {f.key for f in result.findings}
     todo, seen = [], set()
@@ -338,7 +360,14 @@ _PROBLEM = {
 }
 
 
-def _read_one(ctx: Context, m: Manifest, a: ArtifactRecord, identities: list, result: VerifyResult, progress: Progress) -> None:
+def _read_one(
+    ctx: Context,
+    m: Manifest,
+    a: ArtifactRecord,
+    identities: list,
+    result: VerifyResult,
+    progress: Progress,
+) -> None:
     sink = content_check_for(a, m)
     counted = _Counted(sink, progress)
     try:
@@ -354,7 +383,15 @@ def _read_one(ctx: Context, m: Manifest, a: ArtifactRecord, identities: list, re
         facts = sink.finish()
     except ObjectNotFound:
         sink.abort()
-        result.findings.append(Finding(a.key, "missing", f"{a.key} is missing (named by backup {m.source}/{m.id}).", m.source, m.id))
+        result.findings.append(
+            Finding(
+                a.key,
+                "missing",
+                f"{a.key} is missing (named by backup {m.source}/{m.id}).",
+                m.source,
+                m.id,
+            )
+        )
         return
     except IntegrityError as exc:
         sink.abort()
@@ -369,7 +406,13 @@ def _read_one(ctx: Context, m: Manifest, a: ArtifactRecord, identities: list, re
     result.raw_bytes += raw
     if raw != a.raw_size:
         result.findings.append(
-            Finding(a.key, "decode", f"{a.key} decodes to {raw} bytes, its manifest says {a.raw_size}.", m.source, m.id)
+            Finding(
+                a.key,
+                "decode",
+                f"{a.key} decodes to {raw} bytes, its manifest says {a.raw_size}.",
+                m.source,
+                m.id,
+            )
         )
     if facts.get("warning"):
         result.warnings.append(f"{a.key}: {facts['warning']}")

@@ -268,6 +268,9 @@ def decode_to(
         raise
     except Exception as exc:
         failure = exc
+    if failure is not None and counter.write_error is not None:
+        # The destination failed (disk full, reader gone), not the object: say that.
+        raise counter.write_error
     if failure is not None:
         try:
             reader.drain()
@@ -339,11 +342,16 @@ class _CountingWriter(io.RawIOBase):
     def __init__(self, raw: BinarySink) -> None:
         self._raw = raw
         self.n = 0
+        self.write_error: OSError | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, b) -> int:
-        self._raw.write(b)
+        try:
+            self._raw.write(b)
+        except OSError as exc:
+            self.write_error = exc
+            raise
         self.n += len(b)
         return len(b)

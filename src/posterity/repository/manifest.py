@@ -107,15 +107,38 @@ class Manifest:
                     raise TypeError(f"artifact {rec.name!r} has a bad size or sha256")
                 if not isinstance(rec.key, str):
                     raise TypeError(f"artifact {rec.name!r} has a bad key")
+                _check_types(rec, _ARTIFACT_TYPES, f"artifact {rec.name!r}")
                 arts.append(rec)
             fields = {k: raw[k] for k in raw if k not in ("artifacts",)}
             m = cls(artifacts=arts, **fields)
             for name in ("id", "source", "kind", "started_at", "finished_at"):
                 if not isinstance(getattr(m, name), str):
                     raise TypeError(f"{name} must be a string")
-            datetime.fromisoformat(m.started_at)
-            datetime.fromisoformat(m.finished_at)
+            _check_types(m, _MANIFEST_TYPES, "it")
+            for name in ("started_at", "finished_at"):
+                if datetime.fromisoformat(getattr(m, name)).tzinfo is None:
+                    raise ValueError(f"{name} has no time zone")
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestInvalid(f"The manifest {where} is malformed: {exc}.") from exc
         m.key = key
         return m
+
+
+# A hand-edited manifest with a wrong type must be refused here, not crash `list` later.
+_ARTIFACT_TYPES: dict[str, Any] = {
+    "name": str, "key": str, "kind": str, "size": int, "sha256": str, "raw_size": int,
+    "stages": (list, dict), "facts": dict,
+}
+_MANIFEST_TYPES: dict[str, Any] = {
+    "posterity_version": str, "host": str, "facts": dict, "tags": (list, str), "restore_by_hand": (list, str),
+}
+
+
+def _check_types(obj: Any, types: dict[str, Any], what: str) -> None:
+    for name, want in types.items():
+        value = getattr(obj, name)
+        kind, item = want if isinstance(want, tuple) else (want, None)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise TypeError(f"{what}: {name} must be {'a non-negative integer' if kind is int else kind.__name__}")
+        if item is not None and not all(isinstance(v, item) for v in value):
+            raise TypeError(f"{what}: every item of {name} must be {item.__name__}")

@@ -72,7 +72,7 @@ class WalNotArchived(ObjectNotFound):
 @dataclass
 class PushResult:
     name: str
-    status: str  # "stored" | "already archived"
+    status: str  # "stored" | "already archived" | "completed" (an earlier push had stopped half way)
     raw_size: int
     size: int
     seconds: float

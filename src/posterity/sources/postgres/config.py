@@ -60,6 +60,14 @@ class PostgresConfig(BaseModel):
         description="Freshness target: a backup older than this makes `posterity status` fail.",
         json_schema_extra={"example": "26h"},
     )
+    lock_wait_timeout: str | None = Field(
+        default=None,
+        pattern=r"^\d+\s*(ms|s|min|h|d)?$",
+        description="Give up (the backup fails, nothing is committed) when pg_dump waits longer than this "
+        "for a table lock, e.g. behind a migration; by default it waits without limit. "
+        "pg_dump ignores lock_timeout set elsewhere.",
+        json_schema_extra={"example": "10min"},
+    )
     drill: Literal["temp-cluster", "scratch-db"] = Field(
         default="temp-cluster",
         description="Where `posterity drill` restores: a temporary PostgreSQL cluster started from the local "

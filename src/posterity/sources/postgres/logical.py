@@ -8,6 +8,7 @@ pg_dump writes uncompressed (-Z0): compression happens once, in the pipeline's z
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import tempfile
@@ -128,6 +129,8 @@ class PostgresSource(Source):
             argv = [str(pg_dump), "--format=custom", "--compress=0", f"--snapshot={snapshot}", "--no-password"]
             for pattern in self.config.exclude_table_data:
                 argv.append(f"--exclude-table-data={pattern}")
+            if self.config.lock_wait_timeout:  # pg_dump sets lock_timeout = 0 itself: only this bounds it
+                argv.append(f"--lock-wait-timeout={self.config.lock_wait_timeout}")
             proc = _Process(argv, env, f"pg_dump of {describe(self.dsn)}")
             yield Artifact(
                 name=f"{db}.pgdump",
@@ -141,8 +144,17 @@ class PostgresSource(Source):
             if counter is not None:
                 counter.join()
         finally:
+            if counter is not None and counter.is_alive():
+                # The dump failed while the counts still run (e.g. both wait for a lock a
+                # migration holds): cancel them, or this backup would hang until it ends.
+                self._counts_cancelled = True
+                with contextlib.suppress(psycopg.Error):
+                    conn.cancel()
+                counter.join(timeout=30)
             try:
                 conn.rollback()
+            except psycopg.Error:
+                pass  # the server went away mid-dump; pg_dump's own error tells the user
             finally:
                 conn.close()
 
@@ -162,7 +174,8 @@ class PostgresSource(Source):
             self._facts["row_counts"] = counts
             self._facts["row_counts_kind"] = self.config.row_counts
         except Exception as exc:  # counts are informative; the dump itself decides success
-            log.warning("Could not count rows: %s", exc)
+            if not getattr(self, "_counts_cancelled", False):
+                log.warning("Could not count rows: %s", exc)
 
     def _globals_artifact(self, major: int, db: str, env: dict[str, str]) -> Artifact:
         pg_dumpall, _ = require_client("pg_dumpall", major, self.config.bin_dir)

@@ -75,7 +75,8 @@ class PhysicalSource(Source):
             row = conn.execute(
                 "select current_setting('server_version_num')::int, current_setting('server_version'), "
                 "current_setting('wal_segment_size'), current_setting('archive_mode'), "
-                "current_setting('archive_command'), pg_is_in_recovery(), "
+                # archive_command is readable by superusers and pg_read_all_settings only: NULL otherwise
+                "(select setting from pg_settings where name = 'archive_command'), pg_is_in_recovery(), "
                 "(select rolreplication or rolsuper from pg_roles where rolname = current_user), "
                 "(select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global'))"
             ).fetchone()
@@ -111,7 +112,7 @@ class PhysicalSource(Source):
             "pg_basebackup_version": tool_version,
             "target": where,
         }
-        if "posterity" not in (archive_command or ""):
+        if archive_command is not None and "posterity" not in archive_command:
             log.warning("archive_command on %s does not run posterity: %r", where, archive_command)
         self._facts.update(facts)
         return facts

@@ -19,14 +19,16 @@ is removed again.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import pwd
+import queue
 import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -46,6 +48,7 @@ from ...errors import (
 from ...repository import Repository
 from ...repository.walarchive import fetch_bytes, write_file
 from .pitr_plan import Plan, Target
+from .tarextract import TarExtractor
 
 log = logging.getLogger(__name__)
 
@@ -166,52 +169,73 @@ def _clear(path: Path) -> None:
             child.unlink()
 
 
+class _Stopped(Exception):
+    pass
+
+
 def extract_base(repo: Repository, plan: Plan, identities: list, target: Path, owner: pwd.struct_passwd) -> int:
-    """Stream the base backup's tar from the repository into ``target``; returns members."""
+    """Stream the base backup from the repository into ``target``; returns members.
+
+    A decoding thread (verify, decrypt, decompress) hands chunks through a bounded queue to
+    the extractor in this thread, so decompression and file writes overlap.
+    """
     art = plan.manifest.artifacts[0]
-    r, w = os.pipe()
+    q: queue.Queue = queue.Queue(maxsize=16)
+    done = object()
+    stop = threading.Event()
     failure: list[BaseException] = []
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    class Sink:
+        def write(self, b: bytes) -> int:
+            put(b if isinstance(b, bytes) else bytes(b))
+            return len(b)
+
+        def flush(self) -> None:
+            pass
 
     def produce() -> None:
         try:
-            with os.fdopen(w, "wb", buffering=1 << 20) as out:
-                repo.read_artifact(art, out, identities)
-        except BrokenPipeError:
-            pass  # the reader stopped; its own error is the one reported
+            repo.read_artifact(art, Sink(), identities)
+        except _Stopped:
+            return
         except BaseException as exc:
             failure.append(exc)
+        with contextlib.suppress(_Stopped):
+            put(done)
 
     thread = threading.Thread(target=produce, name="posterity-pitr-decode", daemon=True)
     thread.start()
-    chown = os.geteuid() == 0
-    members = 0
+    uid, gid = (owner.pw_uid, owner.pw_gid) if os.geteuid() == 0 else (None, None)
+    extractor = TarExtractor(target, uid, gid)
     try:
-        with os.fdopen(r, "rb", buffering=1 << 20) as inp:
-            with tarfile.open(fileobj=inp, mode="r|", bufsize=1 << 20) as tf:
-                tf.copybufsize = 1 << 20  # type: ignore[attr-defined]
-                for member in tf:
-                    tf.extract(member, target, filter="data")
-                    members += 1
-                    path = target / member.name
-                    if member.isdir():
-                        os.chmod(path, 0o700)
-                    if chown:
-                        os.lchown(path, owner.pw_uid, owner.pw_gid)
-            while inp.read(1 << 20):
-                pass
+        while (item := q.get()) is not done:
+            extractor.feed(item)
+        extractor.close()
     except BaseException as exc:
+        stop.set()
         thread.join()
         if failure:
             raise failure[0] from exc
-        if isinstance(exc, OSError) and exc.errno == 28:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise LocalResourceError(f"The disk holding {target} filled up while extracting the base backup.") from exc
         if isinstance(exc, PosterityError | KeyboardInterrupt):
             raise
         raise RestoreFailed(f"Extracting base backup {plan.manifest.id} into {target} failed: {exc}.") from exc
+    finally:
+        extractor.close_quietly()
     thread.join()
     if failure:
         raise failure[0]
-    return members
+    return extractor.members
 
 
 def _conf_quote(value: str) -> str:

@@ -171,6 +171,10 @@ def _stage(repo: Repository, dump, identities: list, req: PostgresRestore, progr
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    # Streamed dumps lack data offsets, which makes pg_restore -j load tables one by one.
+    from .archive_toc import add_data_offsets
+
+    add_data_offsets(path)
     return path
 
 
