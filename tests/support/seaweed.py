@@ -146,6 +146,11 @@ class SeaweedS3:
             f"-volume.port={volume}",
             f"-filer.port={filer}",
             f"-admin.port={admin}",
+            # Every bucket is a collection with volumes of its own; the default volume count
+            # (derived from free disk and a large size limit) runs out after ~50 buckets and
+            # puts then fail with 500 InternalError. Small volumes, many of them.
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=2000",
         ]
         # Keep the Unix sockets inside base_dir when the path is short enough.
         if len(str(self.base_dir)) < 80:
