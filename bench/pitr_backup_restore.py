@@ -52,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=130)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--zstd-threads", type=int, default=0, help="[encryption] zstd_threads for Posterity")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="posterity-pitrbench-"))
     work.chmod(0o755)
@@ -65,7 +66,7 @@ def main() -> None:
                                f"pgbackrest --config={pgbr_conf} --stanza=bench archive-push %p",
         })
         config.write_text(f'[repository]\nurl = "file://{work / "repo"}"\n[encryption]\nrecipients = ["{recipient}"]\n'
-                          f'identity_file = "{work / "key.txt"}"\n'
+                          f'identity_file = "{work / "key.txt"}"\nzstd_threads = {args.zstd_threads}\n'
                           f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "{cluster.dsn()}"\n')
         pgbr_conf.write_text(
             f"[global]\nrepo1-path={work / 'pgbr'}\ncompress-type=zst\nprocess-max=2\nstart-fast=y\n"
@@ -86,7 +87,7 @@ def main() -> None:
         results: dict[str, list[float]] = {k: [] for k in (
             "floor pg_basebackup > /dev/null", "posterity backup", "pgbackrest backup",
             "posterity restore", "pgbackrest restore")}
-        env = {**os.environ}
+        env = {**os.environ, "POSTERITY_EXECUTABLE": f"{python_for_postgres()} -m posterity"}
         for r in range(args.rounds):
             results["floor pg_basebackup > /dev/null"].append(timed(
                 ["sh", "-c", f"{c.bin_dir / 'pg_basebackup'} -d '{c.dsn()}' -D - -Ft -X none -c fast > /dev/null"]))

@@ -68,7 +68,7 @@ def bench_latency(pushes: int, work: Path, config: Path) -> dict[str, dict[str, 
     for i in range(pushes):
         for label, argv in entries.items():
             n += 1
-            name = f"00000001{n // 256:08X}{n % 256:08X}"
+            name = f"00000099{n // 256:08X}{n % 256:08X}"  # timeline 0x99: apart from the pgbench run's
             path = work / name
             path.write_bytes(segs[i % len(segs)])
             before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -86,8 +86,8 @@ class Env:
             f'[sources.other]\nkind = "postgres-physical"\ndsn = "{dsn}"\n'
         )
 
-    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "POSTERITY_EXECUTABLE": self.command}
+    def run(self, *args: str, timeout: float = 180, command: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "POSTERITY_EXECUTABLE": command or self.command}
         env.pop("POSTERITY_CONFIG", None)
         return subprocess.run([str(VENV_POSTERITY), "-c", str(self.config), *args], capture_output=True,
                               text=True, env=env, timeout=timeout, check=False)
@@ -301,9 +301,9 @@ def test_latest_restore_promotes_and_the_new_timeline_is_archived_and_restorable
 # -- refusals before anything is written ---------------------------------------------------
 
 
-def _refused(env: Env, dest: Path, *args: str, code: int, words: str) -> str:
+def _refused(env: Env, dest: Path, *args: str, code: int, words: str, command: str | None = None) -> str:
     before = sorted(p.name for p in dest.iterdir()) if dest.exists() else None
-    proc = env.run("restore", "pitr", *args, "--to-directory", str(dest))
+    proc = env.run("restore", "pitr", *args, "--to-directory", str(dest), command=command)
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert words in proc.stderr, proc.stderr
     after = sorted(p.name for p in dest.iterdir()) if dest.exists() else None
@@ -362,6 +362,14 @@ def test_wrong_identity_is_refused_before_writing(env: Env) -> None:
         chown_owner(other)
     _refused(env, env.work / "never", "latest", "--identity", str(other), code=6,
              words="None of the configured identities can decrypt")
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="restore_command runs as the same user when not root")
+def test_posterity_the_postgres_user_cannot_run_is_refused(env: Env) -> None:
+    private = env.work / "private"
+    private.mkdir(mode=0o700, exist_ok=True)
+    shutil.copy(env.command, private / "posterity")
+    _refused(env, env.work / "never", "latest", code=9, words="cannot run posterity", command=str(private / "posterity"))
 
 
 def test_non_empty_or_running_directory_is_refused(env: Env) -> None:

@@ -153,7 +153,7 @@ def test_manifest_that_is_not_json_is_named_and_hides_nothing_else(golden: Golde
     assert f"Skipping an unreadable manifest: The manifest {key} is not valid JSON" in r.err, r
     r = s.run("restore", "db", golden.ids[1], "--to-database", unique("x"))
     assert r.code == 3 and f"The manifest {key} is not valid JSON" in r.err, r
-    assert_older_backup_intact(s, golden, restore=True)
+    assert_older_backup_intact(s, golden)
 
 
 def _replace_payload(s: Setup, golden: Golden, raw: bytes, *, cut_zstd: int = 0) -> str:

@@ -9,7 +9,7 @@ file left, the half-restored database dropped; and with space back, the same res
 
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
 import threading
 import time
@@ -75,7 +75,7 @@ def restore(s: Setup, target: str, staging: Path):
 def test_staging_folder_too_small_is_refused_before_writing(tmp_path, big_db, pg_cluster):
     dsn, _ = big_db
     s = Setup(tmp_path / "env", f"file://{tmp_path / 'repo'}", dsn)
-    assert s.run("init").code == 0
+    s.init()
     s.backup()
     staging = tmp_path / "small"
     mount_tmpfs(staging, "4m")
@@ -96,7 +96,7 @@ def test_staging_folder_too_small_is_refused_before_writing(tmp_path, big_db, pg
 def test_disk_filling_up_while_staging(tmp_path, big_db, pg_cluster):
     dsn, expected = big_db
     s = Setup(tmp_path / "env", f"file://{tmp_path / 'repo'}", dsn)
-    assert s.run("init").code == 0
+    s.init()
     s.backup()
     staging = tmp_path / "staging"
     mount_tmpfs(staging, "48m")
@@ -107,12 +107,10 @@ def test_disk_filling_up_while_staging(tmp_path, big_db, pg_cluster):
         def take_the_space_once_staging_starts() -> None:
             while not stop.is_set():
                 if any(p.name.startswith("posterity-restore-") for p in staging.iterdir()):
-                    free = os.statvfs(staging).f_bavail * os.statvfs(staging).f_frsize
-                    fd = os.open(hog, os.O_WRONLY | os.O_CREAT)
-                    try:
-                        os.posix_fallocate(fd, 0, free)
-                    finally:
-                        os.close(fd)
+                    # Another writer takes every byte left.
+                    with open(hog, "wb", buffering=0) as fh, contextlib.suppress(OSError):
+                        while True:
+                            fh.write(bytes(1 << 20))
                     return
                 time.sleep(0.001)
 

@@ -78,11 +78,18 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
         emit_json(
             {
                 "drills": [r.to_dict() for r in reports],
-                "failures": [{"source": n, **e.to_dict()} for n, e in failures],
+                "failures": [
+                    {"source": n, **e.to_dict(), "report": _report_of(e)} for n, e in failures
+                ],
             }
         )
     if failures:
         raise SystemExit(max(e.exit_code for _, e in failures))
+
+
+def _report_of(exc: Exception) -> dict | None:
+    report = getattr(exc, "drill_report", None)
+    return report.to_dict() if report is not None else None
 
 
 def _render(r) -> None:

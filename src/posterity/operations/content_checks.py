@@ -77,16 +77,11 @@ class CountOnly:
 class _Feeder:
     """One child process reading the decoded stream on stdin; output and errors to temp files."""
 
-    def __init__(
-        self, argv: list[str], env: dict[str, str] | None = None, may_stop_early: bool = False
-    ) -> None:
+    def __init__(self, argv: list[str]) -> None:
         self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by wait()/kill()
         self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by wait()/kill()
-        self.may_stop_early = may_stop_early
-        self.stopped_early = False
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=self.out, stderr=self.err, env=env
-        )
+        self.stopped_early = False  # it closed its stdin before the end (pg_restore --list does)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.out, stderr=self.err)
         assert self.proc.stdin is not None
         self.stdin: IO[bytes] | None = self.proc.stdin
 
@@ -145,7 +140,7 @@ class PgArchiveCheck:
         self.expected_tables = sorted((manifest.facts.get("row_counts") or {}).keys())
         self.reader = _Feeder([pg_restore, "--file=/dev/null"])
         try:
-            self.lister = _Feeder([pg_restore, "--list"], may_stop_early=True)
+            self.lister = _Feeder([pg_restore, "--list"])
         except BaseException:
             self.reader.kill()
             raise

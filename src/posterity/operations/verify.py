@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any, cast
 
 from ..errors import (
+    BackupNotFound,
     ChecksumMismatch,
     ConfigError,
     DecryptionFailed,
@@ -46,9 +47,8 @@ from .context import Context
 @dataclass
 class Finding:
     key: str
-    problem: (
-        str  # missing | size | manifest | checksum | truncated | decrypt | decode | content | point
-    )
+    #: missing | size | manifest | checksum | truncated | decrypt | decode | content | point
+    problem: str
     message: str
     source: str = ""
     backup: str = ""
@@ -205,13 +205,9 @@ def _select(keys: list[str], ref: str | None, latest: bool, source: str | None) 
     if ref is not None:
         matches = [k for p, k in parsed if p and p[1].startswith(ref)]
         if not matches:
-            from ..errors import BackupNotFound
-
             where = f" of source {source!r}" if source else ""
             raise BackupNotFound(f"No backup {ref!r}{where}.")
         if len({layout.parse_backup_key(k)[1] for k in matches}) > 1:  # type: ignore[index]
-            from ..errors import BackupNotFound
-
             raise BackupNotFound(f"{ref!r} matches several backups.", hint="Give more of the id.")
         return matches
     if latest:

@@ -204,7 +204,7 @@ class _HashingReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._it = iter(chunks)
-        self._buf = b""
+        self._buf = memoryview(b"")
         self.h = hashlib.sha256()
         self.n = 0
         self.eof = False
@@ -215,10 +215,12 @@ class _HashingReader(io.RawIOBase):
     def readinto(self, b) -> int:
         while not self._buf:
             try:
-                self._buf = next(self._it)
+                self._buf = memoryview(next(self._it))
             except StopIteration:
                 self.eof = True
                 return 0
+        # A view, never a copy of the rest: the decrypter reads ~64 KiB at a time, and
+        # slicing bytes copied the remainder of a 16 MiB ranged-GET chunk on every read.
         k = min(len(b), len(self._buf))
         piece = self._buf[:k]
         b[:k] = piece

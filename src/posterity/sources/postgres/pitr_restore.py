@@ -127,7 +127,7 @@ def check_directory(path: Path, force: bool) -> bool:
 
 
 def check_readable_by(owner: pwd.struct_passwd, paths: list[Path]) -> None:
-    """restore_command runs as the PostgreSQL user: it must read the config and the identity."""
+    """restore_command runs as the PostgreSQL user: it must read the config and identity, and run posterity."""
     if os.geteuid() == owner.pw_uid:
         return
     for p in paths:
@@ -138,6 +138,15 @@ def check_readable_by(owner: pwd.struct_passwd, paths: list[Path]) -> None:
                 f"The '{owner.pw_name}' OS user cannot read {p}, which restore_command (`posterity wal fetch`, run "
                 "by PostgreSQL) needs; nothing was changed.",
                 hint=f"Let it read the file (e.g. chgrp {owner.pw_name} {p} && chmod g+r {p}) and every folder above it.")
+    command = f"{posterity_command()} --version"
+    proc = subprocess.run(["sh", "-c", command], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
+                          check=False, capture_output=True, text=True, cwd="/")
+    if proc.returncode != 0:
+        raise RestoreTargetError(
+            f"The '{owner.pw_name}' OS user cannot run posterity ({command!r} failed: "
+            f"{(proc.stderr or proc.stdout).strip()[:200]}); restore_command would fail. Nothing was changed.",
+            hint="Install posterity where that user can run it (its Python too), or set POSTERITY_EXECUTABLE to a "
+                 "command it can run.")
 
 
 def prefetch(repo: Repository, plan: Plan, identities: list, staging: Path, progress=None) -> int:
