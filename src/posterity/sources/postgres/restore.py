@@ -28,7 +28,15 @@ from psycopg import sql
 from ...errors import LocalResourceError, PosterityError, RestoreFailed, RestoreTargetError
 from ...repository import Manifest, Repository
 from .logical import DUMP_KIND, GLOBALS_KIND, USER_TABLES
-from .tools import client_env, connect, describe, find_binary, parse_dsn, require_client, with_database
+from .tools import (
+    client_env,
+    connect,
+    describe,
+    find_binary,
+    parse_dsn,
+    require_client,
+    with_database,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,7 @@ def restore_logical(
         # pg_restore --dbname=NAME would treat a name containing '=' as a conninfo; keep PGDATABASE too.
         if req.jobs > 1:
             staged = _stage(repo, dump, identities, req, progress)
-            _run(argv + [f"--jobs={req.jobs}", str(staged)], env, None)
+            _run([*argv, f"--jobs={req.jobs}", str(staged)], env, None)
         else:
             _stream_into(repo, dump, identities, argv, env, progress)
         result: dict[str, Any] = {
@@ -194,7 +202,7 @@ class _Tap:
 
 
 def _stream_into(repo: Repository, dump, identities: list, argv: list[str], env: dict[str, str], progress) -> None:
-    errf = tempfile.TemporaryFile()
+    errf = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=errf, stdout=subprocess.DEVNULL, env=env)
     assert proc.stdin is not None
     try:
@@ -234,7 +242,7 @@ def _restore_globals(repo: Repository, manifest: Manifest, identities: list, req
         req.warnings.append("This backup holds no roles (globals); --with-roles did nothing.")
         return
     psql = find_binary("psql", major, req.bin_dir)
-    errf = tempfile.TemporaryFile()
+    errf = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     env = client_env(req.dsn, dbname="postgres")
     proc = subprocess.Popen(
         [str(psql), "-X", "-q", "--no-password", "-d", "postgres"],
