@@ -222,7 +222,7 @@ def test_key_problems_on_restore(project, sample_db, tmp_path):
     backup_id(project)
     other = make_project(tmp_path / "other", project.repo_url)
     wrong = project.run("restore", "db", "latest", "--to-database", "k1", "--identity", str(other.key))
-    assert wrong.returncode == 6 and "None of the configured identities" in wrong.stderr
+    assert wrong.returncode == 7 and "is encrypted to the identity given" in wrong.stderr
     assert not db_exists(sample_db.cluster, "k1")
     missing = project.run("restore", "db", "latest", "--to-database", "k2", "--identity", str(tmp_path / "nope.txt"))
     assert missing.returncode == 7 and "does not exist" in missing.stderr

@@ -33,6 +33,9 @@ def restore_postgres(
         raise ConfigError(f"Source {source!r} is of kind {cfg.kind!r}, not postgres.")
     identities = ctx.identities(identity_file)
     manifest = ctx.repo.find(ref, source)
+    from .verify import require_identity_for
+
+    require_identity_for(identities, manifest.artifacts)  # a wrong key fails before anything is created
     req = PostgresRestore(
         dsn=target_dsn or cfg.dsn.get_secret_value(),
         to_database=to_database,
