@@ -47,6 +47,14 @@ class TarTap(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        # Overridden so the bytes read from the pipe are handed on as they are, not copied
+        # once more into a buffer (RawIOBase.read would call readinto).
+        data = self._raw.read(size)
+        if data:
+            self._feed(memoryview(data))
+        return data or b""
+
     def readinto(self, b) -> int:
         data = self._raw.read(len(b))
         if not data:
