@@ -54,6 +54,11 @@ def test_drill_on_a_temporary_cluster_checks_reports_and_cleans_up(local_setup: 
     assert stored_report(s, report["key"])["restore_seconds"] == report["restore_seconds"]
     audits = [a for a in _audits(s) if a["operation"] == "drill"]
     assert audits[-1]["result"] == "succeeded" and audits[-1]["report"] == report["key"]
+    # `posterity status` shows the last drill and its RTO.
+    st = s.run("status", "--json")
+    (db,) = [x for x in st.json()["sources"] if x["source"] == report["source"]]
+    assert db["last_drill"]["ok"] is True and db["last_drill"]["id"] == report["id"]
+    assert db["last_drill"]["restore_seconds"] == report["restore_seconds"]
 
 
 def test_failing_check_fails_the_drill_and_still_cleans_up(local_setup: Setup, pg_cluster):

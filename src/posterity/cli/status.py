@@ -32,9 +32,15 @@ def status(state) -> None:
             trend = " → ".join(human_size(x) for x in s.sizes[-5:]) or "-"
             if s.size_anomaly_median is not None:
                 trend += f"  (!) below {human_size(s.size_anomaly_median)} median"
+            drill = "-"
+            if s.last_drill:
+                d = s.last_drill
+                rto = human_duration(d["restore_seconds"]) if d.get("restore_seconds") is not None else "?"
+                drill = f"{(d.get('time') or '')[:19]} {'passed' if d['ok'] else 'FAILED'}, RTO {rto}"
             rows.append([s.source, s.state.upper() if s.state != "ok" else "ok",
-                         last["time"][:19] if last else "never", age, s.max_age or "-", fail, trend])
-        table(["source", "state", "last success (UTC)", "age", "max age", "last failure", "sizes"], rows)
+                         last["time"][:19] if last else "never", age, s.max_age or "-", fail, trend, drill])
+        table(["source", "state", "last success (UTC)", "age", "max age", "last failure", "sizes",
+               "last drill"], rows)
     if report.exit_code:
         raise SystemExit(report.exit_code)
 

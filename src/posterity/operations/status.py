@@ -53,6 +53,7 @@ class SourceStatus:
     sizes: list[int] = field(default_factory=list)
     size_anomaly_median: float | None = None
     backups: int = 0
+    last_drill: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,7 @@ class SourceStatus:
             "size_anomaly": self.size_anomaly_median is not None,
             "size_anomaly_median": self.size_anomaly_median,
             "backups": self.backups,
+            "last_drill": self.last_drill,
         }
 
 
@@ -129,5 +131,23 @@ def status(ctx: Context, *, now: datetime | None = None, trend: int = 8) -> Stat
             st.state = "never" if st.configured else "ok"
         elif st.max_age and st.age_seconds is not None and st.age_seconds > parse_duration(st.max_age).total_seconds():
             st.state = "stale"
+        st.last_drill = _last_drill_summary(ctx, name)
         out.append(st)
     return StatusReport(out, now)
+
+
+def _last_drill_summary(ctx: Context, source: str) -> dict[str, Any] | None:
+    """The newest restore drill of ``source``: when, whether it passed, and its RTO."""
+    from .drill import last_drill
+
+    report = last_drill(ctx, source)
+    if report is None:
+        return None
+    return {
+        "id": report.get("id"),
+        "backup": report.get("backup"),
+        "time": report.get("finished_at") or report.get("started_at"),
+        "ok": bool(report.get("ok")),
+        "restore_seconds": report.get("restore_seconds"),
+        "error": report.get("error"),
+    }
