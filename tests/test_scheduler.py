@@ -491,3 +491,30 @@ timezone = "Europe/Berlin"
     nxt = json.loads(result.output)
     first = datetime.fromisoformat(nxt["daily"]["next"][0])
     assert first.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M") == "02:00"
+
+
+def test_a_drill_job_drills_each_source_and_a_failed_drill_fails_the_job(daemon_ctx, monkeypatch):
+    import posterity.operations.drill as drill_mod
+    from posterity.errors import RestoreFailed
+    from posterity.scheduler.daemon import Job
+
+    drilled: list[str] = []
+    outcomes = [None, RestoreFailed("row counts differ")]
+
+    def fake_drill(ctx, source, point="latest", **kw):
+        drilled.append(source)
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return drill_mod.DrillReport(id="d1", source=source, kind="postgres", backup="b1", ok=True,
+                                     restore_seconds=1.5)
+
+    monkeypatch.setattr(drill_mod, "drill", fake_drill)
+    backups: list[str] = []
+    clock = ManualClock(T0)
+    d = make_daemon(daemon_ctx, clock, lambda ctx, source, tags: backups.append(source) or fake_result(source))
+    job = Job("weekly-drill", d.jobs[0].cron, ("db",), (), backup=False, drill=True)
+    first = d.run_job(job, clock.now())
+    assert first.ok and drilled == ["db"] and backups == []
+    second = d.run_job(job, clock.now())
+    assert not second.ok and "drill:db" in second.errors and drilled == ["db", "db"]

@@ -227,6 +227,17 @@ class ScheduleConfig(Section):
         description="Healthchecks-style URL: GET URL/start when the job starts, URL on success, URL/fail on failure.",
         json_schema_extra={"example": "https://hc-ping.com/${HC_DAILY_UUID}"},
     )
+    backup: bool = Field(
+        default=True,
+        description="Back up the job's sources (false: a drill-only job).",
+        json_schema_extra={"example": True},
+    )
+    drill: bool = Field(
+        default=False,
+        description="After the backups, restore-drill the latest backup of each drillable source "
+        "(`posterity drill`); a failed drill notifies like a failed backup.",
+        json_schema_extra={"example": False},
+    )
 
     @field_validator("cron")
     @classmethod

@@ -70,6 +70,8 @@ class Job:
     tags: tuple[str, ...]
     jitter: timedelta = timedelta(0)
     ping_url: str | None = None
+    backup: bool = True
+    drill: bool = False
 
 
 def jobs_from_config(config: Any) -> list[Job]:
@@ -83,7 +85,8 @@ def jobs_from_config(config: Any) -> list[Job]:
                 hint=f"Configured sources: {', '.join(sorted(configured)) or 'none'}.",
             )
         jobs.append(Job(s.name, parse_cron(s.cron), tuple(s.sources or sorted(configured)),
-                        (s.tag,) if s.tag else (), parse_duration(s.jitter), s.ping_url))
+                        (s.tag,) if s.tag else (), parse_duration(s.jitter), s.ping_url,
+                        getattr(s, "backup", True), getattr(s, "drill", False)))
     return jobs
 
 
@@ -315,7 +318,7 @@ class Daemon:
         log.info("Job %s started (due %s).", job.name, nominal.isoformat(timespec="seconds"))
         ping(job.ping_url, "start")
         try:
-            for source in job.sources:
+            for source in job.sources if job.backup else ():
                 if self.stop_event.is_set():
                     run.abandoned = True
                     break
@@ -327,7 +330,9 @@ class Daemon:
                 else:
                     run.backups[source] = res
                     self._on_success(source, res)
-            if self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set():
+            if job.drill and not run.abandoned and not self.stop_event.is_set():
+                self._drills(job, run)
+            if job.backup and self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set():
                 run.prune = self._prune(job)
         except Abandoned:
             run.abandoned = True
@@ -365,6 +370,27 @@ class Daemon:
             if self.clock.sleep(delay, self.stop_event):
                 raise Abandoned()
             delay = min(delay * 2, MAX_BACKOFF)
+
+    def _drills(self, job: Job, run: JobRun) -> None:
+        """Restore-drill each drillable source of the job; a failure counts as the job's."""
+        from ..operations.drill import DRILLS, drill
+
+        for source in job.sources:
+            cfg = self.ctx.config.sources.get(source)
+            if cfg is None or cfg.kind not in DRILLS or self.stop_event.is_set():
+                continue
+            lock = self._source_locks[source]
+            with lock:
+                try:
+                    report = drill(self.ctx, source)
+                except PosterityError as exc:
+                    run.errors[f"drill:{source}"] = exc
+                    log.error("%s: restore drill failed: %s", source, exc.message)
+                    self.notifier.event("failure", f"{source}: restore drill failed",
+                                        f"Job {job.name}: the drill of {source} failed: {exc.message}\nHint: {exc.hint}")
+                    continue
+            log.info("%s: restore drill of %s passed (restore %.1fs).", source, report.backup,
+                     report.restore_seconds or 0.0)
 
     def _prune(self, job: Job) -> PruneReport | None:
         try:
