@@ -130,6 +130,15 @@ region = {s3.region}
 """)
     P = [PY, "-m", "posterity", "--config", str(proj / "posterity.toml")]
     subprocess.run([*P, "init"], check=True)
+    # The same pipeline into a local folder: separates Posterity's own cost from the S3
+    # server's (which shares these 2 cores in this benchmark, unlike R2).
+    local_toml = (proj / "posterity.toml").read_text()
+    local_toml = local_toml[: local_toml.index("[repository]")] + f'[repository]\nurl = "file://{work / "repo"}"\n' + \
+        local_toml[local_toml.index("[encryption]"):]
+    (proj / "local.toml").write_text(local_toml)
+    PL = [PY, "-m", "posterity", "--config", str(proj / "local.toml")]
+    shutil.rmtree(work / "repo", ignore_errors=True)
+    subprocess.run([*PL, "init"], check=True)
     rclone = f"rclone --config {proj / 'rclone.conf'}"
     dumps = work / "dumps"
     dumps.mkdir(exist_ok=True)
@@ -160,6 +169,9 @@ region = {s3.region}
             sizes["seed gzip"] = (dumps / "db.sql.gz").stat().st_size
             secs, peak = run_measured([*P, "backup", "db"])
             record("backup posterity", secs)
+            rss.append(peak)
+            secs, peak = run_measured([*PL, "backup", "db"])
+            record("backup posterity (local folder)", secs)
             rss.append(peak)
         if not only or "restore" in only:
             if not (dumps / "db.sql.gz").exists():
@@ -193,6 +205,7 @@ region = {s3.region}
     print("ratios:")
     ratio("backup posterity", "backup floor (pg_dump -Fc -Z0)")
     ratio("backup posterity", "backup floor+zstd")
+    ratio("backup posterity (local folder)", "backup floor (pg_dump -Fc -Z0)")
     ratio("backup seed (sql+gzip+rclone)", "backup floor (pg_dump -Fc -Z0)")
     ratio("restore posterity --jobs 2", "restore pg_restore -j 2")
     ratio("restore posterity --jobs 2", "restore seed (gunzip|psql)")

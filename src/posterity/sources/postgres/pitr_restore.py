@@ -6,8 +6,8 @@ Order of events, and why:
    that the PostgreSQL OS user can read the config and identity ``restore_command`` needs;
 3. fetch every planned segment into a staging folder beside the target, verifying sha256
    and decrypting — so a damaged object or a wrong identity fails here, before step 4;
-4. only now write: extract the base backup (tar, the ``data`` filter: no absolute paths,
-   no escapes, no device files) into the directory (0700, owned by the PostgreSQL user),
+4. only now write: extract the base backup as it is decoded (``tarextract``: every member
+   through tarfile's ``data`` filter) into the directory (0700, owned by the PostgreSQL user),
    move the verified segments in as a spool, write ``recovery.signal`` and the recovery
    settings into ``postgresql.auto.conf``.
 
@@ -139,12 +139,12 @@ def check_readable_by(owner: pwd.struct_passwd, paths: list[Path]) -> None:
                 "by PostgreSQL) needs; nothing was changed.",
                 hint=f"Let it read the file (e.g. chgrp {owner.pw_name} {p} && chmod g+r {p}) and every folder above it.")
     command = f"{posterity_command()} --version"
-    proc = subprocess.run(["sh", "-c", command], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
-                          check=False, capture_output=True, text=True, cwd="/")
-    if proc.returncode != 0:
+    ran = subprocess.run(["sh", "-c", command], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
+                         check=False, capture_output=True, text=True, cwd="/")
+    if ran.returncode != 0:
         raise RestoreTargetError(
             f"The '{owner.pw_name}' OS user cannot run posterity ({command!r} failed: "
-            f"{(proc.stderr or proc.stdout).strip()[:200]}); restore_command would fail. Nothing was changed.",
+            f"{(ran.stderr or ran.stdout).strip()[:200]}); restore_command would fail. Nothing was changed.",
             hint="Install posterity where that user can run it (its Python too), or set POSTERITY_EXECUTABLE to a "
                  "command it can run.")
 
