@@ -234,7 +234,7 @@ def test_identity_problems_are_refused_clearly(golden: Golden, tmp_path, how):
 
         generate_identity(s.identity)
         expected = "is encrypted to the identity given"
-        verify_code, restore_code = 7, 6
+        verify_code = restore_code = 7
 
     r = s.run("verify")  # the structure check needs no key
     assert r.code == 0 and "no problems found" in r.out, r
@@ -243,12 +243,7 @@ def test_identity_problems_are_refused_clearly(golden: Golden, tmp_path, how):
     target = unique("nokey")
     r = s.run("restore", "db", "latest", "--to-database", target)
     assert r.code == restore_code, r
-    if how == "missing":
-        assert expected in r.err
-    else:
-        assert (
-            "None of the configured identities can decrypt" in r.err and "identity_file" in r.err
-        ), r
+    assert expected in r.err and "hint:" in r.err, r
     assert not database_exists(golden.cluster, target)
     r = s.run("drill")
     assert r.code == 7 and expected in r.err, r
