@@ -336,9 +336,13 @@ def test_missing_segment_is_named_and_shown_by_wal_status(env: Env) -> None:
         assert st.returncode == 1
         gaps = json.loads(st.stdout)["gaps"]
         assert gaps and gaps[0]["first"] == victim
+        # `posterity verify` checks the WAL chain too, and names the missing segment.
+        ver = env.run("verify", "--source", "pitr")
+        assert ver.returncode == 6 and victim in ver.stdout + ver.stderr, ver
     finally:
         shutil.move(aside, path)
     assert env.run("--json", "wal", "status", "--source", "pitr").returncode == 0
+    assert env.run("verify", "--source", "pitr").returncode == 0
 
 
 def test_corrupted_segment_is_refused_before_writing(env: Env) -> None:
