@@ -37,8 +37,18 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
     PostgreSQL: restores into a temporary cluster started from the local binaries
     (drill = "temp-cluster", the default) or a scratch database on the source's server
     (drill = "scratch-db"), compares per-table row counts with those recorded at backup
-    time and runs the [[sources.NAME.checks]] queries. The report is stored in the
-    repository (drills/SOURCE/ID.json) and everything the drill created is removed.
+    time and runs the [[sources.NAME.checks]] queries.
+
+    Files: restores into a temporary folder under staging_dir (or TMPDIR) and compares
+    every file's size and sha256, and every symlink's target, with the backup's file list.
+
+    Meilisearch: restores every index of the export (or dump) into a temporary index
+    INDEX__drill_HEX on the configured server, compares document counts and primary keys
+    with the backup's, and runs a sample search; a snapshot-only backup fails the drill
+    (it needs mode export or dump).
+
+    The report is stored in the repository (drills/SOURCE/ID.json) and everything the
+    drill created is removed, also when it fails.
 
     \b
     Examples:
@@ -52,7 +62,8 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
     names = list(sources) or drillable_sources(ctx)
     if not names:
         raise click.UsageError(
-            "No configured source has a drill (drills exist for postgres sources)."
+            "No configured source has a drill (drills exist for postgres, files and "
+            "meilisearch sources)."
         )
     reports = []
     failures: list[tuple[str, PosterityError]] = []

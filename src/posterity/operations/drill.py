@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: kind → "module:function" taking a DrillRun.
 DRILLS: dict[str, str] = {
     "postgres": "posterity.operations.drill_postgres:drill_postgres",
+    "files": "posterity.operations.drill_files:drill_files",
+    "meilisearch": "posterity.operations.drill_meilisearch:drill_meilisearch",
 }
 
 
@@ -152,8 +154,9 @@ def drill(
             f"Drill of {source} (backup {manifest.id}): {len(bad)} check(s) failed: "
             + "; ".join(f"{c.name}: {c.detail}" for c in bad)
             + f". Report: {report.key}.",
-            hint="The backup restores but does not hold what the checks expect; inspect it with "
-            "`posterity restore` into a new database, and fix the cause before you need it.",
+            hint="The backup does not hold what the checks expect; inspect it with `posterity "
+            "restore` into a new target (database, folder, or index with --as), and fix the cause "
+            "before you need it.",
         )
         failed.drill_report = report  # type: ignore[attr-defined]
         raise failed

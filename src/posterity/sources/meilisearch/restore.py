@@ -56,6 +56,7 @@ class IndexRestore:
 
     indexes: list[str] | None
     as_name: str | None = None
+    as_suffix: str | None = None  # every index as ``<uid><as_suffix>`` (the drill's throwaway copies)
     replace: bool = False
     prefer: str | None = None  # "export" or "dump"; default: export when it has every index
     staging_dir: Path | None = None
@@ -253,7 +254,7 @@ class _IndexRestorer:
             raise ConfigError("--as renames one index; give exactly one --index with it.")
         existing: list[str] = []
         for uid in uids:
-            target = self.req.as_name or uid
+            target = self.req.as_name or uid + (self.req.as_suffix or "")
             if self.c.index(target) is not None:
                 existing.append(target)
             self.plans[uid] = _Plan(uid=uid, target=target, temp=temp_name(target))
