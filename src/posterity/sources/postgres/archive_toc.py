@@ -16,6 +16,7 @@ an offset is a flag byte (1 not set, 2 set, 3 no data) and ``offSize`` bytes.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -143,31 +144,47 @@ def _find_blocks(fh: BinaryIO, data_start: int, wanted: set[int]) -> dict[int, i
     bytes occur only as a block's terminating zero-length chunk (sign byte and four zero
     bytes); it is followed by the next block's header: BLK_DATA, sign 0, the dump id. The
     first block starts right after the TOC. Anything inconsistent returns None (the exact
-    walk is used instead).
+    walk is used instead). The file is read in blocks, not mapped: a mapping of a large
+    archive would count against the process's resident memory.
     """
-    import mmap
+    size = os.fstat(fh.fileno()).st_size
+    marker = b"\x00" * 5 + bytes([BLK_DATA, 0])
+    found: dict[int, int] = {}
+    pos = data_start
+    if pos >= size:
+        return found
+    while True:
+        fh.seek(pos)
+        header = fh.read(6)
+        if len(header) < 6 or header[0] != BLK_DATA or header[1] != 0:
+            return None
+        dump_id = int.from_bytes(header[2:6], "little")
+        if dump_id not in wanted or dump_id in found:
+            return None
+        found[dump_id] = pos
+        nxt = _search(fh, marker, pos + 6)
+        if nxt < 0:
+            # The last block must end with the terminator at the very end of the file.
+            fh.seek(size - 5)
+            return found if fh.read(5) == b"\x00" * 5 else None
+        pos = nxt + 5
 
-    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        found: dict[int, int] = {}
-        pos = data_start
-        if pos >= len(mm):
-            return found
-        marker = b"\x00\x00\x00\x00\x00" + bytes([BLK_DATA, 0])
-        while True:
-            if mm[pos] != BLK_DATA or mm[pos + 1] != 0:
-                return None
-            dump_id = int.from_bytes(mm[pos + 2 : pos + 6], "little")
-            if dump_id not in wanted or dump_id in found:
-                return None
-            found[dump_id] = pos
-            nxt = mm.find(marker, pos + 6)
-            if nxt < 0:
-                # The last block must end with the terminator at the very end of the file.
-                return found if mm[len(mm) - 5 :] == b"\x00" * 5 else None
-            pos = nxt + 5
-    finally:
-        mm.close()
+
+def _search(fh: BinaryIO, needle: bytes, start: int, block: int = 8 << 20) -> int:
+    """Absolute position of ``needle`` at or after ``start``, or -1."""
+    fh.seek(start)
+    carry = b""
+    base = start
+    while True:
+        data = fh.read(block)
+        if not data:
+            return -1
+        buf = carry + data
+        i = buf.find(needle)
+        if i >= 0:
+            return base - len(carry) + i
+        carry = buf[-(len(needle) - 1) :]
+        base += len(data)
 
 
 def _walk_blocks(fh: BinaryIO, r: _Reader) -> dict[int, int]:
