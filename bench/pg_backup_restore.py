@@ -190,6 +190,16 @@ region = {s3.region}
             rss.append(peak)
             drop("r_post")
 
+    drill_rto: list[float] = []
+    if not only or "drill" in only:
+        # The real RTO: `posterity drill` restores the latest backup into a fresh temporary
+        # cluster (initdb included), checks row counts, and cleans up.
+        for _ in range(max(1, args.rounds // 2)):
+            out = subprocess.run([*P, "--json", "drill", "--source", "db"], capture_output=True, text=True, check=True)
+            rep = json.loads(out.stdout)["drills"][0]
+            drill_rto.append(rep["restore_seconds"])
+            print(f"  drill: restore {rep['restore_seconds']:.1f}s, total {rep['total_seconds']:.1f}s, ok={rep['ok']}",
+                  flush=True)
     listing = json.loads(subprocess.run([*P, "--json", "list"], capture_output=True, text=True, check=True).stdout)
     if listing:
         sizes["posterity stored"] = listing[-1]["size"]
@@ -210,6 +220,8 @@ region = {s3.region}
     ratio("restore posterity --jobs 2", "restore pg_restore -j 2")
     ratio("restore posterity --jobs 2", "restore seed (gunzip|psql)")
     print("sizes:", {k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()})
+    if drill_rto:
+        print(f"drill RTO (restore into a temporary cluster): median {statistics.median(drill_rto):.1f}s")
     if rss:
         print(f"posterity peak RSS: max {max(rss) / 1024:.0f} MiB over {len(rss)} runs")
     print(f"machine: {socket.gethostname()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")

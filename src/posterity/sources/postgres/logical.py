@@ -40,6 +40,16 @@ order by 1, 2
 """
 
 
+def _grow_pipe(pipe) -> None:
+    """A 1 MiB pipe (Linux default: 64 KiB) lets the dump run on while we compress a chunk."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default still works
+
+
 class _Process:
     """A child whose stdout is an artifact stream; stderr goes to a temp file (no deadlock)."""
 
@@ -52,6 +62,7 @@ class _Process:
             raise SourceError(f"Cannot run {argv[0]}: {exc.strerror}.") from exc
         assert self.proc.stdout is not None
         self.stdout = self.proc.stdout
+        _grow_pipe(self.stdout)
 
     def error_text(self) -> str:
         self.stderr.seek(0)
