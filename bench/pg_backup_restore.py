@@ -27,15 +27,15 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from posterity.pgcluster import TempCluster  # noqa: E402
 from tests.support.seaweed import SeaweedS3  # noqa: E402
+
+from posterity.pgcluster import TempCluster  # noqa: E402
 
 PY = sys.executable
 

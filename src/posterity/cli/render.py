@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+
 # rich is imported where it is used: it costs ~100 ms of start-up, which matters for
 # `posterity wal push`, run once per WAL segment.
 

@@ -42,12 +42,12 @@ order by 1, 2
 
 def _grow_pipe(pipe) -> None:
     """A 1 MiB pipe (Linux default: 64 KiB) lets the dump run on while we compress a chunk."""
+    import contextlib
     import fcntl
 
-    try:
+    # Not Linux, or above /proc/sys/fs/pipe-max-size: the default still works.
+    with contextlib.suppress(OSError):
         fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except OSError:
-        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default still works
 
 
 class _Process:
