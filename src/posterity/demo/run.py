@@ -80,7 +80,8 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
         print(f"  tables and sequences compared: {len(before)}")
         for name, (count, digest) in sorted(before.items()):
             ok = "ok" if after.get(name) == (count, digest) else "DIFFERENT"
-            print(f"    {name:<40} {count:>8} rows  {digest[:12]}  {ok}")
+            unit = "last value" if name.startswith("sequence:") else "rows" if "." in name else "objects"
+            print(f"    {name:<40} {count:>8} {unit:<10} {digest[:12]:<12}  {ok}")
         print(
             f"  result: {'restored database is identical to the original' if same else 'MISMATCH'}"
         )
