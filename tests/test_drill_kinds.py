@@ -7,12 +7,10 @@ manifest. Meilisearch (the in-repo test server): every index restored into a tem
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.meili import MeiliTestServer
-from tests.support.project import Project, make_project
+from tests.support.project import InProcessRun, Project, make_project, run_in_process
 
 from posterity.operations.drill_files import check_tree
 from posterity.operations.drill_meilisearch import pick_word
@@ -28,40 +26,11 @@ from posterity.operations.drill_meilisearch import pick_word
 MASTER = "masterKey-posterity-drill-0123456789"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
+def run(p: Project, *args: str) -> InProcessRun:
+    return run_in_process(p, *args)
 
 
-def run(p: Project, *args: str) -> Result:
-    """The real ``posterity`` command line, in this process."""
-    from posterity.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**p.env, "COLUMNS": "200"}.items():
-            mp.setenv(k, v)
-        mp.delenv("POSTERITY_CONFIG", raising=False)
-        mp.chdir(p.root)
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                main(["--config", str(p.config), *args])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def ok(p: Project, *args: str) -> Result:
+def ok(p: Project, *args: str) -> InProcessRun:
     r = run(p, *args)
     assert r.code == 0, f"posterity {' '.join(args)} exited {r.code}\n{r.text}"
     return r

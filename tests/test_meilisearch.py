@@ -20,7 +20,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.meili import MeiliTestServer
-from tests.support.project import Project, make_project
+from tests.support.project import InProcessRun, Project, make_project, run_in_process
 
 from posterity.config import load_config
 from posterity.operations.context import Context
@@ -184,30 +183,8 @@ def index_uids(c: httpx.Client) -> list[str]:
     return sorted(i["uid"] for i in c.get("/indexes", params={"limit": 1000}).json()["results"])
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run(p: Project, *args: str, env: dict[str, str] | None = None) -> Result:
-    """The real ``posterity`` command line, run in this process (a subprocess costs ~1 s here)."""
-    from posterity.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**p.env, "COLUMNS": "200", **(env or {})}.items():
-            mp.setenv(k, v)
-        mp.delenv("POSTERITY_CONFIG", raising=False)
-        mp.chdir(p.root)
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                main(["--config", str(p.config), *args])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    return Result(code, out.getvalue(), err.getvalue())
+def run(p: Project, *args: str, env: dict[str, str] | None = None) -> InProcessRun:
+    return run_in_process(p, *args, env=env)
 
 
 def ok(p: Project, *args: str) -> str:

@@ -86,3 +86,58 @@ def make_project(root: Path, repo_url: str, **repo_extra: str) -> Project:
     root.mkdir(parents=True, exist_ok=True)
     recipient = generate_identity(root / "key.txt")
     return Project(root=root, repo_url=repo_url, recipient=recipient, repo_extra=dict(repo_extra))
+
+
+@dataclass
+class InProcessRun:
+    """What one in-process run of the command line printed and returned."""
+
+    code: int
+    out: str
+    err: str
+
+    # The names subprocess.CompletedProcess uses, for tests written against those.
+    @property
+    def returncode(self) -> int:
+        return self.code
+
+    @property
+    def stdout(self) -> str:
+        return self.out
+
+    @property
+    def stderr(self) -> str:
+        return self.err
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+    def json(self):
+        import json
+
+        return json.loads(self.out)
+
+
+def run_in_process(p: Project, *args: str, env: dict[str, str] | None = None) -> InProcessRun:
+    """The real ``posterity`` command line, run in this process (a subprocess costs ~1 s here)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    import pytest
+
+    from posterity.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**p.env, "COLUMNS": "200", **(env or {})}.items():
+            mp.setenv(k, v)
+        mp.delenv("POSTERITY_CONFIG", raising=False)
+        mp.chdir(p.root)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main(["--config", str(p.config), *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return InProcessRun(code, out.getvalue(), err.getvalue())
