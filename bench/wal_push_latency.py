@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -95,22 +96,47 @@ def python_for_postgres() -> str:
 
 
 def bench_pgbench(seconds: int, work: Path, config: Path) -> dict[str, float]:
-    command = f"{python_for_postgres()} -m posterity.cli.walfast push -c {config} %p"
-    with TempCluster(conf={"archive_mode": "on", "archive_command": command, "max_wal_size": "256MB"}) as c:
+    timings = work / "push-times.log"
+    wrapper = work / "timed-push"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "s=$(date +%s%N)\n"
+        f"{python_for_postgres()} -m posterity.cli.walfast push -c {config} \"$1\"\n"
+        "rc=$?\n"
+        f'echo "$s $(date +%s%N) $rc" >> {timings}\n'
+        "exit $rc\n")
+    wrapper.chmod(0o755)
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "postgres:postgres", str(wrapper), str(work)], check=True)
+    with TempCluster(conf={"archive_mode": "on", "archive_command": f"{wrapper} %p", "max_wal_size": "256MB"}) as c:
         pgbench = c.bin_dir / "pgbench"
         conn = ["-h", c.host, "-p", str(c.port), "-U", "postgres", "postgres"]
         c.run_as_owner([str(pgbench), "-i", "-s", "20", *conn])
         start = int(c.psql("select archived_count from pg_stat_archiver").strip())
         lsn0 = c.psql("select pg_current_wal_lsn()").strip()
+        status_dir = c.data_dir / "pg_wal" / "archive_status"
+        backlog: list[int] = []
+        done = threading.Event()
+
+        def sample() -> None:  # the .ready backlog every 10 s: growing means archiving falls behind
+            while not done.wait(10):
+                backlog.append(len(list(status_dir.glob("*.ready"))))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         t0 = time.monotonic()
         c.run_as_owner([str(pgbench), "-c", "4", "-T", str(seconds), *conn], timeout=seconds + 60)
         elapsed = time.monotonic() - t0
+        done.set()
         written = float(c.psql(f"select pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}') / (16*1024*1024)").strip())
         archived = int(c.psql("select archived_count from pg_stat_archiver").strip()) - start
         ready = len(list((c.data_dir / "pg_wal" / "archive_status").glob("*.ready")))
         failed = int(c.psql("select failed_count from pg_stat_archiver").strip())
+    pushes = [(int(e) - int(s)) / 1e9 for s, e, _ in (line.split() for line in timings.read_text().splitlines())]
     return {"seconds": round(elapsed, 1), "segments_written": round(written, 1), "segments_archived": archived,
-            "archived_per_second": round(archived / elapsed, 2), "ready_backlog_at_end": ready, "failures": failed}
+            "archived_per_second": round(archived / elapsed, 2), "ready_backlog_at_end": ready, "failures": failed,
+            "push_p50_ms": round(statistics.median(pushes) * 1000), "push_p99_ms": round(percentile(pushes, 0.99) * 1000),
+            "push_max_ms": round(max(pushes) * 1000), "pushes_timed": len(pushes), "ready_backlog_every_10s": backlog}
 
 
 def main() -> None:

@@ -439,6 +439,18 @@ class TempCluster:
         )
         self._running = False
 
+    def kill(self) -> None:
+        """SIGKILL the postmaster, as a crash or a lost machine would stop it (its backends exit
+        once they notice); the cluster then counts as stopped."""
+        import signal
+
+        pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        self._running = False
+        deadline = time.monotonic() + 10
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def restart(self) -> None:
         """Restart the server (picks up configuration changes)."""
         if not self._running:
@@ -548,3 +560,13 @@ class TempCluster:
                 f"psql failed (exit {proc.returncode}) on {dbname}: {proc.stderr.strip()}"
             )
         return proc.stdout
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

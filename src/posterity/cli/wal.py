@@ -1,4 +1,4 @@
-"""``posterity wal push|fetch|status``: PostgreSQL's archive_command and restore_command.
+"""``posterity wal push|fetch|status|stream``: archive_command, restore_command, streaming.
 
 postgresql.conf on the database server::
 
@@ -121,8 +121,54 @@ def status(state, source: str | None) -> None:
             click.echo(f"server: not reachable ({srv.get('error')})")
         if st.get("ready_files") is not None:
             click.echo(f".ready files waiting: {st['ready_files']}")
-    if st["gaps"] or st["server"].get("failing"):
+        stream = st.get("stream")
+        if stream:
+            slot = stream["slot_state"]
+            if slot is None:
+                click.echo(f"stream: slot {stream['slot']} does not exist — start `posterity wal stream`")
+            elif "error" in slot:
+                click.echo(f"stream: slot {stream['slot']}: {slot['error']}")
+            else:
+                click.echo(f"stream: slot {stream['slot']} {'in use' if slot['active'] else 'NOT IN USE'}, "
+                           f"restart_lsn {slot['restart_lsn']}, server keeps "
+                           f"{human_size(slot['retained_bytes'] or 0)} of WAL for it ({slot['wal_status']})")
+            if stream.get("newest_snapshot"):
+                click.echo(f"  newest snapshot {stream['newest_snapshot']} stored {stream['newest_snapshot_at']} "
+                           f"({stream['newest_snapshot_age_seconds']}s ago)")
+            if stream.get("local_backlog"):
+                click.echo(f"  {stream['local_backlog']} streamed file(s) waiting to be stored")
+            streamer = stream.get("streamer") or {}
+            if streamer.get("last_error"):
+                click.echo(f"  last streamer error at {streamer['last_error_at']}: {streamer['last_error']}")
+    if st["gaps"] or st["server"].get("failing") or (st.get("stream") or {}).get("failing"):
         sys.exit(1)
+
+
+@wal.command("stream")
+@click.option("--source", "-s", help="The postgres-physical source with wal = \"stream\" (default: the only one).")
+@click.option("--drop-slot", is_flag=True, help="Drop the source's replication slot and exit (when retiring streaming).")
+@pass_state
+def stream(state, source: str | None, drop_slot: bool) -> None:
+    """Stream WAL continuously (wal = "stream") until stopped with SIGTERM or Ctrl-C.
+
+    Runs pg_receivewal through a replication slot it creates, stores each completed segment,
+    and every stream_interval seconds a snapshot of the segment being written (the RPO).
+    `posterity daemon` does the same for every streaming source; run one or the other.
+    """
+    import signal
+    import threading
+
+    from ..operations.wal import wal_drop_slot, wal_stream
+
+    ctx = state.context()
+    if drop_slot:
+        slot, existed = wal_drop_slot(ctx, source)
+        click.echo(f"Dropped replication slot {slot}." if existed else f"There is no replication slot {slot}.")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    wal_stream(ctx, stop, source)
 
 
 def register(cli: click.Group) -> None:

@@ -74,6 +74,7 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
     source = make_source(name, cfg)
     repo = ctx.repo
     repo.descriptor()  # fail with "not initialised" before touching the source
+    source.bind(ctx.store)
     t0 = time.monotonic()
     try:
         source.check()

@@ -66,6 +66,60 @@ def wal_fetch(ctx: Context, wal_name: str, dest: Path, source: str | None = None
         raise _name_error(exc) from exc
 
 
+def stream_source(ctx: Context, source: str | None) -> tuple[str, Any]:
+    name = physical_source(ctx, source)
+    cfg = ctx.config.source(name)
+    if cfg.wal != "stream":
+        raise ConfigError(f"Source {name!r} archives WAL through archive_command (wal = \"archive\"); nothing to stream.",
+                          hint=f'Set wal = "stream" in [sources.{name}] to stream its WAL instead.')
+    return name, cfg
+
+
+def wal_stream(ctx: Context, stop: Any, source: str | None = None) -> None:
+    """Stream WAL (``wal = "stream"``) until ``stop`` (a threading.Event) is set."""
+    from ..sources.postgres.walstream import WalStreamer
+
+    name, cfg = stream_source(ctx, source)
+    WalStreamer(ctx.store, name, cfg, ctx.stages, ctx.state_dir).run(stop)
+
+
+def wal_drop_slot(ctx: Context, source: str | None = None) -> tuple[str, bool]:
+    """Drop the source's replication slot; (slot, whether it existed)."""
+    from ..sources.postgres.walstream import drop_slot
+
+    name, cfg = stream_source(ctx, source)
+    slot = cfg.slot_name(name)
+    return slot, drop_slot(cfg.dsn.get_secret_value(), slot)
+
+
+def _stream_state(ctx: Context, name: str, cfg: Any, listing: Any) -> dict[str, Any]:
+    """Streaming mode: the slot on the server, the streamer's own state and its local backlog."""
+    from ..repository import walnames as wal
+    from ..sources.postgres.walstream import _COMPLETE, read_state, slot_info, stream_directory
+
+    out: dict[str, Any] = {"slot": cfg.slot_name(name), "interval_seconds": cfg.stream_interval}
+    try:
+        out["slot_state"] = slot_info(cfg.dsn.get_secret_value(), out["slot"])
+    except (PosterityError, SourceError) as exc:
+        out["slot_state"] = {"error": exc.message}
+    out["streamer"] = read_state(ctx.state_dir, name)
+    folder = stream_directory(cfg, ctx.state_dir, name)
+    try:
+        out["local_backlog"] = len([n for n in os.listdir(folder) if _COMPLETE.match(n)])
+    except OSError:
+        out["local_backlog"] = None
+    snaps = listing.complete("stream")
+    if snaps:
+        newest = max(snaps, key=lambda f: (f.name[:24], wal.stream_length(f.name)))
+        out["newest_snapshot"] = newest.name
+        if newest.archived_at:
+            out["newest_snapshot_at"] = newest.archived_at.isoformat()
+            out["newest_snapshot_age_seconds"] = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
+    slot = out["slot_state"]
+    out["failing"] = slot is None or ("error" not in slot and not slot.get("active"))
+    return out
+
+
 def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
     """Newest archived segment per timeline, gaps, and the server's archiver state."""
     from ..repository import walnames as wal
@@ -110,6 +164,9 @@ def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
     if newest is not None and newest.archived_at:
         out["newest_age_seconds"] = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
     out["server"] = _server_state(cfg, listing, seg_size)
+    out["wal_method"] = cfg.wal
+    if cfg.wal == "stream":
+        out["stream"] = _stream_state(ctx, name, cfg, listing)
     if cfg.data_directory:
         status_dir = Path(cfg.data_directory) / "pg_wal" / "archive_status"
         try:

@@ -106,13 +106,20 @@ def encode_bytes(raw: bytes, recipients: Iterable[str], zstd_level: int) -> byte
 def push(store: ObjectStore, source: str, path: Path, stages: Any, *, sysid: str | None = None) -> PushResult:
     """Archive one WAL file; returns only once it is durably stored (or already was, identically)."""
     t0 = time.monotonic()
-    name = path.name
-    wn = wal.parse_name(name)
+    wal.parse_name(path.name)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise StorageError(f"Cannot read the WAL file {path}: {exc.strerror}.",
                            hint="archive_command runs in the data directory; pass %p unchanged.") from exc
+    return push_bytes(store, source, path.name, raw, stages, sysid=sysid, mtime=_mtime(path), t0=t0)
+
+
+def push_bytes(store: ObjectStore, source: str, name: str, raw: bytes, stages: Any, *, sysid: str | None = None,
+               mtime: str | None = None, t0: float | None = None) -> PushResult:
+    """Archive ``raw`` as WAL file ``name`` (see ``push``)."""
+    t0 = time.monotonic() if t0 is None else t0
+    wn = wal.parse_name(name)
     raw_sha = hashlib.sha256(raw).hexdigest()
     stored = encode_bytes(raw, stages.recipients, stages.zstd_level)
     record = {
@@ -126,7 +133,7 @@ def push(store: ObjectStore, source: str, path: Path, stages: Any, *, sysid: str
         "sha256": hashlib.sha256(stored).hexdigest(),
         "stages": stages.specs(),
         "pushed_at": datetime.now(UTC).isoformat(),
-        "file_mtime": _mtime(path),
+        "file_mtime": mtime,
         "host": socket.gethostname(),
         "system_identifier": sysid,
         "posterity_version": __version__,

@@ -5,7 +5,9 @@ Pure functions, no I/O: the archive itself (push, fetch, status) is ``walarchive
 Names are PostgreSQL's: a segment is ``TTTTTTTTXXXXXXXXYYYYYYYY`` (timeline, then the
 segment number split in two), a timeline history file ``TTTTTTTT.history``, the last,
 unfinished segment of a timeline left behind by a promotion ``<segment>.partial``, and a
-backup history file ``<segment>.XXXXXXXX.backup``. Each is stored as
+backup history file ``<segment>.XXXXXXXX.backup``. Streaming mode adds its own kind, a
+snapshot of the segment being written: ``<segment>.LLLLLLLL.stream`` holds the segment's
+first ``LLLLLLLL`` (hex) bytes, the rest being zeros (``walstream.py``). Each is stored as
 
     wal/<source>/<TTTTTTTT>/<name>.zst.age     age(zstd(file)), readable without Posterity
     wal/<source>/<TTTTTTTT>/<name>.json        its record: raw size and sha256, who pushed it
@@ -32,6 +34,7 @@ _SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 _PARTIAL = re.compile(r"^([0-9A-F]{8})[0-9A-F]{16}\.partial$")
 _HISTORY = re.compile(r"^([0-9A-F]{8})\.history$")
 _BACKUP = re.compile(r"^([0-9A-F]{8})[0-9A-F]{16}\.[0-9A-F]{8}\.backup$")
+_STREAM = re.compile(r"^([0-9A-F]{8})[0-9A-F]{16}\.[0-9A-F]{8}\.stream$")
 _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 
 
@@ -42,7 +45,7 @@ class WalNameError(ValueError):
 @dataclass(frozen=True)
 class WalName:
     name: str
-    kind: str  # segment | partial | history | backup
+    kind: str  # segment | partial | history | backup | stream
     timeline: int
 
     @property
@@ -52,7 +55,8 @@ class WalName:
 
 def parse_name(name: str) -> WalName:
     """Classify a WAL file name; ``WalNameError`` for anything PostgreSQL would not archive."""
-    for kind, pattern in (("segment", _SEGMENT), ("partial", _PARTIAL), ("history", _HISTORY), ("backup", _BACKUP)):
+    for kind, pattern in (("segment", _SEGMENT), ("partial", _PARTIAL), ("history", _HISTORY), ("backup", _BACKUP),
+                          ("stream", _STREAM)):
         m = pattern.match(name)
         if m:
             tli = int(m.group(1), 16)
@@ -60,6 +64,16 @@ def parse_name(name: str) -> WalName:
                 break
             return WalName(name, kind, tli)
     raise WalNameError(f"{name!r} is not a WAL segment, .partial, .history or .backup file name")
+
+
+def stream_name(segment: str, length: int) -> str:
+    """The name of a streaming snapshot: the first ``length`` bytes of ``segment``."""
+    return f"{segment}.{length:08X}.stream"
+
+
+def stream_length(name: str) -> int:
+    """How many leading bytes of its segment a ``.stream`` snapshot holds."""
+    return int(name[25:33], 16)
 
 
 def segments_per_id(segment_size: int) -> int:
@@ -214,8 +228,12 @@ def wal_keys_needed(manifests: Sequence[Any], wal_keys: Iterable[str] = ()) -> s
         size = int(facts.get("wal_segment_size") or DEFAULT_SEGMENT_SIZE)
         start = facts["wal_start_segment"]
         floors.setdefault(m.source, []).append((parse_name(start).timeline, segno_of(start, size), size))
+    keys = list(wal_keys)
+    superseded = superseded_stream_keys(keys)
     needed: set[str] = set()
-    for key in wal_keys:
+    for key in keys:
+        if key in superseded:
+            continue
         parsed = parse_key(key)
         if parsed is None:
             needed.add(key)
@@ -228,6 +246,27 @@ def wal_keys_needed(manifests: Sequence[Any], wal_keys: Iterable[str] = ()) -> s
         if any(wn.timeline >= tli and segno_of(wn.name, size) >= segno for tli, segno, size in bases):
             needed.add(key)
     return needed
+
+
+def superseded_stream_keys(wal_keys: Iterable[str]) -> set[str]:
+    """Streaming snapshots nobody reads any more: their segment is archived whole, or a longer
+    snapshot of the same segment exists (payload and record of each go together)."""
+    complete: set[tuple[str, str]] = set()  # (source, segment) archived whole
+    longest: dict[tuple[str, str], int] = {}
+    streams: list[tuple[str, tuple[str, str], int]] = []  # (key, (source, segment), length)
+    for key in wal_keys:
+        parsed = parse_key(key)
+        if parsed is None:
+            continue
+        source, wn, what = parsed
+        if wn.kind == "segment" and what == "payload":
+            complete.add((source, wn.name))
+        elif wn.kind == "stream":
+            seg, length = (source, wn.name[:24]), stream_length(wn.name)
+            streams.append((key, seg, length))
+            if what == "payload":
+                longest[seg] = max(longest.get(seg, 0), length)
+    return {key for key, seg, length in streams if seg in complete or length < longest.get(seg, 0)}
 
 
 def wal_keys_unneeded(manifests: Sequence[Any], wal_keys: Iterable[str]) -> set[str]:

@@ -2,7 +2,7 @@
 
 Each task is a callable taking a ``threading.Event``; it runs in its own thread until the
 event is set (SIGTERM) and should return promptly then. A task that raises is logged and
-restarted 30 s later. Continuous WAL archiving (point-in-time recovery) registers here.
+restarted 30 s later. Streaming WAL (``wal = "stream"``) runs here: one streamer per source.
 """
 
 from __future__ import annotations
@@ -13,4 +13,18 @@ from typing import Any
 
 
 def tasks(ctx: Any) -> list[Callable[[threading.Event], None]]:
-    return []
+    out: list[Callable[[threading.Event], None]] = []
+    for name, cfg in sorted(ctx.config.sources.items()):
+        if cfg.kind == "postgres-physical" and cfg.wal == "stream":
+            out.append(_streamer(ctx, name))
+    return out
+
+
+def _streamer(ctx: Any, name: str) -> Callable[[threading.Event], None]:
+    def run(stop: threading.Event) -> None:
+        from ..operations.wal import wal_stream
+
+        wal_stream(ctx, stop, name)
+
+    run.__name__ = f"walstream-{name}"
+    return run

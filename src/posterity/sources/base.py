@@ -45,6 +45,10 @@ class Source(ABC):
     def facts(self) -> dict[str, Any]:
         return {}
 
+    def bind(self, store: Any) -> None:  # noqa: B027 - optional hook
+        """Called with the repository's object store before ``check()``, for sources that
+        need it (a streaming base backup waits until its WAL is stored)."""
+
     def by_hand(self, manifest: Any) -> list[str]:
         """Shell commands that restore this backup without Posterity."""
         return []

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ...errors import ConfigError, DumpFailed, SourceAuthError, SourceError
+from ...errors import DumpFailed, SourceAuthError, SourceError
 from ...repository import walnames as wal
 from ..base import Artifact, Source
 from .logical import _Process
@@ -64,13 +64,10 @@ class PhysicalSource(Source):
         self.dsn = config.dsn.get_secret_value()
         self._facts: dict[str, Any] = {}
 
+    def bind(self, store: Any) -> None:
+        self._store = store
+
     def check(self) -> dict[str, Any]:
-        if self.config.wal == "stream":
-            raise ConfigError(
-                f"sources.{self.name}: wal = \"stream\" (pg_receivewal) is not built in this version.",
-                hint="Use wal = \"archive\" with archive_command = 'posterity wal push --source "
-                f"{self.name} %p'.",
-            )
         with connect(self.dsn) as conn:
             row = conn.execute(
                 "select current_setting('server_version_num')::int, current_setting('server_version'), "
@@ -94,7 +91,9 @@ class PhysicalSource(Source):
                 f"The role connecting to {where} has no REPLICATION privilege; pg_basebackup needs it.",
                 hint="ALTER ROLE <user> REPLICATION; and allow it in pg_hba.conf (a 'replication' line).",
             )
-        if archive_mode == "off":
+        if self.config.wal == "stream":
+            self._check_slot(where)
+        elif archive_mode == "off":
             raise SourceError(
                 f"WAL archiving is off on {where}; a base backup without archived WAL cannot be restored.",
                 hint=f"Set archive_mode = on and archive_command = 'posterity wal push --source {self.name} %p' "
@@ -112,13 +111,31 @@ class PhysicalSource(Source):
             "pg_basebackup_version": tool_version,
             "target": where,
         }
-        if archive_command is not None and "posterity" not in archive_command:
+        if self.config.wal == "archive" and archive_command is not None and "posterity" not in archive_command:
             log.warning("archive_command on %s does not run posterity: %r", where, archive_command)
         self._facts.update(facts)
         return facts
 
     def facts(self) -> dict[str, Any]:
         return dict(self._facts)
+
+    def _check_slot(self, where: str) -> None:
+        """Streaming mode: the slot must exist (it keeps the backup's WAL until it is streamed)."""
+        from .walstream import slot_info
+
+        slot = self.config.slot_name(self.name)
+        info = slot_info(self.dsn, slot)
+        if info is None:
+            raise SourceError(
+                f"{where} has no replication slot {slot!r}: nothing streams its WAL, so a base backup could not be "
+                "restored.",
+                hint=f"Start the streamer first: `posterity wal stream --source {self.name}` (or `posterity daemon`).",
+            )
+        if not info["active"]:
+            log.warning("Replication slot %s on %s is not in use: is `posterity wal stream` running? The base "
+                        "backup waits up to %ds for its WAL.", slot, where, self.config.archive_wait)
+        self._facts["wal_method"] = "stream"
+        self._facts["slot"] = slot
 
     def dump(self) -> Iterator[Artifact]:
         if "server_version_num" not in self._facts:
@@ -196,6 +213,9 @@ class PhysicalSource(Source):
 
     def _wait_archived(self) -> None:
         """Wait until the server reports the backup's last WAL segment archived."""
+        if self.config.wal == "stream":
+            self._wait_streamed()
+            return
         stop = self._facts["wal_stop_segment"]
         seg_size = int(self._facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
         want = (wal.parse_name(stop).timeline, wal.segno_of(stop, seg_size))
@@ -221,6 +241,25 @@ class PhysicalSource(Source):
                     hint="Check archive_command and the PostgreSQL log (`posterity wal status`), then back up again.",
                 )
             time.sleep(0.2)
+
+    def _wait_streamed(self) -> None:
+        """Streaming mode: wait until the backup's last WAL segment is stored in the repository."""
+        stop = self._facts["wal_stop_segment"]
+        key = wal.payload_key(self.name, stop)
+        store = getattr(self, "_store", None)
+        if store is None:
+            raise DumpFailed("A streaming base backup needs the repository to check its WAL (internal: not bound).")
+        t0 = time.monotonic()
+        while store.stat(key) is None:
+            if time.monotonic() - t0 > self.config.archive_wait:
+                raise DumpFailed(
+                    f"The base backup needs WAL segment {stop}, which was not streamed and stored within "
+                    f"{self.config.archive_wait}s. Nothing was committed.",
+                    hint=f"Is `posterity wal stream --source {self.name}` (or the daemon) running? "
+                    "`posterity wal status` shows the streamer's last error.",
+                )
+            time.sleep(0.2)
+        self._facts["archived_wait_seconds"] = round(time.monotonic() - t0, 3)
 
     def by_hand(self, manifest: Any) -> list[str]:
         art = manifest.artifacts[0] if manifest.artifacts else None

@@ -31,9 +31,33 @@ class PhysicalConfig(BaseModel):
     )
     wal: Literal["archive", "stream"] = Field(
         default="archive",
-        description='How WAL reaches the repository: "archive" (archive_command = \'posterity wal push %p\'). '
-        '"stream" (pg_receivewal) is not built yet and is rejected by `backup`.',
+        description='How WAL reaches the repository: "archive" (archive_command = \'posterity wal push %p\'; '
+        'RPO: archive_timeout) or "stream" (pg_receivewal through a replication slot that Posterity manages, run '
+        'by `posterity wal stream` or the daemon; completed segments and, every stream_interval, the segment '
+        'being written are stored: RPO of seconds).',
         json_schema_extra={"example": "archive"},
+    )
+    slot: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]{1,63}$",
+        description='Streaming mode: the physical replication slot (created if missing); default "posterity_<source>". '
+        "The server keeps WAL for the slot until it is streamed: set max_slot_wal_keep_size so a stopped "
+        "streamer cannot fill the server's disk.",
+        json_schema_extra={"example": "posterity_pitr"},
+    )
+    stream_directory: Path | None = Field(
+        default=None,
+        description="Streaming mode: local folder pg_receivewal writes into (segments leave it once stored); "
+        "default <state_dir>/walstream/<source>.",
+        json_schema_extra={"example": "/var/lib/posterity/walstream/pitr"},
+    )
+    stream_interval: float = Field(
+        default=1.0,
+        ge=0.2,
+        le=300,
+        description="Streaming mode: seconds between snapshots of the segment being written (only when it grew). "
+        "This is the RPO; each snapshot is two object writes.",
+        json_schema_extra={"example": 1.0},
     )
     bin_dir: Path | None = Field(
         default=None,
@@ -54,7 +78,8 @@ class PhysicalConfig(BaseModel):
     archive_wait: int = Field(
         default=300,
         ge=5,
-        description="Seconds a base backup waits for its last WAL segment to be archived before it fails.",
+        description="Seconds a base backup waits for its last WAL segment to be archived (or streamed and "
+        "stored) before it fails.",
         json_schema_extra={"example": 300},
     )
     max_age: str | None = Field(
@@ -62,3 +87,11 @@ class PhysicalConfig(BaseModel):
         description="Freshness target for base backups: an older newest backup makes `posterity status` fail.",
         json_schema_extra={"example": "8d"},
     )
+
+    def slot_name(self, source: str) -> str:
+        """The replication slot streaming mode uses for ``source``."""
+        if self.slot:
+            return self.slot
+        import re
+
+        return ("posterity_" + re.sub(r"[^a-z0-9_]", "_", source.lower()))[:63]

@@ -13,6 +13,12 @@ Which segments "up to the target" means, per target kind:
   archived before T holds only WAL written before T; the commit that ends recovery (the
   first after T) lies in a segment archived after T. If recovery needs segments beyond it,
   ``wal fetch`` serves them on demand.
+
+Streaming mode also stores snapshots of the segment being written (``<segment>.<length>.stream``).
+The newest snapshot of the segment after the newest complete one is the plan's ``tail``: a
+restore to latest (or to a time or LSN it covers) puts it back, zero-padded, as the last
+segment recovery reads, so nothing committed more than ``stream_interval`` before the server
+was lost is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 from ...errors import BackupNotFound, ConfigError, ObjectNotFound, RestoreTargetError
 from ...repository import Manifest
 from ...repository import walnames as wal
-from ...repository.walarchive import ArchiveListing, list_archive, read_history
+from ...repository.walarchive import ArchivedFile, ArchiveListing, list_archive, read_history
 from ...storage import ObjectStore
 
 PHYSICAL = "postgres-physical"
@@ -110,11 +116,12 @@ class Plan:
     segment_size: int
     newest: str | None
     notes: list[str] = field(default_factory=list)
+    tail: str | None = None  # a streaming snapshot recovery reads after the last segment
 
     def to_dict(self) -> dict[str, Any]:
         return {"backup": self.manifest.id, "recovery_timeline": self.timeline, "wal_first": self.segments[0] if self.segments else None,
                 "wal_last": self.segments[-1] if self.segments else None, "wal_segments": len(self.segments),
-                "newest_archived": self.newest}
+                "newest_archived": self.newest, "wal_tail": self.tail}
 
 
 def _stop_time(m: Manifest) -> datetime:
@@ -201,6 +208,13 @@ def _newest_on_chain(listing: ArchiveListing, chain: list[wal.TimelineEntry], st
     return best
 
 
+def _tail(listing: ArchiveListing, chain: list[wal.TimelineEntry], after: int, size: int) -> ArchivedFile | None:
+    """The longest stored streaming snapshot of the segment that follows segment ``after``."""
+    segment = wal.expected_files(chain, after + 1, after + 1, size)[-1]
+    snaps = [f for f in listing.complete("stream") if f.name.startswith(segment + ".")]
+    return max(snaps, key=lambda f: wal.stream_length(f.name)) if snaps else None
+
+
 def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target, identities: list) -> Plan:
     """Decide what the restore reads and check that all of it is archived."""
     facts = base.facts
@@ -213,10 +227,14 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
     newest_name = None
     if newest is not None:
         newest_name = wal.expected_files(chain, newest, newest, size)[-1]
+    tail = _tail(listing, chain, newest, size) if newest is not None else None
     end: int | None
     if target.lsn is not None:
         end = wal.segno_of_lsn(wal.parse_lsn(target.lsn), size)
-        if newest is None or end > newest:
+        if tail is not None and newest is not None and end == newest + 1 and \
+                wal.parse_lsn(target.lsn) % size < wal.stream_length(tail.name):
+            end = newest  # the snapshot covers the target
+        elif newest is None or end > newest:
             raise TargetBeyondArchive(
                 f"The target LSN {target.lsn} is after the newest archived WAL of {source!r} "
                 f"({newest_name or 'none archived'}).")
@@ -227,6 +245,8 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
             if f is not None and f.complete and f.archived_at is not None and f.archived_at >= target.time:
                 end = wal.segno_of(name, size)
                 break
+        if end is None and tail is not None and tail.archived_at is not None and tail.archived_at >= target.time:
+            end = newest  # the streaming snapshot was stored after the target: it holds the stopping commit
         if end is None:
             when = listing.files[newest_name].archived_at if newest_name else None
             raise TargetBeyondArchive(
@@ -243,4 +263,5 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
             f"WAL segment {missing[0]}{more} is missing from the archive of {source!r}; restoring base backup "
             f"{base.id} to {target.describe()} needs every segment from {segments[0]} to {segments[-1]}. "
             "Nothing was written.")
-    return Plan(base, source, tli, chain, segments, size, newest_name)
+    use_tail = tail is not None and end == newest and segments[-1] == newest_name
+    return Plan(base, source, tli, chain, segments, size, newest_name, tail=tail.name if use_tail and tail else None)

@@ -167,7 +167,17 @@ def prefetch(repo: Repository, plan: Plan, identities: list, staging: Path, prog
         return len(raw)
 
     with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
-        return sum(pool.map(one, plan.segments))
+        total = sum(pool.map(one, plan.segments))
+    if plan.tail:
+        # A streaming snapshot: the written part of the segment after the last one; the zeros
+        # pg_receivewal had filled it with come back, so recovery reads it as a segment and
+        # stops at its end, as after a crash.
+        segment = plan.tail[:24]
+        total += one(plan.tail)
+        data = (staging / plan.tail).read_bytes()
+        write_file(staging / segment, data + bytes(plan.segment_size - len(data)))
+        (staging / plan.tail).unlink()
+    return total
 
 
 def _clear(path: Path) -> None:
