@@ -17,6 +17,7 @@ archive_command is the lean entry, and reports segments written vs archived and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -139,10 +140,57 @@ def bench_pgbench(seconds: int, work: Path, config: Path) -> dict[str, float]:
             "push_max_ms": round(max(pushes) * 1000), "pushes_timed": len(pushes), "ready_backlog_every_10s": backlog}
 
 
+def bench_pgbench_stream(seconds: int, work: Path, config: Path, interval: float) -> dict[str, object]:
+    """The same pgbench load with ``wal = "stream"``: does the streamer keep up?"""
+    with TempCluster(conf={"max_wal_size": "256MB"}) as c:
+        stream_config = work / "stream.toml"
+        stream_config.write_text(config.read_text().replace(f"file://{work / 'repo'}", f"file://{work / 'stream-repo'}").replace(
+            'dsn = "postgresql://localhost/postgres"',
+            f'dsn = "{c.dsn()}"\nwal = "stream"\nstream_interval = {interval}') +
+            f'[general]\nstate_dir = "{work / "state"}"\n')
+        subprocess.run([str(VENV / "posterity"), "-c", str(stream_config), "init"], check=True, capture_output=True)
+        pgbench = c.bin_dir / "pgbench"
+        conn = ["-h", c.host, "-p", str(c.port), "-U", "postgres", "postgres"]
+        c.run_as_owner([str(pgbench), "-i", "-s", "20", *conn])
+        streamer = subprocess.Popen([str(VENV / "posterity"), "-c", str(stream_config), "wal", "stream"])
+        try:
+            deadline = time.monotonic() + 30
+            while c.psql("select count(*) from pg_replication_slots where active").strip() != "1":
+                if time.monotonic() > deadline:
+                    raise SystemExit("the streamer did not start")
+                time.sleep(0.1)
+            folder = work / "state" / "walstream" / "pitr"
+            behind: list[tuple[int, int]] = []  # (local files waiting, MiB the slot holds back)
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.wait(10):
+                    waiting = len([n for n in os.listdir(folder) if len(n) == 24])
+                    held = c.psql("select pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint / 1048576 "
+                                  "from pg_replication_slots").strip()
+                    behind.append((waiting, int(held or 0)))
+
+            threading.Thread(target=sample, daemon=True).start()
+            lsn0 = c.psql("select pg_current_wal_lsn()").strip()
+            t0 = time.monotonic()
+            c.run_as_owner([str(pgbench), "-c", "4", "-T", str(seconds), *conn], timeout=seconds + 60)
+            elapsed = time.monotonic() - t0
+            done.set()
+            written = float(c.psql(f"select pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}') / (16*1024*1024)").strip())
+            state = json.loads((work / "state" / "walstream" / "pitr.state.json").read_text())
+        finally:
+            streamer.terminate()
+            streamer.wait(60)
+    return {"seconds": round(elapsed, 1), "segments_written": round(written, 1),
+            "segments_stored": state["segments_stored"], "stored_per_second": round(state["segments_stored"] / elapsed, 2),
+            "waiting_files_and_slot_MiB_every_10s": behind, "last_error": state["last_error"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pushes", type=int, default=40)
     ap.add_argument("--pgbench-seconds", type=int, default=0)
+    ap.add_argument("--stream", action="store_true", help="also run the pgbench load with wal = \"stream\"")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="posterity-walbench-"))
     work.chmod(0o755)
@@ -162,6 +210,8 @@ def main() -> None:
             if os.geteuid() == 0:  # the pushes above ran as root; PostgreSQL archives as postgres
                 subprocess.run(["chown", "-R", "postgres:postgres", str(work)], check=True)
             print("pgbench -c 4:", bench_pgbench(args.pgbench_seconds, work, config))
+        if args.pgbench_seconds and args.stream:
+            print("pgbench -c 4, wal = stream:", bench_pgbench_stream(args.pgbench_seconds, work, config, 1.0))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

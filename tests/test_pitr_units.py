@@ -15,6 +15,7 @@ import pytest
 from posterity.cli.walfast import LeanContext, _NotPlain
 from posterity.config import loads_config
 from posterity.errors import RestoreFailed
+from posterity.repository import walarchive
 from posterity.repository import walnames as wal
 from posterity.sources.postgres.tarextract import TarExtractor
 from posterity.sources.postgres.tarscan import TarTap
@@ -236,3 +237,74 @@ def test_extractor_keeps_absolute_names_inside_the_target(tmp_path: Path) -> Non
     _feed_all(TarExtractor(dest), _one(_member("/tmp/posterity-evil", size=4), b"evil"))
     assert (dest / "tmp" / "posterity-evil").read_bytes() == b"evil"
     assert not Path("/tmp/posterity-evil").exists()
+
+
+# -- streaming snapshots -----------------------------------------------------------------------
+
+
+def test_stream_snapshot_names() -> None:
+    name = wal.stream_name("000000010000000000000007", 0x3E49)
+    assert name == "000000010000000000000007.00003E49.stream"
+    parsed = wal.parse_name(name)
+    assert parsed.kind == "stream" and parsed.timeline == 1 and wal.stream_length(name) == 0x3E49
+    assert wal.segno_of(name) == 7
+    assert wal.parse_key(wal.payload_key("pitr", name)) == ("pitr", parsed, "payload")
+
+
+def _keys(source: str, *names: str, records: bool = True) -> list[str]:
+    keys = [wal.payload_key(source, n) for n in names]
+    return keys + ([wal.record_key(source, n) for n in names] if records else [])
+
+
+def test_superseded_snapshots_are_not_needed_but_the_newest_of_an_open_segment_is() -> None:
+    s7a, s7b = wal.stream_name(wal.segment_name(1, 7), 0x100), wal.stream_name(wal.segment_name(1, 7), 0x900)
+    s8a, s8b = wal.stream_name(wal.segment_name(1, 8), 0x100), wal.stream_name(wal.segment_name(1, 8), 0x200)
+    keys = _keys("pitr", wal.segment_name(1, 6), wal.segment_name(1, 7), s7a, s7b, s8a, s8b)
+    # a longer snapshot whose payload never arrived does not supersede anything
+    s8c = wal.stream_name(wal.segment_name(1, 8), 0x300)
+    keys.append(wal.record_key("pitr", s8c))
+    gone = wal.superseded_stream_keys(keys)
+    assert gone == set(_keys("pitr", s7a, s7b, s8a))  # segment 7 is archived whole; 8's 0x200 is its newest
+    base = M("pitr", {"wal_start_segment": wal.segment_name(1, 6)})
+    needed = wal.wal_keys_needed([base], keys)
+    assert set(_keys("pitr", s8b)) <= needed and not (needed & gone)
+    assert wal.record_key("pitr", s8c) in needed  # half-pushed: kept, like any record
+
+
+def _listing_with(store, source: str, names: list[str]) -> None:
+    import pyrage
+
+    from posterity.pipeline import Stages
+
+    stages = Stages(recipients=(str(pyrage.x25519.Identity.generate().to_public()),), zstd_level=1)
+    for n in names:
+        walarchive.push_bytes(store, source, n, n.encode(), stages)
+
+
+def _base() -> Any:
+    from posterity.repository import Manifest
+
+    return Manifest(id="b1", source="pitr", kind="postgres-physical", started_at="2026-01-01T00:00:00+00:00",
+                    finished_at="2026-01-01T00:00:01+00:00", posterity_version="t", host="h", artifacts=[],
+                    facts={"wal_start_segment": wal.segment_name(1, 2), "wal_stop_segment": wal.segment_name(1, 2),
+                           "stop_lsn": "0/2000100", "timeline": 1, "wal_segment_size": SEG,
+                           "stop_time": "2026-01-01T00:00:01+00:00"})
+
+
+def test_plan_uses_the_newest_snapshot_after_the_last_segment_only_when_it_covers_the_target() -> None:
+    from posterity.sources.postgres.pitr_plan import Target, TargetBeyondArchive, plan_restore
+    from posterity.storage import MemoryStore
+
+    store = MemoryStore()
+    seg3 = wal.segment_name(1, 4)
+    stale = wal.stream_name(wal.segment_name(1, 3), 0x10)  # segment 3 is archived whole: ignored
+    _listing_with(store, "pitr", [wal.segment_name(1, 2), wal.segment_name(1, 3), stale,
+                                  wal.stream_name(seg3, 0x400), wal.stream_name(seg3, 0x800)])
+    plan = plan_restore(store, "pitr", _base(), Target(), [])
+    assert plan.segments[-1] == wal.segment_name(1, 3) and plan.tail == wal.stream_name(seg3, 0x800)
+    covered = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x7FF)), [])
+    assert covered.tail == wal.stream_name(seg3, 0x800)
+    inside = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(3 * SEG + 5)), [])
+    assert inside.tail is None and inside.segments[-1] == wal.segment_name(1, 3)
+    with pytest.raises(TargetBeyondArchive):
+        plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x800)), [])

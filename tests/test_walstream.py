@@ -49,12 +49,12 @@ class StreamEnv(Env):
             f'[sources.archived]\nkind = "postgres-physical"\ndsn = "{dsn}"\n'
         )
 
-    def start_streamer(self) -> subprocess.Popen[str]:
+    def start_streamer(self, *command: str) -> subprocess.Popen[str]:
         env = {**os.environ}
         env.pop("POSTERITY_CONFIG", None)
-        self.streamer = subprocess.Popen([str(VENV_POSTERITY), "-c", str(self.config), "-v", "wal", "stream",
-                                          "--source", "pitr"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True, env=env)
+        self.streamer = subprocess.Popen([str(VENV_POSTERITY), "-c", str(self.config), "-v",
+                                          *(command or ("wal", "stream", "--source", "pitr"))],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             st = self.status()
@@ -68,9 +68,9 @@ class StreamEnv(Env):
     def stop_streamer(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         assert self.streamer is not None
         self.streamer.send_signal(sig)
-        _, err = self.streamer.communicate(timeout=30)
+        out, err = self.streamer.communicate(timeout=30)
         rc, self.streamer = self.streamer.returncode, None
-        return rc, err
+        return rc, out + err
 
     def status(self) -> dict:
         proc = self.run("--json", "wal", "status", "--source", "pitr")
@@ -151,14 +151,15 @@ def test_second_streamer_is_refused(senv: StreamEnv) -> None:
 
 def test_base_backup_without_a_slot_and_stream_on_an_archive_source_are_refused(senv: StreamEnv) -> None:
     proc = senv.run("backup", "noslot")
-    assert proc.returncode != 0
+    assert proc.returncode == 5
     assert "no replication slot 'posterity_noslot'" in proc.stderr and "posterity wal stream --source noslot" in proc.stderr
     proc = senv.run("wal", "stream", "--source", "archived")
     assert proc.returncode == 2 and 'wal = "stream"' in proc.stderr
 
 
 def test_streamer_restart_leaves_no_gap(senv: StreamEnv) -> None:
-    """WAL written while the streamer is stopped stays on the server (the slot) and arrives later."""
+    """WAL written while the streamer is stopped stays on the server (the slot) and arrives
+    later — here through `posterity daemon`, which runs a streamer per streaming source."""
     rc, _ = senv.stop_streamer()
     assert rc == 0
     assert senv.cluster is not None
@@ -169,9 +170,24 @@ def test_streamer_restart_leaves_no_gap(senv: StreamEnv) -> None:
     st = senv.status()
     assert st["stream"]["slot_state"]["active"] is False and st["stream"]["failing"] is True
     assert senv.run("wal", "status", "--source", "pitr").returncode == 1
-    senv.start_streamer()
+    senv.start_streamer("daemon")
     senv.wait_stored(_segment_stored(seg))
     assert senv.status()["gaps"] == []
+    rc, err = senv.stop_streamer()
+    assert rc == 0, err
+    assert "Streaming WAL" in err  # the daemon's log names what it runs
+    senv.start_streamer()
+
+
+def test_drop_slot_refuses_a_slot_in_use_and_drops_an_idle_one(senv: StreamEnv) -> None:
+    proc = senv.run("wal", "stream", "--source", "pitr", "--drop-slot")
+    assert proc.returncode == 8 and "in use" in proc.stderr
+    assert senv.cluster is not None
+    senv.cluster.psql("select pg_create_physical_replication_slot('posterity_noslot') "
+                      "where not exists (select 1 from pg_replication_slots where slot_name = 'posterity_noslot')")
+    senv.ok("wal", "stream", "--source", "noslot", "--drop-slot")
+    assert senv.cluster.psql("select count(*) from pg_replication_slots where slot_name = 'posterity_noslot'").strip() == "0"
+    assert "no replication slot" in senv.ok("wal", "stream", "--source", "noslot", "--drop-slot").stdout
 
 
 def test_snapshot_restore_to_a_time_inside_the_unfinished_segment(senv: StreamEnv) -> None:

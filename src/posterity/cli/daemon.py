@@ -18,6 +18,8 @@ from .main import pass_state
 def daemon(state, metrics_listen: str | None) -> None:
     """Run the [[schedule]] jobs on time, prune after them, alert and serve metrics.
 
+    Sources with wal = "stream" get a WAL streamer for as long as the daemon runs.
+
     Logs go to stdout (one line per event, for journald or docker logs). SIGTERM or Ctrl-C
     stops cleanly: no new run starts, a backup in flight gets [daemon] stop_timeout to
     finish and is otherwise abandoned uncommitted; a second signal exits at once.
@@ -33,7 +35,8 @@ def daemon(state, metrics_listen: str | None) -> None:
     root.propagate = False
 
     ctx = state.context()
-    if not ctx.config.schedule:
+    streaming = [n for n, c in ctx.config.sources.items() if c.kind == "postgres-physical" and c.wal == "stream"]
+    if not ctx.config.schedule and not streaming:
         raise ConfigError("There is no [[schedule]] in the configuration, so the daemon has nothing to run.",
                           hint="Add a [[schedule]] section (see `posterity config example`).")
     if metrics_listen is not None:

@@ -75,12 +75,13 @@ def stream_source(ctx: Context, source: str | None) -> tuple[str, Any]:
     return name, cfg
 
 
-def wal_stream(ctx: Context, stop: Any, source: str | None = None) -> None:
-    """Stream WAL (``wal = "stream"``) until ``stop`` (a threading.Event) is set."""
+def wal_stream(ctx: Context, stop: Any, source: str | None = None, alert: Any = None) -> None:
+    """Stream WAL (``wal = "stream"``) until ``stop`` (a threading.Event) is set; ``alert(kind,
+    title, body)`` is told when errors last a minute and when they end."""
     from ..sources.postgres.walstream import WalStreamer
 
     name, cfg = stream_source(ctx, source)
-    WalStreamer(ctx.store, name, cfg, ctx.stages, ctx.state_dir).run(stop)
+    WalStreamer(ctx.store, name, cfg, ctx.stages, ctx.state_dir, alert=alert).run(stop)
 
 
 def wal_drop_slot(ctx: Context, source: str | None = None) -> tuple[str, bool]:

@@ -12,19 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 
-def tasks(ctx: Any) -> list[Callable[[threading.Event], None]]:
+def tasks(ctx: Any, alert: Callable[[str, str, str], Any] | None = None) -> list[Callable[[threading.Event], None]]:
     out: list[Callable[[threading.Event], None]] = []
     for name, cfg in sorted(ctx.config.sources.items()):
         if cfg.kind == "postgres-physical" and cfg.wal == "stream":
-            out.append(_streamer(ctx, name))
+            out.append(_streamer(ctx, name, alert))
     return out
 
 
-def _streamer(ctx: Any, name: str) -> Callable[[threading.Event], None]:
+def _streamer(ctx: Any, name: str, alert: Any) -> Callable[[threading.Event], None]:
     def run(stop: threading.Event) -> None:
         from ..operations.wal import wal_stream
 
-        wal_stream(ctx, stop, name)
+        wal_stream(ctx, stop, name, alert=alert)
 
     run.__name__ = f"walstream-{name}"
     return run

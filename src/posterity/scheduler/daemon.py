@@ -185,12 +185,12 @@ class JobRun:
         return not self.errors and not self.abandoned
 
 
-def background_tasks(ctx: Context) -> list[Callable[[threading.Event], None]]:
-    """Long-running work beside the cron jobs (continuous WAL archiving, from the PITR
-    work, belongs here): each callable runs in its own thread until the event is set."""
+def background_tasks(ctx: Context, alert: Callable[[str, str, str], Any] | None = None) -> list[Callable[[threading.Event], None]]:
+    """Long-running work beside the cron jobs (WAL streamers): each callable runs in its own
+    thread until the event is set."""
     from .background import tasks
 
-    return tasks(ctx)
+    return tasks(ctx, alert)
 
 
 class Daemon:
@@ -239,7 +239,7 @@ class Daemon:
         if listen:
             self.metrics_address = self.metrics.serve(listen)
             log.info("Serving metrics on http://%s:%d/metrics and /healthz.", *self.metrics_address)
-        for task in background_tasks(self.ctx):
+        for task in background_tasks(self.ctx, self.notifier.event):
             threading.Thread(target=self._background, args=(task,), daemon=True,
                              name=getattr(task, "__name__", "background")).start()
         for job, nominal in self.scheduler.start():
@@ -493,8 +493,12 @@ class Daemon:
             try:
                 task(self.stop_event)
                 return
-            except Exception:
-                log.exception("Background task %s failed; restarting it in 30s.", getattr(task, "__name__", task))
+            except Exception as exc:
+                name = getattr(task, "__name__", str(task))
+                log.exception("Background task %s failed; restarting it in 30s.", name)
+                message = exc.message if isinstance(exc, PosterityError) else f"{type(exc).__name__}: {exc}"
+                hint = f"\nHint: {exc.hint}" if isinstance(exc, PosterityError) and exc.hint else ""
+                self.notifier.event("failure", f"{name} failed", f"{name} stopped: {message}{hint}\nRestarting in 30s.")
                 self.stop_event.wait(30)
 
 

@@ -263,5 +263,8 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
             f"WAL segment {missing[0]}{more} is missing from the archive of {source!r}; restoring base backup "
             f"{base.id} to {target.describe()} needs every segment from {segments[0]} to {segments[-1]}. "
             "Nothing was written.")
-    use_tail = tail is not None and end == newest and segments[-1] == newest_name
+    # The snapshot is read after the newest segment: for latest/xid/name, for a time target
+    # (recovery must see a commit after the target, which may lie only there), and for an LSN it holds.
+    use_tail = tail is not None and end == newest and segments[-1] == newest_name and (
+        target.lsn is None or newest is None or wal.segno_of_lsn(wal.parse_lsn(target.lsn), size) > newest)
     return Plan(base, source, tli, chain, segments, size, newest_name, tail=tail.name if use_tail and tail else None)

@@ -37,12 +37,13 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError, PosterityError, SourceError, StorageError
+from ...errors import ConfigError, LockHeld, PosterityError, SourceError, StorageError
 from ...repository import walarchive
 from ...repository import walnames as wal
 from ...storage import ObjectStore
@@ -54,12 +55,12 @@ log = logging.getLogger(__name__)
 _COMPLETE = re.compile(r"^([0-9A-F]{24}|[0-9A-F]{8}\.history)$")
 _PARTIAL = re.compile(r"^([0-9A-F]{24})\.partial$")
 RESTART_BACKOFF = (1, 2, 5, 10, 30)
+ALERT_AFTER = 60.0  # seconds of continuous errors before the streamer alerts
 
 
-class StreamerBusy(SourceError):
+class StreamerBusy(LockHeld):
     """Another streamer already runs for this source."""
 
-    exit_code = 8
     default_hint = "Stop the other `posterity wal stream` (or daemon) first; one streamer per source."
 
 
@@ -183,7 +184,8 @@ def drop_slot(dsn: str, slot: str) -> bool:
 
 
 class WalStreamer:
-    def __init__(self, store: ObjectStore, source: str, cfg: PhysicalConfig, stages: Any, state_dir: Path) -> None:
+    def __init__(self, store: ObjectStore, source: str, cfg: PhysicalConfig, stages: Any, state_dir: Path,
+                 alert: Callable[[str, str, str], Any] | None = None) -> None:
         self.store = store
         self.source = source
         self.cfg = cfg
@@ -200,6 +202,11 @@ class WalStreamer:
         self._snapshot: dict[str, tuple[int, str]] = {}  # segment -> (length, name) of its stored snapshot
         self._lock_fd: int | None = None
         self._started = 0.0
+        self.alert = alert  # (kind, title, body), e.g. the daemon's Notifier.event
+        self._turn_failed = False
+        self._failing_since: float | None = None
+        self._alerted = False
+        self._logged_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -249,6 +256,7 @@ class WalStreamer:
                 elif self.proc is not None and now - self._started > 60:
                     failures = 0  # it has run a minute: the next failure starts the backoff afresh
                 self.sweep()
+                self._end_turn()
                 stop.wait(self.cfg.stream_interval)
         finally:
             self.stop_receiver()
@@ -263,7 +271,8 @@ class WalStreamer:
                 "--no-password", "--status-interval", "1"]
         self._stderr.clear()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=client_env(self.dsn), start_new_session=True)
+                                     stderr=subprocess.PIPE, env=client_env(self.dsn), start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         self._started = time.monotonic()
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True, name="pg_receivewal-stderr").start()
         self.state.receiver_running = True
@@ -383,8 +392,30 @@ class WalStreamer:
         except (PosterityError, StorageError) as exc:
             log.debug("Could not delete superseded snapshot %s: %s", name, exc)
 
+    def _end_turn(self) -> None:
+        """Alert once when errors have lasted ALERT_AFTER seconds, and once when they stop."""
+        now = time.monotonic()
+        failed, self._turn_failed = self._turn_failed, False
+        if failed:
+            self._failing_since = self._failing_since or now
+            if not self._alerted and now - self._failing_since >= ALERT_AFTER and self.alert:
+                self._alerted = True
+                self.alert("failure", f"{self.source}: WAL streaming failing",
+                           f"Streaming WAL of {self.source} has failed for {now - self._failing_since:.0f}s: "
+                           f"{self.state.last_error}\nCommits since then are not in the repository yet.")
+        elif self._failing_since is not None:
+            if self._alerted and self.alert:
+                self.alert("recovery", f"{self.source}: WAL streaming recovered",
+                           f"Streaming WAL of {self.source} works again.")
+            self._failing_since, self._alerted = None, False
+
     def _error(self, message: str) -> None:
-        log.warning("%s", message)
+        """Record an error; the log gets it once a minute while it repeats unchanged."""
+        self._turn_failed = True
+        now = time.monotonic()
+        if message != self.state.last_error or now - self._logged_at >= 60:
+            log.warning("%s", message)
+            self._logged_at = now
         self.state.last_error = message
         self.state.last_error_at = datetime.now(UTC).isoformat()
 
@@ -401,3 +432,23 @@ def _mtime(path: Path) -> str | None:
         return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
     except OSError:
         return None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """preexec_fn: pg_receivewal gets SIGINT when the streamer dies (even by SIGKILL), so no
+    orphan keeps the slot busy and the next streamer can take it. Only a call into libc,
+    loaded beforehand: the child of a threaded process must not import or take locks."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+
+
+def _load_libc() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
