@@ -41,22 +41,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from wal_push_latency import python_for_postgres  # noqa: E402
 
 from posterity.pgcluster import TempCluster, free_port  # noqa: E402
 from posterity.pipeline import generate_identity  # noqa: E402
 
 VENV = Path(sys.executable).parent
-
-
-def python_for_postgres() -> str:
-    if os.geteuid() != 0:
-        return sys.executable
-    probe = subprocess.run(["runuser", "-u", "postgres", "--", sys.executable, "-c", "import posterity"],
-                           capture_output=True, check=False)
-    if probe.returncode == 0:
-        return sys.executable
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    return f"PYTHONPATH={ROOT / 'src'}:{site} /usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 class Writer(threading.Thread):

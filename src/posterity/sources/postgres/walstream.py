@@ -213,13 +213,17 @@ class WalStreamer:
         """Lock the folder, check the server, create the slot."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock()
-        facts = server_facts(self.dsn)
-        self.sysid = facts["system_identifier"]
-        self.tool, _ = require_client("pg_receivewal", facts["server_version_num"] // 10000, self.cfg.bin_dir)
-        info = ensure_slot(self.dsn, self.slot)
-        if info["active"]:
-            raise StreamerBusy(f"The replication slot {self.slot!r} on {describe(self.dsn)} is already in use "
-                               f"(pid {info['active_pid']} on the server): another streamer is running.")
+        try:
+            facts = server_facts(self.dsn)
+            self.sysid = facts["system_identifier"]
+            self.tool, _ = require_client("pg_receivewal", facts["server_version_num"] // 10000, self.cfg.bin_dir)
+            info = ensure_slot(self.dsn, self.slot)
+            if info["active"]:
+                raise StreamerBusy(f"The replication slot {self.slot!r} on {describe(self.dsn)} is already in use "
+                                   f"(pid {info['active_pid']} on the server): another streamer is running.")
+        except BaseException:
+            self.close()  # the daemon retries with a new streamer, which needs the folder's lock
+            raise
 
     def _lock(self) -> None:
         fd = os.open(self.directory / ".posterity-stream.lock", os.O_RDWR | os.O_CREAT, 0o600)
