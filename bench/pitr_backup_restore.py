@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=130)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--zstd-threads", type=int, default=0, help="[encryption] zstd_threads for Posterity")
+    ap.add_argument("--zstd-threads", type=int, default=-1, help="[encryption] zstd_threads for Posterity (its default: -1)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="posterity-pitrbench-"))
     work.chmod(0o755)

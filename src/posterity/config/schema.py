@@ -68,11 +68,12 @@ class EncryptionConfig(Section):
         default=3, ge=1, le=19, description="zstd compression level (1 fast … 19 small).", json_schema_extra={"example": 3}
     )
     zstd_threads: int = Field(
-        default=0,
+        default=-1,
         ge=-1,
         le=64,
-        description="zstd worker threads: 0 compresses in the pipeline thread, -1 uses one per core.",
-        json_schema_extra={"example": 0},
+        description="zstd worker threads: -1 one per core (at most 4, ~20 MiB each), 0 compresses in the "
+        "pipeline thread (least memory), N exactly N.",
+        json_schema_extra={"example": -1},
     )
 
     @field_validator("recipients")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ CHUNK = 1 << 20
 QUEUE_DEPTH = 8
 
 
+MAX_AUTO_THREADS = 4
+
+
 @dataclass(frozen=True)
 class Stages:
     """Which transforms to apply; ``specs()`` is what the manifest records."""
@@ -41,6 +45,15 @@ class Stages:
     recipients: tuple[str, ...]
     zstd_level: int = 3
     zstd_threads: int = 0
+
+    @property
+    def compressor_threads(self) -> int:
+        """zstd workers to use: ``-1`` is one per core, at most MAX_AUTO_THREADS (each costs
+        ~20 MiB); on one core, none (compress in the pipeline thread)."""
+        if self.zstd_threads != -1:
+            return self.zstd_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return min(cores, MAX_AUTO_THREADS) if cores > 1 else 0
 
     def specs(self) -> list[dict[str, Any]]:
         return [
@@ -106,6 +119,13 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        # zstd's stream_reader calls read(): hand the source's bytes on as they are
+        # (RawIOBase.read would allocate, readinto and copy twice more per chunk).
+        data = self._raw.read(size)
+        self.n += len(data)
+        return data or b""
+
     def readinto(self, b) -> int:
         data = self._raw.read(len(b))
         if not data:
@@ -138,7 +158,7 @@ class EncodedStream:
         def produce() -> None:
             try:
                 cctx = zstandard.ZstdCompressor(
-                    level=self.stages.zstd_level, write_checksum=True, threads=self.stages.zstd_threads
+                    level=self.stages.zstd_level, write_checksum=True, threads=self.stages.compressor_threads
                 )
                 with cctx.stream_reader(cast(IO[bytes], counting), read_size=CHUNK, closefd=False) as compressed:
                     sink = _QueueWriter(q, self._cancelled)

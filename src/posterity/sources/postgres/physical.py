@@ -6,9 +6,11 @@ staging). With ``-D -`` PostgreSQL appends its ``backup_manifest`` to that tar, 
 stored inside the artifact and lands in the restored directory, where
 ``pg_verifybackup -n DIR`` checks every file against it.
 
-``-X none``: the WAL the backup needs arrives through archiving (``posterity wal push``),
-like every other WAL. The backup is committed only after the server reports the last
-segment it needs as archived, so a committed base backup is always restorable. The facts
+``-X none``: the WAL the backup needs arrives like every other WAL, through archiving
+(``posterity wal push``) or streaming (``wal = "stream"``, ``walstream.py``). The backup is
+committed only once the last segment it needs is archived (the server's pg_stat_archiver
+says so) or, streaming, stored in the repository, so a committed base backup is always
+restorable. The facts
 the manifest records — start/stop LSN, timeline, first and last WAL segment needed, system
 identifier, server version, the backup_label — are read from the tar stream as it passes.
 """
