@@ -467,6 +467,10 @@ sources = ["db"]
 tag = "weekly"
 [daemon]
 timezone = "Europe/Berlin"
+[sources.pitr]
+kind = "postgres-physical"
+dsn = "postgresql://replicator@h/postgres"
+wal = "stream"
 """
     cfg = tmp_path / "posterity.toml"
     cfg.write_text(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state",
@@ -477,10 +481,13 @@ timezone = "Europe/Berlin"
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
         "posterity-daemon.service", "posterity-daily.service", "posterity-daily.timer",
-        "posterity-weekly.service", "posterity-weekly.timer"]
+        "posterity-walstream-pitr.service", "posterity-weekly.service", "posterity-weekly.timer"]
     service = (out / "posterity-daily.service").read_text()
-    assert f"ExecStart=/usr/bin/posterity --config {cfg} backup --tag daily db other\n" in service
-    assert f"ExecStart=/usr/bin/posterity --config {cfg} prune --source db --source other\n" in service
+    assert f"ExecStart=/usr/bin/posterity --config {cfg} backup --tag daily db other pitr\n" in service
+    assert f"ExecStart=/usr/bin/posterity --config {cfg} prune --source db --source other --source pitr\n" in service
+    stream = (out / "posterity-walstream-pitr.service").read_text()
+    assert f"ExecStart=/usr/bin/posterity --config {cfg} wal stream --source pitr\n" in stream
+    assert "Restart=always\n" in stream
     timer = (out / "posterity-daily.timer").read_text()
     assert "OnCalendar=*-*-* 02:00:00 Europe/Berlin\n" in timer
     assert "RandomizedDelaySec=300\n" in timer and "Persistent=true\n" in timer

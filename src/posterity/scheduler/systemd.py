@@ -4,7 +4,9 @@ Each job becomes ``posterity-<name>.service`` (a oneshot: back up the job's sour
 its tag, then prune them) and ``posterity-<name>.timer``, whose ``OnCalendar=`` is the
 job's cron expression translated exactly (``Persistent=true`` gives the same single
 catch-up run after downtime as the daemon; ``RandomizedDelaySec=`` is the jitter). A
-``posterity-daemon.service`` is printed too, for running the daemon under systemd instead.
+``posterity-daemon.service`` is printed too, for running the daemon under systemd instead,
+and a ``posterity-walstream-<source>.service`` per streaming source (``wal = "stream"``) for
+timer users (the daemon streams by itself).
 
 Cron's rule that a restricted day-of-month and day-of-week match when *either* does has
 no OnCalendar equivalent; such an expression is refused with a hint to split it.
@@ -111,6 +113,25 @@ def units(config: Any, config_path: Path, binary: str) -> dict[str, str]:
             timer.append(f"RandomizedDelaySec={jitter}")
         timer += ["", "[Install]", "WantedBy=timers.target", ""]
         out[f"posterity-{job.name}.timer"] = "\n".join(timer)
+    for name, src in sorted(config.sources.items()):
+        if src.kind == "postgres-physical" and src.wal == "stream":
+            out[f"posterity-walstream-{name}.service"] = "\n".join([
+                "[Unit]",
+                f"Description=Posterity WAL streaming for {name} (with the timers; the daemon runs it itself)",
+                "Wants=network-online.target",
+                "After=network-online.target",
+                "",
+                "[Service]",
+                "Type=simple",
+                f"ExecStart={base} wal stream --source {shlex.quote(name)}",
+                "Restart=always",
+                "RestartSec=10",
+                "TimeoutStopSec=30",
+                "",
+                "[Install]",
+                "WantedBy=multi-user.target",
+                "",
+            ])
     stop = int(parse_duration(config.daemon.stop_timeout).total_seconds()) + 10
     out["posterity-daemon.service"] = "\n".join([
         "[Unit]",
