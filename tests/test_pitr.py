@@ -266,6 +266,34 @@ def test_wrong_identity_is_refused_before_writing(env: Env) -> None:
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="restore_command runs as the same user when not root")
+def test_drill_recovers_to_the_newest_wal_runs_checks_and_archives_nothing(env: Env) -> None:
+    assert env.cluster is not None
+    newest = wait_archived(env.cluster)
+    env.write_config(env.cluster.dsn(user="replicator"), pitr_extra=(
+        '[[sources.pitr.checks]]\nsql = "select count(*) from t where id <= 3"\nmin = 3\nmax = 3\n'
+        'description = "rows 1-3 survived"\n'
+        '[[sources.pitr.checks]]\nsql = "select count(*) from t"\nmin = 1000\ndescription = "impossible"\n'))
+    before = {n for n in walarchive.list_archive(env.store, "pitr").files}
+    try:
+        proc = env.run("--json", "drill", "--source", "pitr", timeout=300)
+    finally:
+        env.write_config(env.cluster.dsn(user="replicator"))
+    assert proc.returncode == 10, proc.stdout + proc.stderr  # the impossible check fails the drill
+    report = json.loads(proc.stdout)["failures"][0]["report"]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["backup files"]["ok"] and "pg_verifybackup" in checks["backup files"]["detail"]
+    assert checks["recovery"]["ok"], checks["recovery"]
+    assert checks["archiving off in the copy"]["ok"], checks["archiving off in the copy"]
+    assert wal.parse_lsn(checks["recovery"]["value"]) >= wal.segno_of(newest) * wal.DEFAULT_SEGMENT_SIZE
+    assert checks["rows 1-3 survived"]["ok"] and checks["rows 1-3 survived"]["value"] == 3
+    assert not checks["impossible"]["ok"] and "below the minimum" in checks["impossible"]["detail"]
+    assert report["restore_seconds"] > 0 and "removed" in report["cleanup"]
+    assert not Path(report["target"].split()[-1]).exists()
+    time.sleep(1)
+    after = {n for n in walarchive.list_archive(env.store, "pitr").files}
+    assert after == before, f"the drill archived {after - before}"
+
+
 def test_posterity_the_postgres_user_cannot_run_is_refused(env: Env) -> None:
     private = env.work / "private"
     private.mkdir(mode=0o700, exist_ok=True)

@@ -65,12 +65,12 @@ class Env:
         self.lsn2 = ""
         self.base_id = ""
 
-    def write_config(self, dsn: str) -> None:
+    def write_config(self, dsn: str, pitr_extra: str = "") -> None:
         self.config.write_text(
             f'[repository]\nurl = "file://{self.repo}"\n\n'
             f'[encryption]\nrecipients = ["{self.recipient}"]\nidentity_file = "{self.key}"\n\n'
             f'[general]\nstate_dir = "{self.work / "state"}"\n\n'
-            f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "{dsn}"\n\n'
+            f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "{dsn}"\n{pitr_extra}\n'
             f'[sources.other]\nkind = "postgres-physical"\ndsn = "{dsn}"\n'
         )
 

@@ -39,6 +39,11 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
     (drill = "scratch-db"), compares per-table row counts with those recorded at backup
     time and runs the [[sources.NAME.checks]] queries.
 
+    Point-in-time (postgres-physical): restores the base backup and every archived WAL
+    segment after it into a temporary directory (pg_verifybackup first), starts PostgreSQL
+    there with archiving off, checks that recovery reached the newest archived WAL, and runs
+    the [[sources.NAME.checks]] queries (each in its `database`).
+
     Files: restores into a temporary folder under staging_dir (or TMPDIR) and compares
     every file's size and sha256, and every symlink's target, with the backup's file list.
 
@@ -62,7 +67,7 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
     names = list(sources) or drillable_sources(ctx)
     if not names:
         raise click.UsageError(
-            "No configured source has a drill (drills exist for postgres, files and "
+            "No configured source has a drill (drills exist for postgres, postgres-physical, files and "
             "meilisearch sources)."
         )
     reports = []

@@ -30,8 +30,8 @@ class State:
             from ..config import load_config
             from ..operations.context import Context
 
-            config, _ = load_config(self.config_path)
-            self._ctx = Context(config)
+            config, path = load_config(self.config_path)
+            self._ctx = Context(config, path)
         return self._ctx
 
 

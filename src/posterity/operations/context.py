@@ -21,6 +21,7 @@ def default_state_dir() -> Path:
 @dataclass
 class Context:
     config: Config
+    config_path: Path | None = None  # the file it came from (what restore_command must read)
 
     @cached_property
     def store(self) -> ObjectStore:

@@ -36,6 +36,7 @@ DRILLS: dict[str, str] = {
     "postgres": "posterity.operations.drill_postgres:drill_postgres",
     "files": "posterity.operations.drill_files:drill_files",
     "meilisearch": "posterity.operations.drill_meilisearch:drill_meilisearch",
+    "postgres-physical": "posterity.operations.drill_pitr:drill_pitr",
 }
 
 
@@ -90,6 +91,7 @@ class DrillRun:
     identities: list
     report: DrillReport
     progress: Progress
+    identity_file: str | None = None  # the --identity given, if any (a restore_command may need the file)
 
 
 def drillable_sources(ctx: Context) -> list[str]:
@@ -131,7 +133,7 @@ def drill(
     fn: Callable[[DrillRun], None] = getattr(importlib.import_module(module), func)
     failure: BaseException | None = None
     try:
-        fn(DrillRun(ctx, cfg, manifest, identities, report, progress))
+        fn(DrillRun(ctx, cfg, manifest, identities, report, progress, identity_file))
     except PosterityError as exc:
         failure = exc
         report.error = f"{type(exc).__name__}: {exc.message}"

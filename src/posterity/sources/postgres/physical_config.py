@@ -11,6 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from .config import Check
+
+
+class PhysicalCheck(Check):
+    """A drill check on a recovered cluster: which database it asks."""
+
+    database: str = Field(default="postgres", description="The database the query runs in.",
+                          json_schema_extra={"example": "posters_science"})
+
 
 class PhysicalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -81,6 +90,11 @@ class PhysicalConfig(BaseModel):
         description="Seconds a base backup waits for its last WAL segment to be archived (or streamed and "
         "stored) before it fails.",
         json_schema_extra={"example": 300},
+    )
+    checks: list[PhysicalCheck] = Field(
+        default_factory=list,
+        description="Queries a restore drill runs on the recovered cluster, each with the range its answer must "
+        "lie in ([[sources.NAME.checks]] tables with sql, min, max, and database).",
     )
     max_age: str | None = Field(
         default=None,

@@ -77,6 +77,7 @@ class PitrRequest:
     bin_dir: Path | None = None
     wait_timeout: float = 900.0
     notes: list[str] = field(default_factory=list)
+    extra_settings: dict[str, str] = field(default_factory=dict)  # appended after the recovery settings
 
 
 def os_owner() -> pwd.struct_passwd:
@@ -286,6 +287,7 @@ def recovery_settings(req: PitrRequest, plan: Plan, spool: Path) -> dict[str, st
         settings["recovery_target_name"] = t.name
     if t.kind is not None:
         settings["recovery_target_action"] = t.action
+    settings.update(req.extra_settings)
     return settings
 
 
