@@ -233,3 +233,56 @@ def test_destroyed_server_restores_to_its_last_commit(senv: StreamEnv) -> None:
         assert rows_of(port) == [1, 2, 3, 4, 5, 6, 7, 10]
     finally:
         stop_restored(dest)
+
+
+def test_streaming_into_s3_restores_the_last_commit(s3_server, s3_bucket) -> None:
+    """The same cycle against the S3 test server: slot, streamed segments and snapshots on S3,
+    server SIGKILLed together with its streamer, restore to latest finds the last row."""
+    work = Path(tempfile.mkdtemp(prefix="posterity-stream-s3-"))
+    work.chmod(0o755)
+    e = StreamEnv(work)
+    cluster = TempCluster()
+    e.cluster = cluster
+    e.config.write_text(
+        f'[repository]\nurl = "s3://{s3_bucket}/prod"\nendpoint = "{s3_server.endpoint}"\nregion = "{s3_server.region}"\n'
+        f'access_key_id = "{s3_server.access_key}"\nsecret_access_key = "{s3_server.secret_key}"\n\n'
+        f'[encryption]\nrecipients = ["{e.recipient}"]\nidentity_file = "{e.key}"\n\n'
+        f'[general]\nstate_dir = "{work / "state"}"\n\n'
+        f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "{cluster.dsn()}"\nwal = "stream"\n'
+        f"stream_interval = {INTERVAL}\n")
+    chown_owner(e.config, e.key)
+    dest = work / "restored"
+    store = None
+    try:
+        e.ok("init")
+        cluster.start()
+        cluster.psql("create table t(id int primary key, at timestamptz not null default clock_timestamp())")
+        e.start_streamer()
+        e.ok("backup", "pitr")
+        insert_row(cluster, 1)
+        cluster.psql("select pg_switch_wal()")
+        insert_row(cluster, 2)
+        committed = datetime.now(UTC)
+        from posterity.storage import open_store
+
+        store = open_store(f"s3://{s3_bucket}/prod", **s3_server.store_kwargs())
+        deadline = time.monotonic() + 20
+        while not _snapshot_after(committed)(list_archive(store, "pitr")):
+            assert time.monotonic() < deadline, "no snapshot stored on S3 after the commit"
+            time.sleep(0.1)
+        assert e.streamer is not None
+        e.streamer.kill()
+        e.streamer.wait()
+        e.streamer = None
+        cluster.kill()
+        port = free_port()
+        proc = restore(e, dest, "latest", "--start", "--port", str(port))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["wal_tail"]
+        assert rows_of(port) == [1, 2]
+    finally:
+        if e.streamer is not None:
+            e.streamer.kill()
+        stop_restored(dest)
+        cluster.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
