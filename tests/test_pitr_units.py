@@ -305,6 +305,49 @@ def test_plan_uses_the_newest_snapshot_after_the_last_segment_only_when_it_cover
     covered = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x7FF)), [])
     assert covered.tail == wal.stream_name(seg3, 0x800)
     inside = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(3 * SEG + 5)), [])
-    assert inside.tail is None and inside.segments[-1] == wal.segment_name(1, 3)
+    assert inside.segments[-1] == wal.segment_name(1, 3)  # its record may end in the next segment: tail kept
+    assert inside.tail == wal.stream_name(seg3, 0x800)
+    earlier = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(2 * SEG + 5)), [])
+    assert earlier.tail is None and earlier.segments[-1] == wal.segment_name(1, 2)
     with pytest.raises(TargetBeyondArchive):
         plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x800)), [])
+
+
+@pytest.mark.parametrize("meanwhile", ["longer snapshot", "segment stored whole"])
+def test_restore_fetches_the_current_tail_when_the_planned_snapshot_was_superseded(tmp_path: Path, meanwhile: str) -> None:
+    """A running streamer replaces snapshots between the plan and the fetch: the restore takes
+    the newest one (or the whole segment) instead of failing."""
+    import pyrage
+
+    from posterity.pipeline import Stages
+    from posterity.sources.postgres.pitr_plan import Target, plan_restore
+    from posterity.sources.postgres.pitr_restore import prefetch
+    from posterity.storage import MemoryStore
+
+    ident = pyrage.x25519.Identity.generate()
+    stages = Stages(recipients=(str(ident.to_public()),), zstd_level=1)
+    store = MemoryStore()
+    seg4 = wal.segment_name(1, 4)
+    for name, data in ((wal.segment_name(1, 2), b"2" * 64), (wal.segment_name(1, 3), b"3" * 64),
+                       (wal.stream_name(seg4, 3), b"abc")):
+        walarchive.push_bytes(store, "pitr", name, data, stages)
+    plan = plan_restore(store, "pitr", _base(), Target(), [ident])
+    assert plan.tail == wal.stream_name(seg4, 3)
+    store.delete([wal.payload_key("pitr", plan.tail), wal.record_key("pitr", plan.tail)])
+    if meanwhile == "longer snapshot":
+        walarchive.push_bytes(store, "pitr", wal.stream_name(seg4, 5), b"abcde", stages)
+    else:
+        walarchive.push_bytes(store, "pitr", seg4, b"abcdefgh" + bytes(SEG - 8), stages)
+
+    class Repo:
+        pass
+
+    repo = Repo()
+    repo.store = store  # type: ignore[attr-defined]
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    prefetch(repo, plan, [ident], staging)  # type: ignore[arg-type]
+    got = (staging / seg4).read_bytes()
+    assert len(got) == SEG
+    assert got.startswith(b"abcde" if meanwhile == "longer snapshot" else b"abcdefgh") and not got[8:].strip(b"\0")
+    assert sorted(p.name for p in staging.iterdir()) == [wal.segment_name(1, 2), wal.segment_name(1, 3), seg4]

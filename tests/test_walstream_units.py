@@ -3,6 +3,7 @@ leaves them, a store that fails and recovers, snapshots that supersede each othe
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyrage
@@ -108,3 +109,25 @@ def test_a_second_streamer_on_the_same_folder_is_refused(streamer, tmp_path: Pat
     streamer.close()
     other._lock()  # free again once the first one closed
     other.close()
+
+
+def test_a_receiver_that_keeps_failing_alerts_once(streamer, monkeypatch) -> None:
+    """pg_receivewal exiting again and again (server down, slot lost) is a failure streak,
+    not a success between restarts."""
+    import threading
+
+    s = streamer
+    alerts: list[tuple[str, str]] = []
+    s.alert = lambda kind, title, body: alerts.append((kind, title))
+    monkeypatch.setattr(walstream, "ALERT_AFTER", 0.5)
+    s.cfg.stream_interval = 0.2
+    s.prepare = lambda: None
+    s.tool = Path("/bin/false")  # exits 1 at once, like pg_receivewal that cannot connect
+    stop = threading.Event()
+    t = threading.Thread(target=s.run, args=(stop,))
+    t.start()
+    time.sleep(2.5)
+    stop.set()
+    t.join(10)
+    assert alerts == [("failure", "pitr: WAL streaming failing")]
+    assert s.state.receiver_restarts >= 1 and "pg_receivewal exited with code 1" in (s.state.last_error or "")

@@ -140,6 +140,8 @@ def status(state, source: str | None) -> None:
             streamer = stream.get("streamer") or {}
             if streamer.get("last_error"):
                 click.echo(f"  last streamer error at {streamer['last_error_at']}: {streamer['last_error']}")
+            for why in stream.get("failing_reasons", []):
+                click.echo(f"  FAILING: {why}")
     if st["gaps"] or st["server"].get("failing") or (st.get("stream") or {}).get("failing"):
         sys.exit(1)
 

@@ -86,11 +86,17 @@ def wal_stream(ctx: Context, stop: Any, source: str | None = None, alert: Any = 
 
 def wal_drop_slot(ctx: Context, source: str | None = None) -> tuple[str, bool]:
     """Drop the source's replication slot; (slot, whether it existed)."""
-    from ..sources.postgres.walstream import drop_slot
+    from ..sources.postgres.walstream import WalStreamer, drop_slot
 
     name, cfg = stream_source(ctx, source)
     slot = cfg.slot_name(name)
-    return slot, drop_slot(cfg.dsn.get_secret_value(), slot)
+    streamer = WalStreamer(ctx.store, name, cfg, ctx.stages, ctx.state_dir)
+    streamer.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    streamer._lock()  # not under a streamer of this host that is waiting to restart pg_receivewal
+    try:
+        return slot, drop_slot(cfg.dsn.get_secret_value(), slot)
+    finally:
+        streamer.close()
 
 
 def _stream_state(ctx: Context, name: str, cfg: Any, listing: Any) -> dict[str, Any]:
@@ -117,7 +123,25 @@ def _stream_state(ctx: Context, name: str, cfg: Any, listing: Any) -> dict[str, 
             out["newest_snapshot_at"] = newest.archived_at.isoformat()
             out["newest_snapshot_age_seconds"] = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
     slot = out["slot_state"]
-    out["failing"] = slot is None or ("error" not in slot and not slot.get("active"))
+    reasons = []
+    if slot is None:
+        reasons.append("the replication slot does not exist")
+    elif "error" not in slot and not slot.get("active"):
+        reasons.append("no streamer is using the replication slot")
+    elif slot.get("wal_status") == "lost":
+        reasons.append("the replication slot is invalidated")
+    st = out["streamer"] or {}
+    now = datetime.now(UTC)
+    if st.get("updated_at"):
+        quiet = (now - datetime.fromisoformat(st["updated_at"])).total_seconds()
+        if quiet > max(60.0, 10 * cfg.stream_interval):
+            reasons.append(f"the streamer has not reported for {quiet:.0f}s")
+    last_ok = max((t for t in (st.get("last_segment_at"), st.get("last_snapshot_at"), st.get("started_at")) if t),
+                  default=None)
+    if st.get("last_error_at") and (last_ok is None or st["last_error_at"] > last_ok) and st.get("backlog"):
+        reasons.append(f"{st['backlog']} streamed file(s) cannot be stored: {st.get('last_error')}")
+    out["failing"] = bool(reasons)
+    out["failing_reasons"] = reasons
     return out
 
 

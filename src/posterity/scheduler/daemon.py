@@ -229,6 +229,7 @@ class Daemon:
         self._started = self.clock.now()
         self._next_check = self._started
         self.metrics_address: tuple[str, int] | None = None
+        self.background_threads: list[threading.Thread] = []
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -240,8 +241,10 @@ class Daemon:
             self.metrics_address = self.metrics.serve(listen)
             log.info("Serving metrics on http://%s:%d/metrics and /healthz.", *self.metrics_address)
         for task in background_tasks(self.ctx, self.notifier.event):
-            threading.Thread(target=self._background, args=(task,), daemon=True,
-                             name=getattr(task, "__name__", "background")).start()
+            t = threading.Thread(target=self._background, args=(task,), daemon=True,
+                                 name=getattr(task, "__name__", "background"))
+            t.start()
+            self.background_threads.append(t)
         for job, nominal in self.scheduler.start():
             log.info("Job %s missed its run(s) while the daemon was down; running it once now.", job.name)
             self._launch(job, nominal)
@@ -290,6 +293,8 @@ class Daemon:
                 log.warning("Abandoning the run in %s: nothing of it is committed.", t.name)
                 _raise_in_thread(t.ident, Abandoned)
         for t in live:
+            t.join(30)
+        for t in self.background_threads:  # streamers store what they hold before they return
             t.join(30)
         self.metrics.close()
         log.info("Stopped.")
@@ -489,16 +494,26 @@ class Daemon:
                 self._failing[src] = r.get("result") == "failed"
 
     def _background(self, task: Callable[[threading.Event], None]) -> None:
+        """Run a background task until the daemon stops, restarting it 30 s after a failure.
+        A streak of failures is notified once (it may fail every 30 s for hours)."""
+        name = getattr(task, "__name__", str(task))
+        streak = 0
         while not self.stop_event.is_set():
+            began = self.clock_monotonic()
             try:
                 task(self.stop_event)
                 return
             except Exception as exc:
-                name = getattr(task, "__name__", str(task))
-                log.exception("Background task %s failed; restarting it in 30s.", name)
-                message = exc.message if isinstance(exc, PosterityError) else f"{type(exc).__name__}: {exc}"
-                hint = f"\nHint: {exc.hint}" if isinstance(exc, PosterityError) and exc.hint else ""
-                self.notifier.event("failure", f"{name} failed", f"{name} stopped: {message}{hint}\nRestarting in 30s.")
+                if self.clock_monotonic() - began > 600:
+                    streak = 0  # it had run ten minutes: a new failure, worth telling
+                streak += 1
+                log.exception("Background task %s failed (%d in a row); restarting it in 30s.", name, streak)
+                if streak == 1:
+                    message = exc.message if isinstance(exc, PosterityError) else f"{type(exc).__name__}: {exc}"
+                    hint = f"\nHint: {exc.hint}" if isinstance(exc, PosterityError) and exc.hint else ""
+                    self.notifier.event("failure", f"{name} failed",
+                                        f"{name} stopped: {message}{hint}\nRetried every 30s; not notified again "
+                                        "until it has run ten minutes.")
                 self.stop_event.wait(30)
 
 

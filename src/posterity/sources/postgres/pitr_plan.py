@@ -117,6 +117,7 @@ class Plan:
     newest: str | None
     notes: list[str] = field(default_factory=list)
     tail: str | None = None  # a streaming snapshot recovery reads after the last segment
+    store: Any = None  # where the plan was made (the tail is looked up again if superseded)
 
     def to_dict(self) -> dict[str, Any]:
         return {"backup": self.manifest.id, "recovery_timeline": self.timeline, "wal_first": self.segments[0] if self.segments else None,
@@ -263,8 +264,9 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
             f"WAL segment {missing[0]}{more} is missing from the archive of {source!r}; restoring base backup "
             f"{base.id} to {target.describe()} needs every segment from {segments[0]} to {segments[-1]}. "
             "Nothing was written.")
-    # The snapshot is read after the newest segment: for latest/xid/name, for a time target
-    # (recovery must see a commit after the target, which may lie only there), and for an LSN it holds.
-    use_tail = tail is not None and end == newest and segments[-1] == newest_name and (
-        target.lsn is None or newest is None or wal.segno_of_lsn(wal.parse_lsn(target.lsn), size) > newest)
-    return Plan(base, source, tli, chain, segments, size, newest_name, tail=tail.name if use_tail and tail else None)
+    # The snapshot is read after the newest segment whenever recovery may go that far: for
+    # latest/xid/name, a time target (the commit that ends recovery may lie only there) and an
+    # LSN target in the newest segment (the record at the target may end in the next one).
+    use_tail = tail is not None and end == newest and segments[-1] == newest_name
+    return Plan(base, source, tli, chain, segments, size, newest_name, tail=tail.name if use_tail and tail else None,
+                store=store)

@@ -167,18 +167,52 @@ def prefetch(repo: Repository, plan: Plan, identities: list, staging: Path, prog
             progress(len(raw))
         return len(raw)
 
+    # The tail first: a running streamer replaces its snapshot every few seconds (and drops
+    # them all once the segment is stored whole), so the one the plan saw may be gone.
+    total = _fetch_tail(plan, one, staging) if plan.tail else 0
     with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
-        total = sum(pool.map(one, plan.segments))
-    if plan.tail:
-        # A streaming snapshot: the written part of the segment after the last one; the zeros
-        # pg_receivewal had filled it with come back, so recovery reads it as a segment and
-        # stops at its end, as after a crash.
-        segment = plan.tail[:24]
-        total += one(plan.tail)
-        data = (staging / plan.tail).read_bytes()
-        write_file(staging / segment, data + bytes(plan.segment_size - len(data)))
-        (staging / plan.tail).unlink()
+        total += sum(pool.map(one, plan.segments))
     return total
+
+
+def _fetch_tail(plan: Plan, one, staging: Path) -> int:
+    """Fetch the streaming snapshot after the last segment, padded back to a whole segment.
+
+    Recovery reads it as that segment and stops at the end of its written part, as after a
+    crash (pg_receivewal had zero-filled the file). If the streamer superseded the snapshot
+    since the plan, the newest one now stored is used — or the segment itself, once whole.
+    """
+    from ...repository.walarchive import WalNotArchived, list_archive
+    from ...repository.walnames import stream_length
+
+    assert plan.tail is not None
+    segment = plan.tail[:24]
+    name = plan.tail
+    for _ in range(5):
+        try:
+            size = one(name)
+            break
+        except WalNotArchived:
+            listing = list_archive(plan.store, plan.source)
+            if listing.has(segment):
+                name = segment
+                continue
+            snaps = [f.name for f in listing.complete("stream") if f.name.startswith(segment + ".")]
+            if not snaps:
+                raise
+            name = max(snaps, key=stream_length)
+    else:
+        raise WalNotArchived(f"The streaming snapshots of {segment} kept changing while this restore fetched them.",
+                             hint="Restore again; or stop the streamer's source from writing for a moment.")
+    if name != segment:
+        data = (staging / name).read_bytes()
+        write_file(staging / segment, data + bytes(plan.segment_size - len(data)))
+        (staging / name).unlink()
+        plan.tail = name
+    else:
+        plan.tail = None
+        plan.segments.append(segment)
+    return size
 
 
 def _clear(path: Path) -> None:

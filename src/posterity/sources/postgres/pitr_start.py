@@ -139,8 +139,12 @@ def _wait(target: Path, log_file: Path, timeout: float, action: str) -> str:
         if not alive and (seen_pid or time.monotonic() - began > 15):
             fails = [f"{lvl}: {msg}" for lvl, msg in _FAIL.findall(text)]
             why = fails[-1] if fails else (text.strip().splitlines()[-1] if text.strip() else "no log output")
-            raise RestoreFailed(f"PostgreSQL stopped during recovery of {target}: {why}",
-                                hint=f"The full log is {log_file}; the directory is left as it is for inspection.")
+            hint = f"The full log is {log_file}; the directory is left as it is for inspection."
+            if "recovery ended before configured recovery target was reached" in text:
+                hint = ("The archive holds no transaction at or after the target yet (WAL up to it was stored, "
+                        "but nothing past it). Restore to latest, or an earlier target, with --force; or wait "
+                        f"for more WAL to be stored. {hint}")
+            raise RestoreFailed(f"PostgreSQL stopped during recovery of {target}: {why}", hint=hint)
         time.sleep(0.2)
     raise RestoreFailed(f"Recovery of {target} did not reach its target within {timeout:.0f}s; the server is still running.",
                         hint=f"Follow {log_file}; stop it with pg_ctl -D {target} stop.")

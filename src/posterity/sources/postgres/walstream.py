@@ -56,6 +56,7 @@ _COMPLETE = re.compile(r"^([0-9A-F]{24}|[0-9A-F]{8}\.history)$")
 _PARTIAL = re.compile(r"^([0-9A-F]{24})\.partial$")
 RESTART_BACKOFF = (1, 2, 5, 10, 30)
 ALERT_AFTER = 60.0  # seconds of continuous errors before the streamer alerts
+SETTLE_NS = 100_000_000  # a partial file written less than 0.1 s ago is read again next turn
 
 
 class StreamerBusy(LockHeld):
@@ -123,6 +124,11 @@ def server_facts(dsn: str) -> dict[str, Any]:
             sysid = None
     version_num, wal_level, senders, can_replicate = row
     where = describe(dsn)
+    if version_num < 150000:
+        # Older pg_receivewal starts at the server's current position, not the slot's, when its
+        # folder is empty: WAL the slot kept would be skipped, leaving a gap.
+        raise SourceError(f"{where} runs PostgreSQL {version_num // 10000}; streaming mode needs 15 or newer.",
+                          hint='Use wal = "archive" (archive_command) for this server.')
     if not can_replicate:
         raise SourceError(f"The role connecting to {where} has no REPLICATION privilege; streaming WAL needs it.",
                           hint="ALTER ROLE <user> REPLICATION; and allow it in pg_hba.conf (a 'replication' line).")
@@ -162,6 +168,12 @@ def ensure_slot(dsn: str, slot: str) -> dict[str, Any]:
         log.info("Created the physical replication slot %s on %s.", slot, describe(dsn))
         info = slot_info(dsn, slot)
         assert info is not None
+    elif info["wal_status"] == "lost":
+        raise SourceError(
+            f"The replication slot {slot!r} on {describe(dsn)} is invalidated (wal_status lost): the server removed "
+            "WAL it had kept for it, so the archive stops at the last stored segment.",
+            hint="Drop the slot (`posterity wal stream --drop-slot`), move the stream folder's .partial file aside, "
+            "start the streamer again, and take a new base backup: restores cannot cross the gap.")
     elif info["type"] != "physical":
         raise ConfigError(f"The replication slot {slot!r} on {describe(dsn)} is a {info['type']} slot, not physical.",
                           hint="Choose another name with slot = \"...\" in the source's section.")
@@ -260,6 +272,8 @@ class WalStreamer:
                 elif self.proc is not None and now - self._started > 60:
                     failures = 0  # it has run a minute: the next failure starts the backoff afresh
                 self.sweep()
+                if failures:  # the receiver exited and has not run a minute since: still failing
+                    self._turn_failed = True
                 self._end_turn()
                 stop.wait(self.cfg.stream_interval)
         finally:
@@ -299,6 +313,15 @@ class WalStreamer:
         why = "; ".join(list(self._stderr)[-3:]) or "no message"
         self.state.receiver_running = False
         self.state.receiver_restarts += 1
+        try:
+            info = slot_info(self.dsn, self.slot)
+        except PosterityError:
+            info = {}  # the server is unreachable: pg_receivewal's own message says so
+        if info is None:
+            why += f" — the replication slot {self.slot} no longer exists (restart the streamer to recreate it)"
+        elif info.get("wal_status") == "lost":
+            why += (f" — the replication slot {self.slot} is invalidated: drop it (wal stream --drop-slot), move the "
+                    ".partial aside, restart, and take a new base backup")
         self._error(f"pg_receivewal exited with code {rc}: {why}")
 
     def stop_receiver(self) -> None:
@@ -366,15 +389,22 @@ class WalStreamer:
             if self._seen.get(fname) == (st.st_mtime_ns, st.st_size):
                 return
             data = path.read_bytes()
+            after = path.stat()
         except FileNotFoundError:
             return  # completed meanwhile: the next sweep stores it whole
         except OSError as exc:
             self._error(f"Cannot read {path}: {exc.strerror}")
             return
+        # Looked at for good only if nothing was written during the read, nor so recently that a
+        # later write could share the same coarse mtime; otherwise it is read again next turn.
+        settled = (after.st_mtime_ns, after.st_size) == (st.st_mtime_ns, st.st_size) and \
+            time.time_ns() - after.st_mtime_ns > SETTLE_NS
+        seen = (st.st_mtime_ns, st.st_size) if settled else None
         written = data.rstrip(b"\0")  # pg_receivewal zero-fills the file first; the zeros come back on restore
         prev = self._snapshot.get(segment)
         if not written or (prev is not None and len(written) <= prev[0]):
-            self._seen[fname] = (st.st_mtime_ns, st.st_size)
+            if seen:
+                self._seen[fname] = seen
             return
         name = wal.stream_name(segment, len(written))
         try:
@@ -382,7 +412,8 @@ class WalStreamer:
         except PosterityError as exc:
             self._error(f"Storing a snapshot of {segment} failed (retried): {exc.message}")
             return
-        self._seen[fname] = (st.st_mtime_ns, st.st_size)
+        if seen:
+            self._seen[fname] = seen
         self._snapshot[segment] = (len(written), name)
         self.state.last_snapshot = name
         self.state.last_snapshot_at = datetime.now(UTC).isoformat()
