@@ -76,7 +76,7 @@ def one_round(r: int, work: Path, repo_toml: str, args: argparse.Namespace, reci
     rwork.mkdir()
     rwork.chmod(0o755)
     config = rwork / "posterity.toml"
-    cluster = TempCluster()
+    cluster = TempCluster(conf={"synchronous_commit": "on"})  # as in production: a commit returns once flushed
     cluster.start()
     cluster.psql("create table rpo(id int primary key)")
     config.write_text(

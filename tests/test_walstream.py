@@ -89,9 +89,28 @@ def _segment_stored(name: str):
     return lambda listing: listing.has(name)
 
 
-def _snapshot_after(when: datetime):
-    """A snapshot stored after ``when`` (so it holds what was committed before ``when``)."""
-    return lambda listing: any(f.archived_at and f.archived_at > when for f in listing.complete("stream"))
+def _stored_through(lsn: str):
+    """WAL up to ``lsn`` is in the repository: in a whole segment, or in a snapshot that long.
+    (A snapshot stored after a commit need not hold it: the file may have been read before.)
+    A snapshot's length leaves out trailing zeros, which include a record's alignment padding
+    (up to 7 bytes) and any zero bytes ending the record itself: 16 bytes of slack."""
+    target = wal.parse_lsn(lsn) - 16
+    seg = wal.DEFAULT_SEGMENT_SIZE
+
+    def covered(listing) -> bool:
+        for f in listing.complete():
+            start = wal.segno_of(f.name) * seg
+            if f.kind == "segment" and start + seg >= target:
+                return True
+            if f.kind == "stream" and start + wal.stream_length(f.name) >= target:
+                return True
+        return False
+
+    return covered
+
+
+def _flushed(cluster: TempCluster) -> str:
+    return cluster.psql("select pg_current_wal_flush_lsn()").strip()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +118,9 @@ def senv():
     work = Path(tempfile.mkdtemp(prefix="posterity-stream-"))
     work.chmod(0o755)
     e = StreamEnv(work)
-    cluster = TempCluster()  # no archive_mode: WAL leaves only through the stream
+    # No archive_mode: WAL leaves only through the stream. Commits flush before they return
+    # (TempCluster turns synchronous_commit off by default), so a committed row is streamable.
+    cluster = TempCluster(conf={"synchronous_commit": "on"})
     e.cluster = cluster
     e.write_stream_config(cluster.dsn(user="replicator"))
     chown_owner(e.config, e.key)
@@ -197,7 +218,7 @@ def test_snapshot_restore_to_a_time_inside_the_unfinished_segment(senv: StreamEn
     mid = datetime.now(UTC)
     time.sleep(0.3)
     insert_row(senv.cluster, 7)
-    senv.wait_stored(_snapshot_after(datetime.now(UTC)))
+    senv.wait_stored(_stored_through(_flushed(senv.cluster)))
     dest = senv.work / "restored-time"
     port = free_port()
     try:
@@ -210,13 +231,43 @@ def test_snapshot_restore_to_a_time_inside_the_unfinished_segment(senv: StreamEn
         stop_restored(dest)
 
 
+def test_drill_of_a_streaming_source_while_it_writes(senv: StreamEnv) -> None:
+    """The drill recovers through the streaming tail while the server keeps writing (the
+    streamer replaces snapshots meanwhile) and archives nothing of its own."""
+    import threading
+
+    assert senv.cluster is not None
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 100
+        while not stop.is_set():
+            insert_row(senv.cluster, n)  # type: ignore[arg-type]
+            n += 1
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(INTERVAL * 3)
+        proc = senv.run("--json", "drill", "--source", "pitr", timeout=300)
+    finally:
+        stop.set()
+        writer.join()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)["drills"][0]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["recovery"]["ok"] and "streaming snapshot" in checks["recovery"]["detail"], checks["recovery"]
+    assert checks["archiving off in the copy"]["ok"]
+    senv.cluster.psql("delete from t where id >= 100")
+
+
 def test_destroyed_server_restores_to_its_last_commit(senv: StreamEnv) -> None:
     """The RPO check: commit, let one snapshot be stored, kill the server and the streamer
     (SIGKILL: nothing is flushed on the way out), delete the data directory, restore latest."""
     assert senv.cluster is not None and senv.streamer is not None
     insert_row(senv.cluster, 10)
-    committed = datetime.now(UTC)
-    senv.wait_stored(_snapshot_after(committed), timeout=10)
+    senv.wait_stored(_stored_through(_flushed(senv.cluster)), timeout=10)
     senv.streamer.kill()
     senv.streamer.wait()
     senv.streamer = None
@@ -241,7 +292,7 @@ def test_streaming_into_s3_restores_the_last_commit(s3_server, s3_bucket) -> Non
     work = Path(tempfile.mkdtemp(prefix="posterity-stream-s3-"))
     work.chmod(0o755)
     e = StreamEnv(work)
-    cluster = TempCluster()
+    cluster = TempCluster(conf={"synchronous_commit": "on"})
     e.cluster = cluster
     e.config.write_text(
         f'[repository]\nurl = "s3://{s3_bucket}/prod"\nendpoint = "{s3_server.endpoint}"\nregion = "{s3_server.region}"\n'
@@ -262,12 +313,12 @@ def test_streaming_into_s3_restores_the_last_commit(s3_server, s3_bucket) -> Non
         insert_row(cluster, 1)
         cluster.psql("select pg_switch_wal()")
         insert_row(cluster, 2)
-        committed = datetime.now(UTC)
+        flushed = _flushed(cluster)
         from posterity.storage import open_store
 
         store = open_store(f"s3://{s3_bucket}/prod", **s3_server.store_kwargs())
         deadline = time.monotonic() + 20
-        while not _snapshot_after(committed)(list_archive(store, "pitr")):
+        while not _stored_through(flushed)(list_archive(store, "pitr")):
             assert time.monotonic() < deadline, "no snapshot stored on S3 after the commit"
             time.sleep(0.1)
         assert e.streamer is not None
@@ -278,7 +329,8 @@ def test_streaming_into_s3_restores_the_last_commit(s3_server, s3_bucket) -> Non
         port = free_port()
         proc = restore(e, dest, "latest", "--start", "--port", str(port))
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(proc.stdout)["wal_tail"]
+        result = json.loads(proc.stdout)
+        assert result["wal_tail"]  # row 2 is only in the streaming snapshot
         assert rows_of(port) == [1, 2]
     finally:
         if e.streamer is not None:
