@@ -56,6 +56,16 @@ class CheckResult:
     value: Any = None
 
 
+def range_check(name: str, value: float, chk: Any) -> CheckResult:
+    """A user check's answer against its ``min``/``max``."""
+    bad = []
+    if chk.min is not None and value < chk.min:
+        bad.append(f"below the minimum {chk.min:g}")
+    if chk.max is not None and value > chk.max:
+        bad.append(f"above the maximum {chk.max:g}")
+    return CheckResult(name, not bad, f"{value:g} " + (", ".join(bad) if bad else "within range"), value)
+
+
 @dataclass
 class DrillReport:
     id: str

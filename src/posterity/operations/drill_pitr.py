@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..repository import walnames as wal
-from .drill import CheckResult, DrillRun
+from .drill import CheckResult, DrillRun, range_check
 
 
 def drill_pitr(run: DrillRun) -> None:
@@ -115,12 +115,7 @@ def _user_checks(run: DrillRun, result: dict, owner) -> list[CheckResult]:
         except (IndexError, ValueError):
             out.append(CheckResult(name, False, "the query returned no number"))
             continue
-        bad = []
-        if chk.min is not None and value < chk.min:
-            bad.append(f"below the minimum {chk.min:g}")
-        if chk.max is not None and value > chk.max:
-            bad.append(f"above the maximum {chk.max:g}")
-        out.append(CheckResult(name, not bad, f"{value:g} " + (", ".join(bad) if bad else "within range"), value))
+        out.append(range_check(name, value, chk))
     return out
 
 

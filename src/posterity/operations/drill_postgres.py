@@ -24,7 +24,7 @@ from contextlib import ExitStack
 import psycopg
 
 from ..errors import PosterityError, RestoreFailed, RestoreTargetError
-from .drill import CheckResult, DrillRun
+from .drill import CheckResult, DrillRun, range_check
 
 
 def drill_postgres(run: DrillRun) -> None:
@@ -165,15 +165,5 @@ def _user_checks(run: DrillRun, dsn: str, db: str) -> list[CheckResult]:
             if value is None:
                 out.append(CheckResult(name, False, "the query returned no number"))
                 continue
-            bad = []
-            if chk.min is not None and value < chk.min:
-                bad.append(f"below the minimum {chk.min:g}")
-            if chk.max is not None and value > chk.max:
-                bad.append(f"above the maximum {chk.max:g}")
-            shown = f"{value:g}"
-            out.append(
-                CheckResult(
-                    name, not bad, f"{shown} " + (", ".join(bad) if bad else "within range"), value
-                )
-            )
+            out.append(range_check(name, value, chk))
     return out
