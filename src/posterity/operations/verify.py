@@ -303,20 +303,16 @@ def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
     return m
 
 
+def _missing(a: Any, m: Manifest) -> Finding:
+    return Finding(a.key, "missing", f"{a.key} is missing (named by backup {m.source}/{m.id}).", m.source, m.id)
+
+
 def _check_structure(m: Manifest, listing: dict[str, int], result: VerifyResult) -> None:
     for a in m.artifacts:
         result.objects += 1
         size = listing.get(a.key)
         if size is None:
-            result.findings.append(
-                Finding(
-                    a.key,
-                    "missing",
-                    f"{a.key} is missing (named by backup {m.source}/{m.id}).",
-                    m.source,
-                    m.id,
-                )
-            )
+            result.findings.append(_missing(a, m))
         elif size != a.size:
             result.findings.append(
                 Finding(
@@ -424,15 +420,7 @@ def _read_one(
         facts = sink.finish()
     except ObjectNotFound:
         sink.abort()
-        result.findings.append(
-            Finding(
-                a.key,
-                "missing",
-                f"{a.key} is missing (named by backup {m.source}/{m.id}).",
-                m.source,
-                m.id,
-            )
-        )
+        result.findings.append(_missing(a, m))
         return
     except IntegrityError as exc:
         sink.abort()
