@@ -46,6 +46,9 @@ def meili(tmp_path: Path) -> Iterator[MeiliTestServer]:
         snapshot_dir=tmp_path / "snapshots",
     )
     with server:
+        # These tests exercise the routes, not version gates (test_meili_versions.py does):
+        # on 1.12 vectors need the experimental vectorStore feature.
+        server.store.features["vectorStore"] = True
         yield server
 
 
@@ -428,7 +431,7 @@ def test_dump_file_layout(meili: MeiliTestServer) -> None:
     assert [t["uid"] for t in tasks] == list(range(len(tasks)))
     assert tasks[-1]["status"] == "succeeded" and "dumpCreation" in tasks[-1]["type"]
     assert tasks[0]["type"]["documentImport"]["method"] == "ReplaceDocuments"
-    assert json.loads(files["experimental-features.json"])["vectorStore"] is False
+    assert json.loads(files["experimental-features.json"])["vectorStore"] is True  # set by the fixture
 
 
 def test_import_dump_into_fresh_server(meili: MeiliTestServer, tmp_path: Path) -> None:

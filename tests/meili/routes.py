@@ -16,7 +16,6 @@ from .store import (
     SETTING_ROUTES,
     VALID_ACTIONS,
     MeiliError,
-    default_features,
     derive_key,
     fmt_time,
     hide_secrets,
@@ -165,6 +164,7 @@ class Api:
 
     def __init__(self, server: MeiliTestServer) -> None:
         self.server = server
+        self.behaviour = server.behaviour
         self.store = server.store
         self.queue = server.queue
         # (method, pattern, handler, action); action None = public route.
@@ -206,7 +206,6 @@ class Api:
             ("GET", r"/batches/(?P<batch>[^/]+)", self.get_batch, "tasks.get"),
             ("POST", r"/swap-indexes", self.swap_indexes, "indexes.swap"),
             ("POST", r"/dumps", self.create_dump, "dumps.create"),
-            ("POST", r"/snapshots", self.create_snapshot, "snapshots.create"),
             ("GET", r"/experimental-features", self.get_features, "experimental.get"),
             ("PATCH", r"/experimental-features", self.set_features, "experimental.update"),
             ("GET", r"/keys", self.list_keys, "keys.get"),
@@ -216,6 +215,10 @@ class Api:
             ("DELETE", r"/keys/(?P<key>[^/]+)", self.delete_key, "keys.delete"),
         ]:
             self.routes.append((method, re.compile(pattern + r"/?"), handler, action))
+        if self.behaviour.has_snapshot_route:
+            self.routes.append((
+                "POST", re.compile(r"/snapshots/?"), self.create_snapshot, "snapshots.create"
+            ))
 
     # ---- dispatch and auth
 
@@ -373,10 +376,13 @@ class Api:
         return 202, summarized(task)
 
     def get_settings(self, req: Request) -> Response:
-        return 200, hide_secrets(self.store.get_index(req.args["uid"]).settings)
+        settings = hide_secrets(self.store.get_index(req.args["uid"]).settings)
+        return 200, self.behaviour.get_settings(settings, self.store.features)
 
     def update_settings(self, req: Request) -> Response:
-        return self._settings_task(req.args["uid"], validate_settings(req.json()), False)
+        patch = req.json()
+        self.behaviour.check_settings(patch, self.store.features)
+        return self._settings_task(req.args["uid"], validate_settings(patch), False)
 
     def reset_settings(self, req: Request) -> Response:
         return self._settings_task(req.args["uid"], dict.fromkeys(SETTING_NAMES), True)
@@ -395,7 +401,9 @@ class Api:
         name, method = self._setting_name(req)
         if req.method != method:
             return 405, None
-        return self._settings_task(req.args["uid"], validate_settings({name: req.json()}), False)
+        patch = {name: req.json()}
+        self.behaviour.check_settings(patch, self.store.features)
+        return self._settings_task(req.args["uid"], validate_settings(patch), False)
 
     def reset_setting(self, req: Request) -> Response:
         name, _ = self._setting_name(req)
@@ -413,6 +421,7 @@ class Api:
         vectors: bool,
     ) -> dict[str, Any]:
         index = self.store.get_index(uid)
+        vectors = self.behaviour.vectors_shown(vectors, self.store.features)
         terms = parse_filter(
             filter_expr, index.settings["filterableAttributes"], "invalid_document_filter"
         )
@@ -423,13 +432,17 @@ class Api:
 
     def get_documents(self, req: Request) -> Response:
         fields = req.params.get("fields")
+        asked = _bool_param(req, "retrieveVectors") if "retrieveVectors" in req.params else False
+        self.behaviour.check_retrieve_vectors(
+            asked, "retrieveVectors" in req.params, self.store.features, get=True
+        )
         return 200, self._list_documents(
             req.args["uid"],
             _int_param(req, "offset", 0, "invalid_document_offset"),
             _int_param(req, "limit", 20, "invalid_document_limit"),
             [f.strip() for f in fields.split(",")] if fields else None,
             req.params.get("filter"),
-            _bool_param(req, "retrieveVectors"),
+            asked,
         )
 
     def fetch_documents(self, req: Request) -> Response:
@@ -442,6 +455,10 @@ class Api:
                 raise MeiliError(
                     400, f"invalid_document_{name}", f"Invalid value type at `.{name}`."
                 )
+        self.behaviour.check_retrieve_vectors(
+            bool(body.get("retrieveVectors")), "retrieveVectors" in body, self.store.features,
+            get=False,
+        )
         return 200, self._list_documents(
             req.args["uid"],
             offset,
@@ -572,13 +589,16 @@ class Api:
             start = _int_param(req, "from", 0, "invalid_task_from")
             tasks = [t for t in tasks if t["uid"] <= start]
         page = tasks[:limit]
-        return 200, {
+        body = {
             "results": [task_view(t) for t in page],
             "total": total,
             "limit": limit,
             "from": page[0]["uid"] if page else None,
             "next": tasks[limit]["uid"] if len(tasks) > limit else None,
         }
+        if not self.behaviour.tasks_have_total:
+            del body["total"]  # routes/tasks.rs AllTasks before v1.3.0
+        return 200, body
 
     def get_task(self, req: Request) -> Response:
         raw = req.args["task"]
@@ -694,8 +714,8 @@ class Api:
         if not isinstance(body, dict):
             raise MeiliError(400, "bad_request", "Invalid value type: expected an object.")
         for name, value in body.items():
-            if name not in default_features():
-                known = ", ".join(f"`{n}`" for n in default_features())
+            if name not in self.store.feature_defaults:
+                known = ", ".join(f"`{n}`" for n in self.store.feature_defaults)
                 raise MeiliError(
                     400, "bad_request", f"Unknown field `{name}`: expected one of {known}"
                 )
