@@ -236,12 +236,25 @@ class Api:
                 if action is not None:
                     self.authorize(req, action, req.args.get("uid"))
                 with self.store.lock:
-                    return handler(req)
+                    status, payload = handler(req)
+                    self._custom_metadata(req, status, payload)
+                    return status, payload
             if allowed:
                 return 405, None
             raise MeiliError(404, "not_found", "Not found.")  # real Meilisearch: empty 404
         except MeiliError as err:
             return err.status, err.body()
+
+    def _custom_metadata(self, req: Request, status: int, payload: Any) -> None:
+        # crates/meilisearch/src/routes/indexes/documents.rs CustomMetadataQuery (v1.26.0+):
+        # `?customMetadata=` is kept on the task and shown as `customMetadata` when set
+        # (crates/meilisearch-types/src/task_view.rs, skip_serializing_if none).
+        value = req.params.get("customMetadata")
+        if value is None or status != 202 or not self.behaviour.v >= (1, 26, 0):
+            return
+        task = self.store.tasks.get(payload.get("taskUid")) if isinstance(payload, dict) else None
+        if task is not None:
+            task["customMetadata"] = value
 
     def authorize(self, req: Request, action: str, index_uid: str | None) -> None:
         master = self.server.master_key
