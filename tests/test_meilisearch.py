@@ -478,15 +478,15 @@ def test_snapshot_backup_round_trips_and_refuses_other_versions(tmp_path: Path, 
     p = make(tmp_path, meili, modes=["snapshot", "export"], snapshot_dir=str(meili.snapshot_dir))
     manifest = backup(p)
     snap = next(a for a in manifest["artifacts"] if a["kind"] == "meilisearch-snapshot")
-    assert snap["raw_size"] == (meili.snapshot_dir / "data.ms.snapshot").stat().st_size
+    assert snap["raw_size"] == (meili.snapshot_dir / snap["name"]).stat().st_size
     assert snap["facts"]["index_counts"][meili.posters] == len(POSTERS) and snap["facts"]["counts_exact"]
 
     server = meili.test_server("a second server importing the snapshot")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = ok(p, "restore", "search", "latest", "--snapshot-to", str(out_dir))
-    path = out_dir / "data.ms.snapshot"
-    assert path.read_bytes() == (meili.snapshot_dir / "data.ms.snapshot").read_bytes()
+    path = out_dir / snap["name"]
+    assert path.read_bytes() == (meili.snapshot_dir / snap["name"]).read_bytes()
     assert f"--import-snapshot {path}" in out and "/health" in out and "--check-counts" in out
     fails(run(p, "restore", "search", "latest", "--snapshot-to", str(path)), 9, "already exists")
     with MeiliTestServer(master_key=MASTER, data_dir=tmp_path / "fresh.ms", import_snapshot=path,
