@@ -168,6 +168,22 @@ def test_export_round_trips_without_the_vector_store(tmp_path: Path, version: st
         assert documents(c, "posters", version) == original
 
 
+def test_export_before_the_fetch_route_pages_with_get(tmp_path: Path) -> None:
+    # v1.1 has no POST …/documents/fetch and rejects `retrieveVectors` on GET …/documents.
+    with server(tmp_path, "1.1.0") as s:
+        m = as_meili(s)
+        c = load(m)
+        assert c.post("/indexes/posters/documents/fetch", json={}).status_code in (404, 405)
+        assert c.get("/indexes/posters/documents", params={"retrieveVectors": "true"}).status_code == 400
+        p = make(tmp_path, m)
+        manifest = backup(p)
+        assert manifest["facts"]["pending_tasks_at_start"] == 0
+        wait(c, c.delete("/indexes/posters"))
+        ok(p, "restore", "search", "latest", "--index", "posters")
+        got = c.get("/indexes/posters/documents", params={"limit": 100}).json()["results"]
+        assert sorted(got, key=lambda d: d["id"]) == sorted(DOCS, key=lambda d: d["id"])
+
+
 # --------------------------------------------------------------------------- across versions
 
 

@@ -223,11 +223,18 @@ def write_dump(
             update_files.append((f"tasks/update_files/{task['uid']}.jsonl", task["_documents"]))
     members += [("tasks", None), ("tasks/update_files", None)]
     members += [(name, _jsonl(docs)) for name, docs in update_files]
+    if not behaviour.has_batches:
+        for row in rows:
+            row.pop("batchUid", None)
     members.append(("tasks/queue.jsonl", _jsonl(rows)))
-    batches = [store.batches[uid] for uid in sorted(store.batches)]
-    members += [("batches", None), ("batches/queue.jsonl", _jsonl(batches))]
+    if behaviour.has_batches:
+        batches = [store.batches[uid] for uid in sorted(store.batches)]
+        members += [("batches", None), ("batches/queue.jsonl", _jsonl(batches))]
     members.append(("experimental-features.json", json.dumps(store.features).encode()))
-    members.append(("network.json", json.dumps(store.network).encode()))
+    if behaviour.has_batches:
+        members.append(("network.json", json.dumps(store.network).encode()))
+    if behaviour.dumps_chat_settings:
+        members.append(("chat-completions-settings", None))
 
     path = Path(dump_dir) / f"{dump_uid}.dump"
     _write_tar_gz(path, members)

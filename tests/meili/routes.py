@@ -215,6 +215,14 @@ class Api:
             ("DELETE", r"/keys/(?P<key>[^/]+)", self.delete_key, "keys.delete"),
         ]:
             self.routes.append((method, re.compile(pattern + r"/?"), handler, action))
+        gone = set()
+        if not self.behaviour.has_fetch_route:
+            gone.add(self.fetch_documents)
+        if not self.behaviour.has_features_route:
+            gone |= {self.get_features, self.set_features}
+        if not self.behaviour.has_batches:
+            gone |= {self.list_batches, self.get_batch}
+        self.routes = [r for r in self.routes if r[2] not in gone]
         if self.behaviour.has_snapshot_route:
             self.routes.append((
                 "POST", re.compile(r"/snapshots/?"), self.create_snapshot, "snapshots.create"
@@ -603,7 +611,7 @@ class Api:
             tasks = [t for t in tasks if t["uid"] <= start]
         page = tasks[:limit]
         body = {
-            "results": [task_view(t) for t in page],
+            "results": [self._task_view(t) for t in page],
             "total": total,
             "limit": limit,
             "from": page[0]["uid"] if page else None,
@@ -612,6 +620,12 @@ class Api:
         if not self.behaviour.tasks_have_total:
             del body["total"]  # routes/tasks.rs AllTasks before v1.3.0
         return 200, body
+
+    def _task_view(self, task: dict[str, Any]) -> dict[str, Any]:
+        view = task_view(task)
+        if not self.behaviour.has_batches:
+            view.pop("batchUid", None)  # task_view.rs: no batchUid before v1.13.0
+        return view
 
     def get_task(self, req: Request) -> Response:
         raw = req.args["task"]
@@ -622,7 +636,7 @@ class Api:
         task = self.store.tasks.get(int(raw))
         if task is None or not self._visible(req, task["indexUid"]):
             raise MeiliError(404, "task_not_found", f"Task `{raw}` not found.")
-        return 200, task_view(task)
+        return 200, self._task_view(task)
 
     def _task_query(self, req: Request, route: str) -> tuple[str, list[dict[str, Any]]]:
         known = ("uids", "batchUids", "statuses", "types", "indexUids", "canceledBy")

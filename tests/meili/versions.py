@@ -46,6 +46,29 @@ class Behaviour:
         return self.v >= (1, 5, 0)
 
     @property
+    def has_fetch_route(self) -> bool:
+        # meilisearch/src/routes/indexes/documents.rs: documents_by_query_post (POST
+        # …/documents/fetch) appears in v1.2.0 (absent in v1.1.0).
+        return self.v >= (1, 2, 0)
+
+    @property
+    def has_features_route(self) -> bool:
+        # meilisearch/src/routes/features.rs appears in v1.3.0 (absent in v1.2.0).
+        return self.v >= (1, 3, 0)
+
+    @property
+    def has_batches(self) -> bool:
+        # crates/dump/src/writer.rs (v1.13.0) adds batches/queue.jsonl and network.json, and tasks
+        # gain `batchUid` (crates/meilisearch-types/src/task_view.rs); v1.12.0 has neither.
+        return self.v >= (1, 13, 0)
+
+    @property
+    def dumps_chat_settings(self) -> bool:
+        # crates/dump/src/writer.rs (v1.16.0): create_chat_completions_settings → a
+        # chat-completions-settings/ folder (chat arrived in v1.15.1).
+        return self.v >= (1, 15, 1)
+
+    @property
     def tasks_have_total(self) -> bool:
         # meilisearch/src/routes/tasks.rs `struct AllTasks`: `total` added in v1.3.0
         # (v1.0.0–v1.2.0 answer {results, limit, from, next}).
