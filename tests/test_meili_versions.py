@@ -22,6 +22,7 @@ from tests.meili.versions import MATRIX, Behaviour
 from tests.test_meilisearch import MASTER, REAL, Meili, backup, fails, make, ok, run, wait
 
 from posterity.sources.meilisearch.client import MeiliClient
+from posterity.sources.meilisearch.settings_restore import apply_index_settings
 
 pytestmark = pytest.mark.skipif(REAL, reason="needs the in-repo test server's version emulation")
 
@@ -207,6 +208,47 @@ def test_export_from_current_restores_into_older_and_reports_what_was_dropped(tm
         assert got["rankingRules"] == ["words", "typo", "proximity", "attribute", "sort", "exactness"]
         assert "disableOnNumbers" in out and "attributeRank" in out
         assert ("localizedAttributes" in out) == ("facetSearch" in out) == (older == "1.8.0")
+
+
+def test_a_setting_unknown_to_posterity_and_refused_by_the_target_is_left_out(tmp_path: Path) -> None:
+    with server(tmp_path, "1.39.0") as s, MeiliClient(s.url, MASTER) as client:
+        client.wait_task(client.enqueue("POST", "/indexes", json={"uid": "x"}))
+        warnings: list[str] = []
+        apply_index_settings(client, "x", {"stopWords": ["the"], "futureSetting": {"on": True}}, "x", warnings)
+        assert client.get("/indexes/x/settings")["stopWords"] == ["the"]
+        assert len(warnings) == 1 and "`futureSetting` was left out" in warnings[0] and "bad_request" in warnings[0]
+
+
+def restricted_key(c: httpx.Client) -> str:
+    """An admin-like key without `experimental.get` (nor keys.get): the features are unknown."""
+    actions = ["search", "documents.*", "indexes.*", "settings.*", "tasks.*", "stats.get", "version",
+               "dumps.create", "snapshots.create"]
+    r = c.post("/keys", json={"actions": actions, "indexes": ["*"], "expiresAt": None})
+    assert r.status_code == 201, r.text
+    return r.json()["key"]
+
+
+@pytest.mark.parametrize(("v", "vector_store"), [("1.12.0", False), ("1.12.0", True), ("1.39.0", None)])
+def test_export_and_dump_restore_with_a_key_that_cannot_read_the_features(
+    tmp_path: Path, v: str, vector_store: bool | None
+) -> None:
+    with server(tmp_path, v) as s:
+        m = as_meili(s)
+        if vector_store is not None:
+            assert m.client().patch("/experimental-features", json={"vectorStore": vector_store}).status_code == 200
+        c = load(m)
+        original = documents(c, "posters", v)
+        m.key = restricted_key(c)
+        assert m.client().get("/experimental-features").status_code == 403
+        p = make(tmp_path, m, modes=["dump"], dump_dir=str(s.dump_dir))
+        for modes in (["dump"], ["export"]):
+            p.sources["search"]["modes"] = modes
+            p.write_config()
+            backup(p)
+            wait(c, c.delete("/indexes/posters"))
+            out = ok(p, "--json", "restore", "search", "latest", "--index", "posters")
+            assert f'"from": "{modes[0]}"' in out and '"warnings": []' in out
+            assert documents(c, "posters", v) == original and all("_vectors" in d for d in original)
 
 
 # --------------------------------------------------------------------------- tasks

@@ -297,6 +297,13 @@ class MeiliClient:
                         json={"offset": offset, "limit": page_size, **extra},
                     )
                 except MeiliApiError as exc:
+                    if vectors and exc.status == 400 and (
+                        exc.code == "feature_not_enabled" or "retrieveVectors" in exc.message
+                    ):
+                        # The features could not be read beforehand: 1.9–1.12 without the vector
+                        # store refuse the field and return `_vectors` as stored without it.
+                        vectors, extra = False, {}
+                        continue
                     # Before v1.2 there is no /documents/fetch: page with GET instead.
                     if exc.status not in (404, 405) or exc.code == "index_not_found":
                         raise

@@ -72,8 +72,11 @@ class ServerInfo:
         # An unknown version is taken as current: newer servers are the common case.
         return self.version is None or self.version >= (*v, 0, 0, 0)[:3]
 
-    def feature(self, name: str) -> bool:
-        return bool((self.features or {}).get(name))
+    def feature(self, name: str) -> bool | None:
+        """Whether an experimental feature is on; None when the features could not be read."""
+        if self.features is None:
+            return None
+        return bool(self.features.get(name))
 
     @property
     def tasks_have_total(self) -> bool:
@@ -93,7 +96,9 @@ class ServerInfo:
         if not self.at_least(1, 9):
             return False  # unknown field: `_vectors` is an ordinary field, returned as stored
         if self.vector_store_gated:
-            return self.feature("vectorStore")  # off: `_vectors` returned as stored (Ignore)
+            # Off: `_vectors` come back as stored (Ignore). Unknown: ask, and the client stops
+            # asking if the server answers feature_not_enabled.
+            return self.feature("vectorStore") is not False
         return True
 
     def knows_setting(self, name: str) -> bool:
@@ -102,7 +107,7 @@ class ServerInfo:
         for added, since in ADDED_SETTINGS:
             if added == name:
                 return self.at_least(*since)
-        return self.version is None  # a setting newer than this table: let the server judge
+        return True  # a setting newer than this table: the server judges (settings_restore.py)
 
 
 @dataclass
@@ -123,7 +128,8 @@ def _is_default_chat(value: Any) -> bool:
     )
 
 
-def _is_default(name: str, value: Any) -> bool:
+def is_default(name: str, value: Any) -> bool:
+    """Whether a setting's value is what Meilisearch writes for it when it was never set."""
     if name == "chat":
         return _is_default_chat(value)
     if name == "foreignKeys":
@@ -141,19 +147,19 @@ def adapt_settings(settings: dict[str, Any], server: ServerInfo) -> Adapted:
     for name in list(out):
         if not server.knows_setting(name):
             value = out.pop(name)
-            if not _is_default(name, value):
+            if not is_default(name, value):
                 shown = ", ".join(map(repr, value)) if name == "embedders" else f"= {_short(value)}"
                 dropped.append(f"`{name}` {shown} was left out: Meilisearch {version} does not know this setting")
             continue
         flag = GATED_SETTINGS.get(name)
-        if flag and not server.feature(flag):
+        if flag and server.feature(flag) is False:  # unknown: the server judges (settings_restore)
             value = out.pop(name)
-            if not _is_default(name, value):
+            if not is_default(name, value):
                 dropped.append(
                     f"`{name}` = {_short(value)} was left out: the `{flag}` experimental feature is off on the target; "
                     f"enable it with PATCH /experimental-features {{\"{flag}\": true}} and restore again to keep it"
                 )
-    if server.vector_store_gated and "embedders" in out and not server.feature("vectorStore"):
+    if server.vector_store_gated and "embedders" in out and server.feature("vectorStore") is False:
         value = out.pop("embedders")
         if value:
             dropped.append(

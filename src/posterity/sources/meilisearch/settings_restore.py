@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from .client import MeiliApiError, MeiliClient
-from .compat import adapt_settings, unknown_field
+from .compat import adapt_settings, is_default, unknown_field
 
 MAX_RETRIES = 8
 _GATED = re.compile(r"(?:setting|Passing) `([A-Za-z]+)`")
@@ -46,7 +46,7 @@ def apply_index_settings(client: MeiliClient, index: str, settings: dict[str, An
             if name is None:
                 raise
             value = patch.pop(name)
-            if value not in (None, {}, []):
+            if not is_default(name, value):
                 warnings.append(
                     f"index {source_uid!r}: setting `{name}` was left out: Meilisearch refused it "
                     f"({exc.code}: {exc.message.split(': ', 1)[-1][:200]})"
