@@ -16,6 +16,9 @@ import pytest
 from tests.meili import MeiliStartupError, MeiliTestServer
 
 MASTER = "masterKey-0123456789"
+# The routes as the newest emulated version has them; version differences are proved in
+# tests/test_meili_versions.py and by tests/test_meilisearch.py's matrix.
+VERSION = "1.39.0"
 
 DOCS: list[dict[str, Any]] = [
     {
@@ -44,6 +47,7 @@ def meili(tmp_path: Path) -> Iterator[MeiliTestServer]:
         data_dir=tmp_path / "data.ms",
         dump_dir=tmp_path / "dumps",
         snapshot_dir=tmp_path / "snapshots",
+        version=VERSION,
     )
     with server:
         yield server
@@ -291,12 +295,13 @@ def test_settings_patch_get_reset(meili: MeiliTestServer) -> None:
     c = client(meili)
     wait(c, c.post("/indexes", json={"uid": "movies"}))
     defaults = c.get("/indexes/movies/settings").json()
-    assert defaults["rankingRules"] == [
+    assert defaults["rankingRules"] == [  # crates/milli/src/criterion.rs (v1.36.0+)
         "words",
         "typo",
         "proximity",
-        "attribute",
+        "attributeRank",
         "sort",
+        "wordPosition",
         "exactness",
     ]
     assert defaults["pagination"] == {"maxTotalHits": 1000}
@@ -413,7 +418,7 @@ def test_dump_file_layout(meili: MeiliTestServer) -> None:
         "network.json",
     }
     metadata = json.loads(files["metadata.json"])
-    assert metadata["dumpVersion"] == "V6" and metadata["dbVersion"] == "1.12.0"
+    assert metadata["dumpVersion"] == "V6" and metadata["dbVersion"] == VERSION
     assert "dumpDate" in metadata
     docs = [json.loads(line) for line in files["indexes/movies/documents.jsonl"].splitlines()]
     assert docs == DOCS  # nested fields and _vectors kept exactly
@@ -428,7 +433,7 @@ def test_dump_file_layout(meili: MeiliTestServer) -> None:
     assert [t["uid"] for t in tasks] == list(range(len(tasks)))
     assert tasks[-1]["status"] == "succeeded" and "dumpCreation" in tasks[-1]["type"]
     assert tasks[0]["type"]["documentImport"]["method"] == "ReplaceDocuments"
-    assert json.loads(files["experimental-features.json"])["vectorStore"] is False
+    assert json.loads(files["experimental-features.json"])["chatCompletions"] is False
 
 
 def test_import_dump_into_fresh_server(meili: MeiliTestServer, tmp_path: Path) -> None:
@@ -436,7 +441,9 @@ def test_import_dump_into_fresh_server(meili: MeiliTestServer, tmp_path: Path) -
     key = _populate(c)
     dump = meili.dump_dir / (wait(c, c.post("/dumps"))["details"]["dumpUid"] + ".dump")
 
-    fresh = MeiliTestServer(master_key=MASTER, data_dir=tmp_path / "new.ms", import_dump=dump)
+    fresh = MeiliTestServer(
+        master_key=MASTER, data_dir=tmp_path / "new.ms", import_dump=dump, version=VERSION
+    )
     with fresh:
         n = client(fresh)
         assert [i["uid"] for i in n.get("/indexes").json()["results"]] == ["empty", "movies"]
@@ -471,7 +478,10 @@ def test_snapshot_import_restores_everything(meili: MeiliTestServer, tmp_path: P
     assert meili.snapshot_path.read_bytes() != first  # overwritten, no rotation
 
     with MeiliTestServer(
-        master_key=MASTER, data_dir=tmp_path / "restored.ms", import_snapshot=meili.snapshot_path
+        master_key=MASTER,
+        data_dir=tmp_path / "restored.ms",
+        import_snapshot=meili.snapshot_path,
+        version=VERSION,
     ) as restored:
         r = client(restored)
         docs = r.get("/indexes/movies/documents", params={"retrieveVectors": "true"}).json()
@@ -485,11 +495,11 @@ def test_snapshot_import_restores_everything(meili: MeiliTestServer, tmp_path: P
 
     with pytest.raises(MeiliStartupError, match="incompatible"):
         MeiliTestServer(
-            data_dir=tmp_path / "other.ms", version="1.13.0", import_snapshot=meili.snapshot_path
+            data_dir=tmp_path / "other.ms", version="1.38.0", import_snapshot=meili.snapshot_path
         ).start()
     with pytest.raises(MeiliStartupError, match="already exists"):
         MeiliTestServer(
-            data_dir=tmp_path / "restored.ms", import_snapshot=meili.snapshot_path
+            data_dir=tmp_path / "restored.ms", import_snapshot=meili.snapshot_path, version=VERSION
         ).start()
 
 

@@ -1,6 +1,7 @@
 """Meilisearch backups and restores end to end, through the real command line.
 
-Runs against the in-repo Meilisearch test server (tests/meili), or against a real Meilisearch
+Runs against the in-repo Meilisearch test server (tests/meili), emulating each version of
+``tests.meili.versions.MATRIX`` (tests that inject failures run on the newest only), or against a real Meilisearch
 when POSTERITY_TEST_MEILISEARCH_URL and POSTERITY_TEST_MEILISEARCH_KEY are set (snapshot and
 dump tests then need POSTERITY_TEST_MEILISEARCH_SNAPSHOT_DIR / _DUMP_DIR, the server's own
 --snapshot-dir/--dump-dir on this host; tests that need a second server or failure injection
@@ -27,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.meili import MeiliTestServer
+from tests.meili.versions import MATRIX
 from tests.support.project import InProcessRun, Project, make_project, run_in_process
 
 from posterity.config import load_config
@@ -116,8 +118,12 @@ class Meili:
         return self.server
 
 
-@pytest.fixture
-def meili(tmp_path: Path) -> Iterator[Meili]:
+LATEST = MATRIX[-1]
+on_latest = pytest.mark.parametrize("meili", ["real" if REAL else LATEST], indirect=True)
+
+
+@pytest.fixture(params=["real"] if REAL else MATRIX)
+def meili(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Meili]:
     if REAL:
         assert REAL_URL and REAL_KEY
         snap = os.environ.get("POSTERITY_TEST_MEILISEARCH_SNAPSHOT_DIR")
@@ -135,7 +141,8 @@ def meili(tmp_path: Path) -> Iterator[Meili]:
                 c.close()
         return
     server = MeiliTestServer(master_key=MASTER, data_dir=tmp_path / "meili" / "data.ms",
-                             dump_dir=tmp_path / "meili" / "dumps", snapshot_dir=tmp_path / "meili" / "snapshots")
+                             dump_dir=tmp_path / "meili" / "dumps", snapshot_dir=tmp_path / "meili" / "snapshots",
+                             version=request.param)
     with server:
         m = Meili(server.url, MASTER, "", server.snapshot_dir, server.dump_dir, server)
         yield m
@@ -171,7 +178,10 @@ def populate(m: Meili) -> dict[str, Any]:
 
 
 def index_state(c: httpx.Client, uid: str) -> dict[str, Any]:
-    docs = c.post(f"/indexes/{uid}/documents/fetch", json={"limit": 10_000, "retrieveVectors": True}).json()["results"]
+    r = c.post(f"/indexes/{uid}/documents/fetch", json={"limit": 10_000, "retrieveVectors": True})
+    if r.status_code == 400:  # ≤1.8 does not know retrieveVectors: `_vectors` come as stored
+        r = c.post(f"/indexes/{uid}/documents/fetch", json={"limit": 10_000})
+    docs = r.json()["results"]
     return {
         "primaryKey": c.get(f"/indexes/{uid}").json()["primaryKey"],
         "settings": c.get(f"/indexes/{uid}/settings").json(),
@@ -368,6 +378,7 @@ def test_restore_as_new_name_and_refusals(tmp_path: Path, meili: Meili) -> None:
     assert any("apiKey" in w for w in result["warnings"])
 
 
+@on_latest
 def test_failed_batch_mid_restore_leaves_live_index_untouched(tmp_path: Path, meili: Meili) -> None:
     server = meili.test_server("failure injection (fail_next)")
     populate(meili)
@@ -425,7 +436,9 @@ def test_dump_backup_round_trips_whole_and_per_index(tmp_path: Path, meili: Meil
     path = tmp_path / "restore.dump"
     out = ok(p, "restore", "search", "latest", "--dump-to", str(path))
     assert "--import-dump" in out and str(path) in out
-    with MeiliTestServer(master_key=MASTER, data_dir=tmp_path / "fresh.ms", import_dump=path) as fresh:
+    assert meili.server is not None
+    with MeiliTestServer(master_key=MASTER, data_dir=tmp_path / "fresh.ms", import_dump=path,
+                         version=meili.server.version) as fresh:
         f = meili.client(fresh.url)
         for uid, state in originals.items():
             assert index_state(f, uid) == state
@@ -465,18 +478,19 @@ def test_snapshot_backup_round_trips_and_refuses_other_versions(tmp_path: Path, 
     p = make(tmp_path, meili, modes=["snapshot", "export"], snapshot_dir=str(meili.snapshot_dir))
     manifest = backup(p)
     snap = next(a for a in manifest["artifacts"] if a["kind"] == "meilisearch-snapshot")
-    assert snap["raw_size"] == (meili.snapshot_dir / "data.ms.snapshot").stat().st_size
+    assert snap["raw_size"] == (meili.snapshot_dir / snap["name"]).stat().st_size
     assert snap["facts"]["index_counts"][meili.posters] == len(POSTERS) and snap["facts"]["counts_exact"]
 
     server = meili.test_server("a second server importing the snapshot")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = ok(p, "restore", "search", "latest", "--snapshot-to", str(out_dir))
-    path = out_dir / "data.ms.snapshot"
-    assert path.read_bytes() == (meili.snapshot_dir / "data.ms.snapshot").read_bytes()
+    path = out_dir / snap["name"]
+    assert path.read_bytes() == (meili.snapshot_dir / snap["name"]).read_bytes()
     assert f"--import-snapshot {path}" in out and "/health" in out and "--check-counts" in out
     fails(run(p, "restore", "search", "latest", "--snapshot-to", str(path)), 9, "already exists")
-    with MeiliTestServer(master_key=MASTER, data_dir=tmp_path / "fresh.ms", import_snapshot=path) as fresh:
+    with MeiliTestServer(master_key=MASTER, data_dir=tmp_path / "fresh.ms", import_snapshot=path,
+                         version=server.version) as fresh:
         f = meili.client(fresh.url)
         for uid, state in originals.items():
             assert index_state(f, uid) == state
@@ -494,6 +508,7 @@ def test_snapshot_backup_round_trips_and_refuses_other_versions(tmp_path: Path, 
         assert not (tmp_path / "other.snapshot").exists()
 
 
+@on_latest
 def test_restart_command_imports_and_checks_counts(tmp_path: Path, meili: Meili) -> None:
     meili.test_server("a restart_command that cannot touch a real service")
     populate(meili)
@@ -512,6 +527,7 @@ def test_restart_command_imports_and_checks_counts(tmp_path: Path, meili: Meili)
 # --------------------------------------------------------------------------- errors
 
 
+@on_latest
 def test_backup_errors_are_clear_and_commit_nothing(tmp_path: Path, meili: Meili) -> None:
     server = meili.test_server("failure injection, stalls and a dead port")
     populate(meili)
@@ -561,6 +577,7 @@ def _wrap_fetch(server: MeiliTestServer, after) -> None:
     raise AssertionError("no fetch route")
 
 
+@on_latest
 def test_export_fails_when_the_index_changes_under_it(tmp_path: Path, meili: Meili) -> None:
     server = meili.test_server("changes injected between two pages")
     populate(meili)

@@ -14,8 +14,7 @@ from typing import Any
 
 from .store import Index, Store, fmt_time, now
 from .tasks import kind_name
-
-SNAPSHOT_NAME = "data.ms.snapshot"
+from .versions import Behaviour
 
 
 class MeiliStartupError(RuntimeError):
@@ -179,7 +178,10 @@ def task_from_dump(row: dict[str, Any]) -> dict[str, Any]:
 def write_dump(
     store: Store, dump_dir: Path, version: str, current: dict[str, Any], dump_uid: str
 ) -> Path:
-    """Write ``<dump_dir>/<dump_uid>.dump`` with the layout of crates/dump/src/writer.rs."""
+    """Write ``<dump_dir>/<dump_uid>.dump`` with the layout of crates/dump/src/writer.rs.
+
+    Index settings are written as ``version`` writes them (``Behaviour.dump_settings``)."""
+    behaviour = Behaviour(version)
     keys = [copy.deepcopy(k) for k in store.keys.values()]
     members: list[tuple[str, bytes | None]] = [
         ("instance_uid.uuid", store.instance_uid.encode()),
@@ -203,7 +205,7 @@ def write_dump(
             (base, None),
             (f"{base}/metadata.json", json.dumps(meta).encode()),
             (f"{base}/documents.jsonl", _jsonl(list(index.documents.values()))),
-            (f"{base}/settings.json", json.dumps(index.settings).encode()),
+            (f"{base}/settings.json", json.dumps(behaviour.dump_settings(index.settings)).encode()),
         ]
     members.append(("keys.jsonl", _jsonl(keys)))
 
@@ -221,11 +223,18 @@ def write_dump(
             update_files.append((f"tasks/update_files/{task['uid']}.jsonl", task["_documents"]))
     members += [("tasks", None), ("tasks/update_files", None)]
     members += [(name, _jsonl(docs)) for name, docs in update_files]
+    if not behaviour.has_batches:
+        for row in rows:
+            row.pop("batchUid", None)
     members.append(("tasks/queue.jsonl", _jsonl(rows)))
-    batches = [store.batches[uid] for uid in sorted(store.batches)]
-    members += [("batches", None), ("batches/queue.jsonl", _jsonl(batches))]
+    if behaviour.has_batches:
+        batches = [store.batches[uid] for uid in sorted(store.batches)]
+        members += [("batches", None), ("batches/queue.jsonl", _jsonl(batches))]
     members.append(("experimental-features.json", json.dumps(store.features).encode()))
-    members.append(("network.json", json.dumps(store.network).encode()))
+    if behaviour.has_batches:
+        members.append(("network.json", json.dumps(store.network).encode()))
+    if behaviour.dumps_chat_settings:
+        members.append(("chat-completions-settings", None))
 
     path = Path(dump_dir) / f"{dump_uid}.dump"
     _write_tar_gz(path, members)
@@ -296,17 +305,16 @@ def _state_with_finished(store: Store, current: dict[str, Any] | None) -> dict[s
 
 
 def write_snapshot(
-    store: Store, snapshot_dir: Path, version: str, current: dict[str, Any] | None = None
+    store: Store, path: Path, version: str, current: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``<snapshot_dir>/data.ms.snapshot`` (own format; the version is recorded)."""
+    """Write the snapshot at ``path`` (own format; the version is recorded)."""
     state = _state_with_finished(store, current)
     members: list[tuple[str, bytes | None]] = [
         ("VERSION", version.encode()),
         ("instance-uid", store.instance_uid.encode()),
         ("state.json", json.dumps(state).encode()),
     ]
-    path = Path(snapshot_dir) / SNAPSHOT_NAME
-    _write_tar_gz(path, members)
+    _write_tar_gz(Path(path), members)
     return path
 
 

@@ -16,7 +16,6 @@ from .store import (
     SETTING_ROUTES,
     VALID_ACTIONS,
     MeiliError,
-    default_features,
     derive_key,
     fmt_time,
     hide_secrets,
@@ -165,6 +164,7 @@ class Api:
 
     def __init__(self, server: MeiliTestServer) -> None:
         self.server = server
+        self.behaviour = server.behaviour
         self.store = server.store
         self.queue = server.queue
         # (method, pattern, handler, action); action None = public route.
@@ -206,7 +206,6 @@ class Api:
             ("GET", r"/batches/(?P<batch>[^/]+)", self.get_batch, "tasks.get"),
             ("POST", r"/swap-indexes", self.swap_indexes, "indexes.swap"),
             ("POST", r"/dumps", self.create_dump, "dumps.create"),
-            ("POST", r"/snapshots", self.create_snapshot, "snapshots.create"),
             ("GET", r"/experimental-features", self.get_features, "experimental.get"),
             ("PATCH", r"/experimental-features", self.set_features, "experimental.update"),
             ("GET", r"/keys", self.list_keys, "keys.get"),
@@ -216,6 +215,18 @@ class Api:
             ("DELETE", r"/keys/(?P<key>[^/]+)", self.delete_key, "keys.delete"),
         ]:
             self.routes.append((method, re.compile(pattern + r"/?"), handler, action))
+        gone = set()
+        if not self.behaviour.has_fetch_route:
+            gone.add(self.fetch_documents)
+        if not self.behaviour.has_features_route:
+            gone |= {self.get_features, self.set_features}
+        if not self.behaviour.has_batches:
+            gone |= {self.list_batches, self.get_batch}
+        self.routes = [r for r in self.routes if r[2] not in gone]
+        if self.behaviour.has_snapshot_route:
+            self.routes.append((
+                "POST", re.compile(r"/snapshots/?"), self.create_snapshot, "snapshots.create"
+            ))
 
     # ---- dispatch and auth
 
@@ -233,12 +244,25 @@ class Api:
                 if action is not None:
                     self.authorize(req, action, req.args.get("uid"))
                 with self.store.lock:
-                    return handler(req)
+                    status, payload = handler(req)
+                    self._custom_metadata(req, status, payload)
+                    return status, payload
             if allowed:
                 return 405, None
             raise MeiliError(404, "not_found", "Not found.")  # real Meilisearch: empty 404
         except MeiliError as err:
             return err.status, err.body()
+
+    def _custom_metadata(self, req: Request, status: int, payload: Any) -> None:
+        # crates/meilisearch/src/routes/indexes/documents.rs CustomMetadataQuery (v1.26.0+):
+        # `?customMetadata=` is kept on the task and shown as `customMetadata` when set
+        # (crates/meilisearch-types/src/task_view.rs, skip_serializing_if none).
+        value = req.params.get("customMetadata")
+        if value is None or status != 202 or not self.behaviour.v >= (1, 26, 0):
+            return
+        task = self.store.tasks.get(payload.get("taskUid")) if isinstance(payload, dict) else None
+        if task is not None:
+            task["customMetadata"] = value
 
     def authorize(self, req: Request, action: str, index_uid: str | None) -> None:
         master = self.server.master_key
@@ -373,10 +397,13 @@ class Api:
         return 202, summarized(task)
 
     def get_settings(self, req: Request) -> Response:
-        return 200, hide_secrets(self.store.get_index(req.args["uid"]).settings)
+        settings = hide_secrets(self.store.get_index(req.args["uid"]).settings)
+        return 200, self.behaviour.get_settings(settings, self.store.features)
 
     def update_settings(self, req: Request) -> Response:
-        return self._settings_task(req.args["uid"], validate_settings(req.json()), False)
+        patch = req.json()
+        self.behaviour.check_settings(patch, self.store.features)
+        return self._settings_task(req.args["uid"], validate_settings(patch), False)
 
     def reset_settings(self, req: Request) -> Response:
         return self._settings_task(req.args["uid"], dict.fromkeys(SETTING_NAMES), True)
@@ -395,7 +422,9 @@ class Api:
         name, method = self._setting_name(req)
         if req.method != method:
             return 405, None
-        return self._settings_task(req.args["uid"], validate_settings({name: req.json()}), False)
+        patch = {name: req.json()}
+        self.behaviour.check_settings(patch, self.store.features)
+        return self._settings_task(req.args["uid"], validate_settings(patch), False)
 
     def reset_setting(self, req: Request) -> Response:
         name, _ = self._setting_name(req)
@@ -413,6 +442,7 @@ class Api:
         vectors: bool,
     ) -> dict[str, Any]:
         index = self.store.get_index(uid)
+        vectors = self.behaviour.vectors_shown(vectors, self.store.features)
         terms = parse_filter(
             filter_expr, index.settings["filterableAttributes"], "invalid_document_filter"
         )
@@ -423,13 +453,17 @@ class Api:
 
     def get_documents(self, req: Request) -> Response:
         fields = req.params.get("fields")
+        asked = _bool_param(req, "retrieveVectors") if "retrieveVectors" in req.params else False
+        self.behaviour.check_retrieve_vectors(
+            asked, "retrieveVectors" in req.params, self.store.features, get=True
+        )
         return 200, self._list_documents(
             req.args["uid"],
             _int_param(req, "offset", 0, "invalid_document_offset"),
             _int_param(req, "limit", 20, "invalid_document_limit"),
             [f.strip() for f in fields.split(",")] if fields else None,
             req.params.get("filter"),
-            _bool_param(req, "retrieveVectors"),
+            asked,
         )
 
     def fetch_documents(self, req: Request) -> Response:
@@ -442,6 +476,10 @@ class Api:
                 raise MeiliError(
                     400, f"invalid_document_{name}", f"Invalid value type at `.{name}`."
                 )
+        self.behaviour.check_retrieve_vectors(
+            bool(body.get("retrieveVectors")), "retrieveVectors" in body, self.store.features,
+            get=False,
+        )
         return 200, self._list_documents(
             req.args["uid"],
             offset,
@@ -572,13 +610,22 @@ class Api:
             start = _int_param(req, "from", 0, "invalid_task_from")
             tasks = [t for t in tasks if t["uid"] <= start]
         page = tasks[:limit]
-        return 200, {
-            "results": [task_view(t) for t in page],
+        body = {
+            "results": [self._task_view(t) for t in page],
             "total": total,
             "limit": limit,
             "from": page[0]["uid"] if page else None,
             "next": tasks[limit]["uid"] if len(tasks) > limit else None,
         }
+        if not self.behaviour.tasks_have_total:
+            del body["total"]  # routes/tasks.rs AllTasks before v1.3.0
+        return 200, body
+
+    def _task_view(self, task: dict[str, Any]) -> dict[str, Any]:
+        view = task_view(task)
+        if not self.behaviour.has_batches:
+            view.pop("batchUid", None)  # task_view.rs: no batchUid before v1.13.0
+        return view
 
     def get_task(self, req: Request) -> Response:
         raw = req.args["task"]
@@ -589,7 +636,7 @@ class Api:
         task = self.store.tasks.get(int(raw))
         if task is None or not self._visible(req, task["indexUid"]):
             raise MeiliError(404, "task_not_found", f"Task `{raw}` not found.")
-        return 200, task_view(task)
+        return 200, self._task_view(task)
 
     def _task_query(self, req: Request, route: str) -> tuple[str, list[dict[str, Any]]]:
         known = ("uids", "batchUids", "statuses", "types", "indexUids", "canceledBy")
@@ -694,8 +741,8 @@ class Api:
         if not isinstance(body, dict):
             raise MeiliError(400, "bad_request", "Invalid value type: expected an object.")
         for name, value in body.items():
-            if name not in default_features():
-                known = ", ".join(f"`{n}`" for n in default_features())
+            if name not in self.store.feature_defaults:
+                known = ", ".join(f"`{n}`" for n in self.store.feature_defaults)
                 raise MeiliError(
                     400, "bad_request", f"Unknown field `{name}`: expected one of {known}"
                 )

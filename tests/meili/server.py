@@ -1,6 +1,6 @@
 """An in-process Meilisearch stand-in for tests (no Meilisearch binary can be installed here).
 
-It speaks the documented HTTP API of Meilisearch v1.12 closely enough for backup and restore
+It speaks the HTTP API of the Meilisearch ``version`` it is given (rules in ``versions.py``) closely enough for backup and restore
 code: Bearer auth with a master key and derived API keys, asynchronous tasks processed by one
 worker thread, documents with nested fields and ``_vectors``, settings with real defaults,
 index swaps, V6 dumps in the real layout and snapshots.
@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .archive import (
-    SNAPSHOT_NAME,
     MeiliStartupError,
     data_dir_exists,
     load_data_dir,
@@ -39,6 +38,7 @@ from .archive import (
 from .routes import Api, Request
 from .store import MeiliError, Store, derive_key
 from .tasks import TaskQueue, injected_error, task_view
+from .versions import Behaviour
 
 __all__ = ["MeiliStartupError", "MeiliTestServer"]
 
@@ -119,7 +119,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class MeiliTestServer:
-    """A Meilisearch v1.12-like server on 127.0.0.1, for tests.
+    """A Meilisearch server on 127.0.0.1 behaving like ``version`` (see ``versions.py``), for tests.
 
     ``data_dir`` plays ``--db-path`` (state is saved there on ``stop()`` and loaded again on
     ``start()``); ``dump_dir``/``snapshot_dir`` play ``--dump-dir``/``--snapshot-dir``;
@@ -157,6 +157,7 @@ class MeiliTestServer:
         self.dump_dir = Path(dump_dir) if dump_dir is not None else base / "dumps"
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else base / "snapshots"
         self.version = version
+        self.behaviour = Behaviour(version)
         self.import_dump = Path(import_dump) if import_dump is not None else None
         self.import_snapshot = Path(import_snapshot) if import_snapshot is not None else None
         self.task_delay = task_delay
@@ -165,7 +166,7 @@ class MeiliTestServer:
         self.ignore_dump_if_db_exists = ignore_dump_if_db_exists
         self.ignore_missing_snapshot = ignore_missing_snapshot
         self.ignore_snapshot_if_db_exists = ignore_snapshot_if_db_exists
-        self.store = Store()
+        self.store = Store(self.behaviour.default_features())
         self.queue = TaskQueue(self)
         self.api = Api(self)
         self._http: _HTTPServer | None = None
@@ -280,7 +281,8 @@ class MeiliTestServer:
 
     @property
     def snapshot_path(self) -> Path:
-        return self.snapshot_dir / SNAPSHOT_NAME
+        """Where a snapshot lands: named after the last component of ``data_dir`` (--db-path)."""
+        return self.snapshot_dir / self.behaviour.snapshot_name(self.data_dir.name)
 
     # ---- keys
 

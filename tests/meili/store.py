@@ -74,11 +74,21 @@ def index_not_found(uid: str) -> MeiliError:
 
 # --------------------------------------------------------------------------- settings
 
+# milli/src/prompt/mod.rs default_template_text() + update/chat.rs From<ChatConfig> (v1.16.0):
+# an index's chat settings when never touched (a dump from v1.15.1 on writes them).
+DEFAULT_CHAT: dict[str, Any] = {
+    "description": "",
+    "documentTemplate": "{% for field in fields %}{% if field.is_searchable and field.value != nil %}"
+    "{{ field.name }}: {{ field.value }}\n{% endif %}{% endfor %}",
+    "documentTemplateMaxBytes": 400,
+    "searchParameters": {},
+}
 DEFAULT_RANKING_RULES = ["words", "typo", "proximity", "attribute", "sort", "exactness"]
 
 
 def default_settings() -> dict[str, Any]:
-    """The full settings object of a fresh index (Meilisearch v1.12)."""
+    """Every setting any emulated version knows, at its default (``versions.py`` shows each
+    version its own subset)."""
     return {
         "displayedAttributes": ["*"],
         "searchableAttributes": ["*"],
@@ -97,6 +107,7 @@ def default_settings() -> dict[str, Any]:
             "minWordSizeForTypos": {"oneTypo": 5, "twoTypos": 9},
             "disableOnWords": [],
             "disableOnAttributes": [],
+            "disableOnNumbers": False,
         },
         "faceting": {"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha"}},
         "pagination": {"maxTotalHits": 1000},
@@ -105,6 +116,8 @@ def default_settings() -> dict[str, Any]:
         "localizedAttributes": None,
         "facetSearch": True,
         "prefixSearch": "indexingTime",
+        "chat": copy.deepcopy(DEFAULT_CHAT),
+        "foreignKeys": [],
     }
 
 
@@ -132,6 +145,8 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "localizedAttributes": (list,),
     "facetSearch": (bool,),
     "prefixSearch": (str,),
+    "chat": (dict,),
+    "foreignKeys": (list,),
 }
 
 # Per-setting sub-routes: url segment -> (setting name, HTTP method used to update it).
@@ -507,14 +522,15 @@ def default_features() -> dict[str, bool]:
 class Store:
     """The whole database of one server (what a snapshot captures)."""
 
-    def __init__(self) -> None:
+    def __init__(self, features: dict[str, bool] | None = None) -> None:
         self.lock = threading.RLock()
+        self.feature_defaults = dict(features) if features is not None else default_features()
         self.instance_uid = str(uuid.uuid4())
         self.indexes: dict[str, Index] = {}
         self.tasks: dict[int, dict[str, Any]] = {}
         self.batches: dict[int, dict[str, Any]] = {}
         self.keys: dict[str, dict[str, Any]] = {}
-        self.features = default_features()
+        self.features = dict(self.feature_defaults)
         self.network: dict[str, Any] = {"self": None, "remotes": {}}
         self.next_task_uid = 0
         self.next_batch_uid = 0
@@ -602,7 +618,8 @@ class Store:
                 task.update(status="enqueued", startedAt=None, batchUid=None)
         self.batches = {b["uid"]: b for b in data["batches"]}
         self.keys = {k["uid"]: k for k in data["keys"]}
-        self.features = {**default_features(), **data.get("features", {})}
+        saved = data.get("features", {})
+        self.features = {**self.feature_defaults, **{k: v for k, v in saved.items() if k in self.feature_defaults}}
         self.network = data.get("network") or {"self": None, "remotes": {}}
         self.next_task_uid = data["nextTaskUid"]
         self.next_batch_uid = data["nextBatchUid"]

@@ -514,7 +514,7 @@ def _process_dump(q: TaskQueue, task: dict[str, Any]) -> dict[str, Any]:
 def _process_snapshot(q: TaskQueue, task: dict[str, Any]) -> None:
     from .archive import write_snapshot
 
-    write_snapshot(q.store, q.server.snapshot_dir, q.server.version, task)
+    write_snapshot(q.store, q.server.snapshot_path, q.server.version, task)
     return None
 
 

@@ -38,7 +38,7 @@ def restore(
             "--dump-to PATH (or --check-counts alone).\n"
             f"  posterity restore {source} latest --index posters --replace\n"
             f"  posterity restore {source} latest --index posters --as posters_restored\n"
-            f"  posterity restore {source} latest --snapshot-to /var/tmp/data.ms.snapshot"
+            f"  posterity restore {source} latest --snapshot-to /var/tmp/restore/"
         )
     if as_name and len(indexes) != 1:
         raise click.UsageError("--as renames one index: give exactly one --index with it.")

@@ -23,6 +23,7 @@ import httpx
 
 from ... import __version__
 from ...errors import DumpFailed, SourceAuthError, SourceError, SourceUnreachable
+from .compat import ServerInfo, parse_version
 
 FINISHED = ("succeeded", "failed", "canceled")
 AUTH_HINT = (
@@ -100,6 +101,7 @@ class MeiliClient:
             headers=headers,
             timeout=httpx.Timeout(request_timeout, connect=10),
         )
+        self._info: ServerInfo | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -217,9 +219,23 @@ class MeiliClient:
         results = page.get("results") or []
         return int(results[0]["uid"]) if results else None
 
-    def pending_tasks(self) -> int:
+    def pending_tasks(self, most: int = 100_000) -> int:
+        """Enqueued and processing tasks. Before v1.3 ``GET /tasks`` has no ``total``: count
+        them page by page (``from``/``next``), at most ``most``."""
         page = self.get("/tasks", statuses="enqueued,processing", limit=1)
-        return int(page.get("total") or 0)
+        if "total" in page:
+            return int(page.get("total") or 0)
+        count, start = 0, None
+        while count < most:
+            params: dict[str, Any] = {"statuses": "enqueued,processing", "limit": 1000}
+            if start is not None:
+                params["from"] = start
+            page = self.get("/tasks", **params)
+            count += len(page.get("results") or [])
+            start = page.get("next")
+            if start is None:
+                break
+        return count
 
     # -- instance ------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -227,6 +243,17 @@ class MeiliClient:
 
     def version(self) -> str:
         return str(self.get("/version").get("pkgVersion"))
+
+    def info(self) -> ServerInfo:
+        """The server's version and experimental features, read once per client."""
+        if self._info is None:
+            version = parse_version(self.version())
+            try:
+                features: dict[str, Any] | None = self.get("/experimental-features")
+            except (MeiliApiError, SourceAuthError):
+                features = None  # before v1.3 (no route), or a key without experimental.get
+            self._info = ServerInfo(version, features)
+        return self._info
 
     def _pages(self, path: str) -> Iterator[dict[str, Any]]:
         offset = 0
@@ -253,7 +280,12 @@ class MeiliClient:
         return list(self._pages("/keys"))
 
     def documents(self, uid: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """Every document of index ``uid`` with its ``_vectors``, one page at a time."""
+        """Every document of index ``uid`` with its ``_vectors``, one page at a time.
+
+        ``retrieveVectors`` is sent only where the server knows it and has vectors enabled
+        (see compat.py); elsewhere ``_vectors`` is an ordinary field, returned as stored."""
+        vectors = self.info().vectors_retrievable
+        extra: dict[str, Any] = {"retrieveVectors": True} if vectors else {}
         offset = 0
         fetch = True
         while True:
@@ -262,9 +294,16 @@ class MeiliClient:
                     page = self.request(
                         "POST",
                         f"/indexes/{uid}/documents/fetch",
-                        json={"offset": offset, "limit": page_size, "retrieveVectors": True},
+                        json={"offset": offset, "limit": page_size, **extra},
                     )
                 except MeiliApiError as exc:
+                    if vectors and exc.status == 400 and (
+                        exc.code == "feature_not_enabled" or "retrieveVectors" in exc.message
+                    ):
+                        # The features could not be read beforehand: 1.9–1.12 without the vector
+                        # store refuse the field and return `_vectors` as stored without it.
+                        vectors, extra = False, {}
+                        continue
                     # Before v1.2 there is no /documents/fetch: page with GET instead.
                     if exc.status not in (404, 405) or exc.code == "index_not_found":
                         raise
@@ -272,7 +311,8 @@ class MeiliClient:
                     continue
             else:
                 page = self.get(
-                    f"/indexes/{uid}/documents", offset=offset, limit=page_size, retrieveVectors="true"
+                    f"/indexes/{uid}/documents", offset=offset, limit=page_size,
+                    **({"retrieveVectors": "true"} if vectors else {}),
                 )
             results = page.get("results") or []
             if results:

@@ -45,6 +45,13 @@ class MeilisearchConfig(BaseModel):
         description="Meilisearch's --snapshot-dir, readable by Posterity (same host); needed for mode snapshot.",
         json_schema_extra={"example": "/var/lib/meilisearch/snapshots"},
     )
+    db_path: Path | None = Field(
+        default=None,
+        description="Meilisearch's --db-path (optional). A snapshot is named after its last component "
+        "(--db-path /var/lib/meilisearch/data writes data.snapshot); without it Posterity takes the one "
+        "*.snapshot file the snapshot task wrote in snapshot_dir.",
+        json_schema_extra={"example": "/var/lib/meilisearch/data"},
+    )
     dump_dir: Path | None = Field(
         default=None,
         description="Meilisearch's --dump-dir, readable (and writable, to delete stored dumps) by Posterity; "

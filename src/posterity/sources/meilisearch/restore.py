@@ -32,6 +32,7 @@ from ...errors import ConfigError, DumpFailed, PosterityError, RestoreFailed, Re
 from .client import MeiliApiError, MeiliClient, TaskFailed, TaskTimeout
 from .dumpfile import walk_dump
 from .export import CHUNK, EXPORT_KIND, ArtifactReader, parse_header
+from .settings_restore import apply_index_settings
 from .source import DUMP_KIND
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class _Loader:
             return
         self.create()
         patch = restorable_settings(self.p.settings, self.p.uid, self.warnings)
-        self.c.wait_task(self.c.enqueue("PATCH", f"/indexes/{self.p.temp}/settings", json=patch))
+        apply_index_settings(self.c, self.p.temp, patch, self.p.uid, self.warnings)
         self.p.settings_applied = True
 
     def add_lines(self, fh: IO[bytes]) -> None:

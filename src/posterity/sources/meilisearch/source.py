@@ -6,7 +6,8 @@ Artifacts of one backup, in this order:
                               settings, experimental features, API keys (with their values) —
                               encrypted like every payload; a redacted copy (no key values, no
                               embedder secrets) goes into the manifest's facts for `show`
-    data.ms.snapshot          kind meilisearch-snapshot (mode snapshot): Meilisearch's own file
+    <db>.snapshot             kind meilisearch-snapshot (mode snapshot): Meilisearch's own file, named
+                              after the last component of --db-path (data.ms.snapshot by default)
     <dumpUid>.dump            kind meilisearch-dump (mode dump): Meilisearch's own file
     index-<uid>.ndjson        kind meilisearch-export (mode export): see export.py
 
@@ -37,6 +38,7 @@ from typing import IO, Any, cast
 
 from ...errors import DumpFailed, SourceAuthError, SourceError
 from ..base import Artifact, Source
+from . import find_snapshot
 from .client import MeiliApiError, MeiliClient
 from .config import MeilisearchConfig
 from .export import EXPORT_KIND, ExportStream, export_name, header_line
@@ -46,7 +48,6 @@ log = logging.getLogger(__name__)
 META_KIND = "meilisearch-metadata"
 SNAPSHOT_KIND = "meilisearch-snapshot"
 DUMP_KIND = "meilisearch-dump"
-SNAPSHOT_FILE = "data.ms.snapshot"
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(r"key|token|secret|password|authorization|credential", re.I)
 
@@ -139,6 +140,12 @@ class MeilisearchSource(Source):
         version = c.version()
         if "snapshot" in self.config.modes:
             assert self.config.snapshot_dir is not None
+            if not c.info().has_snapshot_route:
+                raise SourceError(
+                    f"Meilisearch {version} at {c.where} cannot take a snapshot on request "
+                    "(POST /snapshots exists from v1.5.0).",
+                    hint="Use mode dump or export with this version, or upgrade Meilisearch to 1.5 or newer.",
+                )
             _check_dir(self.config.snapshot_dir, "snapshot", "snapshot")
         if "dump" in self.config.modes:
             assert self.config.dump_dir is not None
@@ -276,9 +283,10 @@ class MeilisearchSource(Source):
         assert self.config.snapshot_dir is not None
         c = self.client
         started = time.time()
+        before = find_snapshot.listing(self.config.snapshot_dir)
         uid = c.enqueue("POST", "/snapshots")
         task = c.wait_task(uid)
-        path = self.config.snapshot_dir / SNAPSHOT_FILE
+        path = find_snapshot.written(self.config.snapshot_dir, self.config.db_path, before, uid)
         fh = self._open_output(path, "snapshot")
         st = os.fstat(fh.fileno())
         if st.st_mtime < started - 2:
@@ -291,7 +299,7 @@ class MeilisearchSource(Source):
         facts = {"task_uid": uid, "meilisearch_version": self._facts["meilisearch_version"],
                  "file": str(path), "finished_at": task.get("finishedAt"), **self._counts_after(uid)}
         self._facts["snapshot"] = {"task_uid": uid}
-        return self._file_artifact(SNAPSHOT_FILE, SNAPSHOT_KIND, fh, st.st_size, facts, path)
+        return self._file_artifact(path.name, SNAPSHOT_KIND, fh, st.st_size, facts, path)
 
     def _dump_file(self) -> tuple[Artifact, Path]:
         assert self.config.dump_dir is not None
