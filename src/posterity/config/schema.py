@@ -50,7 +50,7 @@ class RepositoryConfig(Section):
         default=60, gt=0, le=3600,
         description="Seconds one request may take, including the upload of one part, before it fails (and is "
         "retried); raise it on slow links with large parts. A stalled store fails a call in about "
-        "2 x request_timeout + 10 s.",
+        "2 x request_timeout + 25 s.",
         json_schema_extra={"example": 60},
     )
     max_part_size_mib: int = Field(

@@ -48,7 +48,7 @@ def _s3_tuning(kw: dict) -> dict:
     base = Timeouts()
     connect = float(kw.get("connect_timeout") or base.connect)
     request = float(kw.get("request_timeout") or base.request)
-    timeouts = Timeouts(connect=connect, request=request, retry=request, idle=min(base.idle, request))
+    timeouts = Timeouts(connect=connect, request=request, retry=request + 15, idle=min(base.idle, request))
     ceiling = kw.get("max_part_size_mib")
     return {"timeouts": timeouts, "max_part_size": int(ceiling) * MiB if ceiling else None}
 

@@ -148,14 +148,14 @@ class S3Store(ObjectStore):
                     time.sleep(1.0)
 
     def _holds(self, key: str, body: bytes) -> str:
-        """"ours" (the key holds exactly ``body``), "absent", or "other" (also: cannot tell)."""
+        """"ours" (the key holds exactly ``body``), "absent", "other", or "unknown" (cannot tell)."""
         try:
             info = self.stat(key)
             if info is None:
                 return "absent"
             return "ours" if info.size == len(body) and self.get_bytes(key) == body else "other"
         except PosterityError:
-            return "other"
+            return "unknown"
 
     def get(self, key: str) -> Iterator[bytes]:
         # Large objects are read as parallel ranged GETs: a single R2 stream is far slower

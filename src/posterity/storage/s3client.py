@@ -15,8 +15,10 @@ honours exactly two of them, read here and passed explicitly:
 Timeouts (``Timeouts``; the figures are in docs/architecture.md): a stalled connection —
 one that accepts and never answers, or stops reading mid-upload — fails each attempt within
 ``request_timeout`` and is retried (obstore retries timeouts, connection errors, 5xx and 429)
-with backoff until ``retry_timeout`` has passed since the first attempt; so one call gives
-up after at most about ``retry_timeout + request_timeout`` (+ one backoff of ≤ 10 s).
+with backoff until the retry window (``request_timeout`` + 15 s) has passed since the first
+attempt; so one request gives up after at most about ``2 × request_timeout + 25 s`` (145 s
+with the defaults). A create-only PUT that fails so then checks the key (a HEAD, bounded the
+same way) before it reports or resends, so it is bounded by three such budgets.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class Timeouts:
 
     connect: float = 10.0  # TCP + TLS handshake
     request: float = 60.0  # one whole HTTP request, including the upload of one part
-    retry: float = 60.0  # no new attempt starts this long after the first one
+    # No new attempt starts this long after the first one. It must outlast one timed-out
+    # attempt, or a stalled request is never retried: request + 15 s allows one more.
+    retry: float = 75.0
     idle: float = 30.0  # a read that waits longer fails; pooled connections idle longer are dropped
     max_retries: int = 5
 
