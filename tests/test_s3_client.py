@@ -203,3 +203,19 @@ class _NeverRead:
 
     def readinto(self, *_: object) -> int:
         raise AssertionError("the stream was read before the size was checked")
+
+
+def test_a_stream_that_outgrows_its_parts_is_stopped_and_nothing_is_stored(s3_server, s3_bucket, r2_proxy,
+                                                                          monkeypatch):
+    import posterity.storage.s3 as s3mod
+
+    monkeypatch.setattr(s3mod, "MAX_PARTS", 2)  # 2 x 8 MiB: a 20 MiB stream outgrows them
+    r2_proxy.max_parts = 2
+    store = _store(s3_server, s3_bucket, r2_proxy.endpoint)
+    data = random.Random(3).randbytes(20 * MiB)
+    with pytest.raises(StreamTooLarge) as exc:
+        store.put("big", (data[i : i + MiB] for i in range(0, len(data), MiB)), part_size=8 * MiB)
+    assert "nothing was committed" in exc.value.message
+    assert store.stat("big") is None
+    assert not any(r.is_complete_multipart for r in r2_proxy.requests)
+    assert r2_proxy.violations == []
