@@ -12,7 +12,11 @@ R2's rules and how we meet them:
   on CompleteMultipartUpload, so a streamed object larger than one part is checked with HEAD
   first: payload keys carry a fresh random backup id, so only a buggy second writer of the
   same id could race, and manifests and locks (the keys whose uniqueness matters) are
-  always small single PUTs.
+  always small single PUTs;
+- one write per second per key: R2's 429 is retried by obstore (``s3client`` backoff).
+
+The client itself (configuration from ``[repository]`` alone, timeouts, retries, unsigned
+payloads) is built in ``s3client``; obstore's errors are mapped in ``s3errors``.
 """
 
 from __future__ import annotations
