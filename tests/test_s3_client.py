@@ -219,3 +219,24 @@ def test_a_stream_that_outgrows_its_parts_is_stopped_and_nothing_is_stored(s3_se
     assert store.stat("big") is None
     assert not any(r.is_complete_multipart for r in r2_proxy.requests)
     assert r2_proxy.violations == []
+
+
+def test_the_lean_wal_entry_passes_the_timeouts_and_ceiling_on(tmp_path):
+    """archive_command's lean entry reads [repository] without the schema: the same bounds."""
+    from posterity.cli.walfast import LeanContext, _NotPlain
+    from posterity.config import loads_config
+
+    text = ('[repository]\nurl = "s3://bucket/p"\nendpoint = "http://127.0.0.1:9"\nconnect_timeout = 2\n'
+            'request_timeout = 7.5\nmax_part_size_mib = 64\n[encryption]\nrecipients = '
+            '["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]\n'
+            '[sources.pitr]\nkind = "postgres-physical"\ndsn = "postgresql://r@localhost/postgres"\n')
+    path = tmp_path / "posterity.toml"
+    path.write_text(text)
+    lean, full = LeanContext(path), loads_config(text)
+    store = lean.store
+    assert store.timeouts.connect == full.repository.connect_timeout == 2
+    assert store.timeouts.request == full.repository.request_timeout == 7.5
+    assert store.max_part_size == full.repository.max_part_size_mib * MiB == 64 * MiB
+    path.write_text(text.replace("request_timeout = 7.5", 'request_timeout = "7"'))
+    with pytest.raises(_NotPlain):
+        LeanContext(path)
