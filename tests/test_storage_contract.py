@@ -18,7 +18,7 @@ from posterity.storage.s3 import S3Store
 MiB = 1024 * 1024
 
 
-def make_s3(server, bucket, endpoint=None, secret=None, prefix="repo"):
+def make_s3(server, bucket, endpoint=None, secret=None, prefix="repo", max_retries=1):
     return S3Store(
         bucket,
         prefix,
@@ -26,7 +26,7 @@ def make_s3(server, bucket, endpoint=None, secret=None, prefix="repo"):
         region=server.region,
         access_key_id=server.access_key,
         secret_access_key=secret or server.secret_key,
-        max_retries=1,
+        max_retries=max_retries,
     )
 
 
@@ -42,7 +42,9 @@ def store(request, tmp_path):
     if kind == "s3":
         return make_s3(server, bucket)
     proxy = request.getfixturevalue("r2_proxy")
-    s = make_s3(server, bucket, endpoint=proxy.endpoint)
+    # Three retries: R2 answers a second write to a key within a second with 429, retried
+    # after at least 3 x 0.5 s of backoff (production stores retry five times).
+    s = make_s3(server, bucket, endpoint=proxy.endpoint, max_retries=3)
     s._proxy = proxy  # type: ignore[attr-defined]
     return s
 

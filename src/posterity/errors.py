@@ -16,7 +16,9 @@ into this tree at the adapter edge, so the CLI only ever sees ``PosterityError``
     │   ├── StorageAuthError
     │   ├── StorageUnreachable
     │   ├── ObjectNotFound
-    │   └── ObjectExists
+    │   ├── ObjectExists
+    │   ├── WriteConflict             R2 409: another conditional write to the key in flight
+    │   └── StreamTooLarge            a stream too large for the part-size ceiling
     ├── SourceError                     exit 5
     │   ├── SourceUnreachable
     │   ├── SourceAuthError
@@ -129,6 +131,18 @@ class ObjectExists(StorageError):
     """An object already exists and keys are written once."""
 
     default_hint = "Keys are never overwritten; this usually means two writers use one repository."
+
+
+class WriteConflict(StorageError):
+    """A conditional write raced another one on the same key (R2: 409 ConditionalRequestConflict)."""
+
+    default_hint = "Another write to the same key was in flight; the operation can be retried safely."
+
+
+class StreamTooLarge(StorageError):
+    """A stream would need more than 10,000 parts of the largest allowed part size."""
+
+    default_hint = "Raise [repository] max_part_size_mib, or split the source."
 
 
 class SourceError(PosterityError):

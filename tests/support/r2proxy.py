@@ -1,16 +1,26 @@
-"""An HTTP proxy that enforces Cloudflare R2's S3 quirks in front of SeaweedFS.
+"""An HTTP proxy that enforces Cloudflare R2's S3 rules in front of SeaweedFS.
 
-R2 differs from AWS S3 in ways that bite real clients:
+Each rule cites the R2 page it copies (pages under https://developers.cloudflare.com/r2/):
 
-* it rejects ``aws-chunked`` / ``STREAMING-*`` payloads and trailing checksums
-  (``x-amz-trailer``), and -- as modelled here -- the ``x-amz-checksum-*`` /
-  ``x-amz-sdk-checksum-algorithm`` headers that recent AWS SDKs send by default;
-* all parts of a multipart upload except the last must have the same size
-  (and, as on S3, be at least 5 MiB), with at most 10,000 parts.
+* ``LIMITS`` = platform/limits/: a part (like a single PUT) is at most "5 MiB less than
+  5 GiB, so 4.995 GiB"; at most 10,000 parts; at most one write per second to one key.
+* ``ERRORS`` = api/error-codes/: 411 ``MissingContentLength``; 400 ``EntityTooLarge``;
+  400 ``EntityTooSmall`` (a non-final part under 5 MiB); 400 ``InvalidPart`` (10048: "All
+  non-trailing parts must have the same size"); 429 ``TooManyRequests`` (10058: "limit:
+  1 write/second per key").
+* ``MULTIPART`` = objects/multipart-objects/: parts are equal in size except the last, which
+  may be smaller (so a last part larger than the others is refused as ``InvalidPart``).
+* ``S3API`` = api/s3/api/: the "Checksum Types" table (CRC64NVME, CRC32, CRC32C, SHA1,
+  SHA256) — object uploads may carry those ``x-amz-checksum-*`` headers; operations whose
+  row lists no checksum feature (DeleteObjects, bucket operations) refuse them (as modelled
+  here: 400 ``InvalidRequest``); ``x-amz-request-payer`` is listed as not implemented on
+  every object operation (modelled: 501 ``NotImplemented``); aws-chunked / ``STREAMING-*``
+  payloads and ``x-amz-trailer`` are refused (501), as seen from R2 by WAL-G and rclone.
 
 The proxy records every request, forwards allowed ones unchanged (including the
 ``Host`` header, so SigV4 signatures remain valid) and streams bodies.  Fault hooks
-let reliability tests inject 5xx responses or connection resets.
+let reliability tests inject 5xx responses, connection resets, stalls (``stall_next``),
+and servers that never answer (``hang_next``).
 """
 
 from __future__ import annotations
@@ -29,8 +39,10 @@ from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 MIN_PART_SIZE = 5 * 1024 * 1024
-MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
-MAX_PARTS = 10_000
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024 - 5 * 1024 * 1024  # LIMITS: 4.995 GiB
+MAX_PARTS = 10_000  # LIMITS
+WRITE_INTERVAL = 1.0  # LIMITS: one write per second per key
+CHECKSUM_ALGORITHMS = {"crc64nvme", "crc32", "crc32c", "sha1", "sha256"}  # S3API: Checksum Types
 _CHUNK = 256 * 1024
 
 _HOP_BY_HOP = {
@@ -81,14 +93,14 @@ class Recorded:
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "reset" | "lost_reply" | "cut" | "stall"
+    kind: str  # "status" | "reset" | "lost_reply" | "cut" | "stall" | "hang"
     method: str | None
     path_contains: str | None
     times: int
     status: int = 503
     code: str = "ServiceUnavailable"
     query_contains: str | None = None
-    cut_after: int = 0  # "cut": response body bytes sent before the connection is dropped
+    cut_after: int = 0  # "cut": response bytes sent before the drop; "hang": request bytes read
     seconds: float = 0.0  # "stall": how long to hold the request before handling it
 
     def matches(self, method: str, path: str, query: str) -> bool:
@@ -118,19 +130,32 @@ class R2Violation(Exception):
 class R2Proxy:
     """Proxy on 127.0.0.1 enforcing R2 rules in front of an S3 ``upstream``."""
 
-    def __init__(self, upstream: str, *, reject_checksum_headers: bool = True) -> None:
-        """``reject_checksum_headers=False`` lets ``x-amz-checksum-*`` /
-        ``x-amz-sdk-checksum-algorithm`` headers through (streaming/trailer payloads
-        are still rejected)."""
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        reject_checksum_headers: bool = True,
+        max_parts: int = MAX_PARTS,
+        write_interval: float = WRITE_INTERVAL,
+    ) -> None:
+        """``reject_checksum_headers=False`` lets ``x-amz-checksum-*`` headers through on
+        every request (R2 accepts them on object uploads either way; streaming/trailer
+        payloads are still rejected). ``max_parts`` lowers the part-count limit (tests prove
+        part sizing without 80 GiB of data); ``write_interval`` is the one-write-per-second
+        rule per key (0 turns it off)."""
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
         self.upstream = upstream
         self.reject_checksum_headers = reject_checksum_headers
+        self.max_parts = max_parts
+        self.write_interval = write_interval
+        self._last_write: dict[str, float] = {}
         self._up_host = parts.hostname
         self._up_port = parts.port or 80
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
+        self.throttled: list[str] = []  # writes answered 429 by the one-write-per-second rule
         self._faults: list[Fault] = []
         # uploadId -> {partNumber: size} for successfully uploaded parts
         self.parts: dict[str, dict[int, int]] = {}
@@ -246,6 +271,17 @@ class R2Proxy:
         with self._lock:
             self._faults.append(Fault("stall", method, path_contains, times, query_contains=query_contains, seconds=seconds))
 
+    def hang_next(
+        self, method: str | None = None, path_contains: str | None = None, seconds: float = 60.0,
+        times: int = 1, after_bytes: int = 0, query_contains: str | None = None,
+    ) -> None:
+        """A server that stops: read ``after_bytes`` of the next matching requests' bodies
+        (0: none — it accepts and never answers; more: it stalls mid-upload), then neither
+        read nor answer for ``seconds``, then drop the connection."""
+        with self._lock:
+            self._faults.append(Fault("hang", method, path_contains, times, query_contains=query_contains,
+                                      seconds=seconds, cut_after=after_bytes))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -255,8 +291,10 @@ class R2Proxy:
         with self._lock:
             self.requests.clear()
             self.violations.clear()
+            self.throttled.clear()
             self.parts.clear()
             self._faults.clear()
+            self._last_write.clear()
 
     def _take_fault(self, method: str, path: str, query: str) -> Fault | None:
         with self._lock:
@@ -312,23 +350,70 @@ class R2Proxy:
             raise self._violation(
                 rec, 501, "NotImplemented", f"x-amz-trailer: {h['x-amz-trailer']} is not supported"
             )
-        for name in h if self.reject_checksum_headers else ():
-            if name.startswith("x-amz-checksum-") or name == "x-amz-sdk-checksum-algorithm":
+        if "x-amz-request-payer" in h:  # S3API: "Request Payer" is not implemented
+            raise self._violation(
+                rec, 501, "NotImplemented", "header x-amz-request-payer is not implemented by R2"
+            )
+        if rec.method in ("PUT", "POST") and "content-length" not in h:  # ERRORS: 10033
+            raise self._violation(
+                rec, 411, "MissingContentLength", "Content-Length header required but missing"
+            )
+        # S3API: checksums on object uploads (PutObject, UploadPart, multipart create/complete).
+        upload = (rec.method == "PUT" and "x-amz-copy-source" not in h) or rec.is_create_multipart or (
+            rec.is_complete_multipart
+        )
+        for name in h:
+            if not (name.startswith("x-amz-checksum-") or name == "x-amz-sdk-checksum-algorithm"):
+                continue
+            algo = h[name].lower() if name in ("x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm") else (
+                name.removeprefix("x-amz-checksum-")
+            )
+            allowed = upload and (algo in CHECKSUM_ALGORITHMS or name == "x-amz-checksum-type")
+            if self.reject_checksum_headers and not allowed:
                 raise self._violation(
-                    rec, 400, "InvalidRequest", f"header {name} is not supported by R2"
+                    rec, 400, "InvalidRequest", f"header {name} is not supported by R2 here"
                 )
+
+    def _object_write(self, rec: Recorded) -> bool:
+        """PutObject, DeleteObject or CompleteMultipartUpload: a write to the key (LIMITS)."""
+        if rec.is_complete_multipart:
+            return True
+        key = rec.path.strip("/").partition("/")[2]
+        if not key:
+            return False
+        return (rec.method == "PUT" and not rec.is_upload_part) or (rec.method == "DELETE" and not rec.params)
+
+    def check_write_rate(self, rec: Recorded) -> None:
+        """ERRORS 10058 / LIMITS: at most one write per second to one key, else 429."""
+        if self.write_interval <= 0 or not self._object_write(rec):
+            return
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_write.get(rec.path)
+            if last is not None and now - last < self.write_interval:
+                busy = True
+            else:
+                busy = False
+                self._last_write[rec.path] = now
+        if busy:
+            # A throttle, not a broken rule: recorded apart from ``violations`` (clients retry it).
+            message = "more than one write per second to this key"
+            rec.rejected = message
+            with self._lock:
+                self.throttled.append(f"{rec.method} {rec.path}")
+            raise R2Violation(429, "TooManyRequests", message)
 
     def check_upload_part(self, rec: Recorded) -> None:
         try:
             number = int(rec.params["partNumber"][0])
         except (KeyError, ValueError):
             raise self._violation(rec, 400, "InvalidArgument", "bad partNumber") from None
-        if not 1 <= number <= MAX_PARTS:
+        if not 1 <= number <= self.max_parts:
             raise self._violation(
-                rec, 400, "InvalidArgument", f"partNumber {number} outside 1..{MAX_PARTS}"
+                rec, 400, "InvalidArgument", f"partNumber {number} outside 1..{self.max_parts}"
             )
-        if rec.body_length > MAX_PART_SIZE:
-            raise self._violation(rec, 400, "EntityTooLarge", "part larger than 5 GiB")
+        if rec.body_length > MAX_PART_SIZE:  # LIMITS / ERRORS: EntityTooLarge
+            raise self._violation(rec, 400, "EntityTooLarge", "part larger than 4.995 GiB")
 
     def note_part(self, rec: Recorded) -> None:
         upload_id = rec.params["uploadId"][0]
@@ -341,8 +426,8 @@ class R2Proxy:
         numbers = [int(n) for n in re.findall(rb"<PartNumber>\s*(\d+)\s*</PartNumber>", body)]
         if not numbers:
             raise self._violation(rec, 400, "MalformedXML", "no parts listed")
-        if len(numbers) > MAX_PARTS:
-            raise self._violation(rec, 400, "InvalidArgument", f"more than {MAX_PARTS} parts")
+        if len(numbers) > self.max_parts:
+            raise self._violation(rec, 400, "InvalidArgument", f"more than {self.max_parts} parts")
         if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
             raise self._violation(rec, 400, "InvalidPartOrder", f"parts not ascending: {numbers}")
         with self._lock:
@@ -362,7 +447,14 @@ class R2Proxy:
                     "InvalidPart",
                     f"All non-trailing parts must have the same length; sizes {sizes}",
                 )
-            if non_final[0] < MIN_PART_SIZE:
+            if sizes[-1] > non_final[0]:  # MULTIPART: the last part may only be smaller
+                raise self._violation(
+                    rec,
+                    400,
+                    "InvalidPart",
+                    f"the last part is larger than the others; sizes {sizes}",
+                )
+            if non_final[0] < MIN_PART_SIZE:  # ERRORS: EntityTooSmall
                 raise self._violation(
                     rec,
                     400,
@@ -456,6 +548,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "stall":
             time.sleep(fault.seconds)
             fault = None
+        if fault is not None and fault.kind == "hang":
+            wanted = fault.cut_after
+            while wanted > 0:
+                data = self.rfile.read(min(wanted, _CHUNK))
+                if not data:
+                    break
+                wanted -= len(data)
+                rec.body_length += len(data)
+            time.sleep(fault.seconds)
+            self._reset()
+            return
         if fault is not None and self._late_fault is None:
             if fault.kind == "reset":
                 self._reset()
@@ -467,6 +570,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
         try:
             proxy.check_headers(rec)
+            proxy.check_write_rate(rec)
             if rec.is_upload_part:
                 rec.body_length = declared or 0
                 proxy.check_upload_part(rec)

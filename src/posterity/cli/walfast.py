@@ -74,9 +74,14 @@ class LeanContext:
         url = _opt_str(repo, "url")
         if not url or url.split("://", 1)[0] not in ("file", "s3", "r2", "memory"):
             raise _NotPlain("url")
-        self.store_args = {"endpoint": _opt_str(repo, "endpoint"), "region": _opt_str(repo, "region") or "auto",
+        self.store_args: dict[str, Any] = {"endpoint": _opt_str(repo, "endpoint"), "region": _opt_str(repo, "region") or "auto",
                            "access_key_id": _opt_str(repo, "access_key_id"),
                            "secret_access_key": _opt_str(repo, "secret_access_key")}
+        for tuning in ("connect_timeout", "request_timeout", "max_part_size_mib"):
+            value = repo.get(tuning)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+                raise _NotPlain(tuning)
+            self.store_args[tuning] = value
         self.url = url
         recipients = enc.get("recipients")
         if not isinstance(recipients, list) or not recipients or not all(

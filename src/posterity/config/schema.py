@@ -41,6 +41,24 @@ class RepositoryConfig(Section):
         description="Secret access key; use ${ENV_VAR} to keep it out of the file.",
         json_schema_extra={"example": "${R2_SECRET_ACCESS_KEY}"},
     )
+    connect_timeout: float = Field(
+        default=10, gt=0, le=600,
+        description="Seconds to wait for a connection to the object store before the attempt fails (and is retried).",
+        json_schema_extra={"example": 10},
+    )
+    request_timeout: float = Field(
+        default=60, gt=0, le=3600,
+        description="Seconds one request may take, including the upload of one part, before it fails (and is "
+        "retried); raise it on slow links with large parts. A stalled store fails a call in about "
+        "2 x request_timeout + 25 s.",
+        json_schema_extra={"example": 60},
+    )
+    max_part_size_mib: int = Field(
+        default=512, ge=8, le=5115,
+        description="Ceiling on the multipart part size in MiB; a stream estimated too large for 10,000 such "
+        "parts is refused before it starts. About four parts are held in memory while uploading.",
+        json_schema_extra={"example": 512},
+    )
 
     @field_validator("url")
     @classmethod

@@ -32,6 +32,9 @@ class Context:
             region=r.region,
             access_key_id=r.access_key_id.get_secret_value() if r.access_key_id else None,
             secret_access_key=r.secret_access_key.get_secret_value() if r.secret_access_key else None,
+            connect_timeout=r.connect_timeout,
+            request_timeout=r.request_timeout,
+            max_part_size_mib=r.max_part_size_mib,
         )
 
     @cached_property

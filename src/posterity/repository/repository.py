@@ -88,11 +88,13 @@ class Repository:
         progress=None,
     ) -> tuple[int, str, int]:
         """Encode and upload one payload; returns (stored size, sha256, raw size)."""
+        # Chosen before the first byte (R2's parts are equal); refuses a stream too large for it.
+        part_size = choose_part_size(expected_size, self.store.max_part_size, what=key)
         encoded = encode(stream, stages)
         chunks: Iterable[bytes] = encoded
         if progress is not None:
             chunks = _tap(encoded, progress)
-        self.store.put(key, chunks, if_absent=True, part_size=choose_part_size(expected_size))
+        self.store.put(key, chunks, if_absent=True, part_size=part_size)
         return encoded.size, encoded.sha256, encoded.raw_size
 
     def commit(self, manifest: Manifest) -> str:

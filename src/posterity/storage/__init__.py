@@ -4,6 +4,8 @@
 - ``file:///path`` — a local folder (``LocalStore``);
 - ``s3://bucket/prefix`` with an optional endpoint (AWS S3, SeaweedFS, MinIO);
 - ``r2://<account-id>/<bucket>/<prefix>`` — Cloudflare R2 (endpoint derived, region ``auto``);
+  a bucket in a jurisdiction is ``r2://<account-id>.eu/…`` or ``r2://<account-id>.fedramp/…``
+  (endpoint ``https://<account-id>.<jurisdiction>.r2.cloudflarestorage.com``);
 - ``memory://name`` — in-process, for tests.
 """
 
@@ -35,6 +37,22 @@ def _open_memory(url: str, **_: object) -> ObjectStore:
     return _memory_stores.setdefault(name, MemoryStore(name))
 
 
+R2_JURISDICTIONS = ("eu", "fedramp")
+
+
+def _s3_tuning(kw: dict) -> dict:
+    """Timeouts and the part-size ceiling from [repository] (defaults when absent)."""
+    from .base import MiB
+    from .s3client import Timeouts
+
+    base = Timeouts()
+    connect = float(kw.get("connect_timeout") or base.connect)
+    request = float(kw.get("request_timeout") or base.request)
+    timeouts = Timeouts(connect=connect, request=request, retry=request + 15, idle=min(base.idle, request))
+    ceiling = kw.get("max_part_size_mib")
+    return {"timeouts": timeouts, "max_part_size": int(ceiling) * MiB if ceiling else None}
+
+
 def _open_s3(url: str, **kw) -> ObjectStore:
     from .s3 import S3Store
 
@@ -48,6 +66,7 @@ def _open_s3(url: str, **kw) -> ObjectStore:
         region=kw.get("region") or "auto",
         access_key_id=kw.get("access_key_id"),
         secret_access_key=kw.get("secret_access_key"),
+        **_s3_tuning(kw),
     )
 
 
@@ -55,11 +74,18 @@ def _open_r2(url: str, **kw) -> ObjectStore:
     from .s3 import S3Store
 
     parsed = urlparse(url)
-    account = parsed.netloc
+    account, _, jurisdiction = parsed.netloc.partition(".")
     bucket, _, prefix = parsed.path.strip("/").partition("/")
     if not account or not bucket:
         raise ConfigError(f"{url!r} is not r2://<account-id>/<bucket>/<prefix>.")
-    endpoint = kw.get("endpoint") or f"https://{account}.r2.cloudflarestorage.com"
+    if jurisdiction and jurisdiction not in R2_JURISDICTIONS:
+        raise ConfigError(
+            f"{url!r} names the R2 jurisdiction {jurisdiction!r}, which is not one of {', '.join(R2_JURISDICTIONS)}.",
+            hint="Write r2://<account-id>/<bucket>/<prefix>, or r2://<account-id>.eu/… for an EU bucket "
+            "(r2://<account-id>.fedramp/… for FedRAMP).",
+        )
+    host = f"{account}.{jurisdiction}" if jurisdiction else account
+    endpoint = kw.get("endpoint") or f"https://{host}.r2.cloudflarestorage.com"
     return S3Store(
         bucket,
         prefix,
@@ -68,6 +94,7 @@ def _open_r2(url: str, **kw) -> ObjectStore:
         access_key_id=kw.get("access_key_id"),
         secret_access_key=kw.get("secret_access_key"),
         scheme="r2",
+        **_s3_tuning(kw),
     )
 
 

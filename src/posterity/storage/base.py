@@ -23,25 +23,44 @@ from dataclasses import dataclass
 from datetime import datetime
 
 MiB = 1024 * 1024
-# R2 and S3: parts between 5 MiB and 5 GiB, at most 10,000 of them. We aim well below the
-# part limit so that a stream larger than its estimate still fits.
+# R2: parts between 5 MiB and 4.995 GiB (S3: 5 GiB), at most 10,000 of them
+# (https://developers.cloudflare.com/r2/platform/limits/). We aim well below the part limit
+# so that a stream larger than its estimate still fits.
 MIN_PART_SIZE = 8 * MiB
-MAX_PART_SIZE = 5 * 1024 * MiB
+MAX_PART_SIZE = 5 * 1024 * MiB - 5 * MiB  # "5 MiB less than 5 GiB, so 4.995 GiB"
+MAX_PARTS = 10_000
 TARGET_PARTS = 9_000
+#: The default ceiling on the part size (``[repository] max_part_size_mib``): up to four
+#: parts are in memory at once while uploading.
+DEFAULT_MAX_PART_SIZE = 512 * MiB
+#: An estimate is multiplied by this before the part size is chosen.
+SIZE_MARGIN = 2
 
 
-def choose_part_size(expected_size: int | None) -> int:
+def choose_part_size(expected_size: int | None, max_part_size: int = MAX_PART_SIZE, *, what: str = "stream") -> int:
     """Part size for a stream of about ``expected_size`` bytes (whole MiB, equal parts).
 
     R2 requires every part but the last to have the same size, so the size is fixed before
     the upload starts; it grows with the expected size so 10,000 parts always suffice even
-    if the stream turns out twice as large as expected.
+    if the stream turns out twice as large as expected. A stream whose estimate would need
+    parts above ``max_part_size`` is refused here, before the first byte is sent.
     """
     if not expected_size or expected_size <= 0:
         return MIN_PART_SIZE
-    wanted = math.ceil(expected_size * 2 / TARGET_PARTS)
+    wanted = math.ceil(expected_size * SIZE_MARGIN / TARGET_PARTS)
     wanted = math.ceil(wanted / MiB) * MiB
-    return max(MIN_PART_SIZE, min(MAX_PART_SIZE, wanted))
+    ceiling = min(max_part_size, MAX_PART_SIZE)
+    if wanted > ceiling:
+        from ..errors import StreamTooLarge
+
+        raise StreamTooLarge(
+            f"{what} is estimated at {expected_size / 2**30:.1f} GiB; with a {SIZE_MARGIN}x margin it needs "
+            f"parts of {wanted // MiB} MiB, above the ceiling of {ceiling // MiB} MiB "
+            f"({MAX_PARTS:,} parts at most). Nothing was uploaded.",
+            hint="Raise [repository] max_part_size_mib (up to 5115; the upload holds about four parts in "
+            "memory), or split the source.",
+        )
+    return max(MIN_PART_SIZE, wanted)
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,8 @@ class ObjectStore(ABC):
     location: str = ""
     #: True when ``put(if_absent=True)`` is atomic for streamed (multipart) objects too.
     atomic_create_large: bool = True
+    #: The largest part ``choose_part_size`` may pick for this store (a configured ceiling).
+    max_part_size: int = DEFAULT_MAX_PART_SIZE
 
     @abstractmethod
     def put(

@@ -12,18 +12,22 @@ R2's rules and how we meet them:
   on CompleteMultipartUpload, so a streamed object larger than one part is checked with HEAD
   first: payload keys carry a fresh random backup id, so only a buggy second writer of the
   same id could race, and manifests and locks (the keys whose uniqueness matters) are
-  always small single PUTs.
+  always small single PUTs;
+- one write per second per key: R2's 429 is retried by obstore (``s3client`` backoff).
+
+The client itself (configuration from ``[repository]`` alone, timeouts, retries, unsigned
+payloads) is built in ``s3client``; obstore's errors are mapped in ``s3errors``.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from dataclasses import replace
 from urllib.parse import urlparse
 
 import obstore
-from obstore.store import S3Store as _ObS3Store
 
 from ..errors import (
     BucketNotFound,
@@ -31,46 +35,20 @@ from ..errors import (
     ObjectNotFound,
     PosterityError,
     StorageAuthError,
-    StorageError,
     StorageUnreachable,
+    StreamTooLarge,
+    WriteConflict,
 )
-from .base import MIN_PART_SIZE, ObjectInfo, ObjectStore
+from .base import MAX_PARTS, MIN_PART_SIZE, ObjectInfo, ObjectStore
+from .s3client import Timeouts, build_client
+from .s3errors import map_error
+
+__all__ = ["S3Store", "map_error"]
 
 UPLOAD_CONCURRENCY = 4
 RANGED_GET_THRESHOLD = 64 * 1024 * 1024
 RANGE_SIZE = 8 * 1024 * 1024
 RANGE_WINDOW = 4
-
-
-def map_error(exc: BaseException, key: str, location: str) -> PosterityError:
-    """Turn an obstore/IO exception into Posterity's own, with a hint."""
-    text = str(exc)
-    low = text.lower()
-    if isinstance(exc, obstore.exceptions.AlreadyExistsError) or "precondition" in low:
-        return ObjectExists(f"Object {key} already exists in {location}.")
-    if "nosuchbucket" in low or "bucket does not exist" in low or "specified bucket does not exist" in low:
-        return BucketNotFound(f"The bucket of {location} does not exist.")
-    if isinstance(exc, FileNotFoundError | obstore.exceptions.NotFoundError) or "nosuchkey" in low:
-        return ObjectNotFound(f"Object {key} does not exist in {location}.")
-    if isinstance(
-        exc, obstore.exceptions.PermissionDeniedError | obstore.exceptions.UnauthenticatedError
-    ) or any(
-        s in low
-        for s in (
-            "invalidaccesskeyid",
-            "signaturedoesnotmatch",
-            "accessdenied",
-            "access denied",
-            "403 forbidden",
-            "401 unauthorized",
-        )
-    ):
-        return StorageAuthError(f"{location} refused the credentials while accessing {key}.")
-    if any(s in low for s in ("connection refused", "error sending request", "dns error", "timed out", "connect")):
-        return StorageUnreachable(f"Could not reach {location} while accessing {key}.")
-    # Never echo a URL with credentials; obstore's messages contain none, only the path.
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return StorageError(f"Object store error on {key} at {location}: {first[:300]}")
 
 
 class S3Store(ObjectStore):
@@ -85,37 +63,32 @@ class S3Store(ObjectStore):
         secret_access_key: str | None = None,
         scheme: str = "s3",
         max_retries: int = 5,
+        timeouts: Timeouts | None = None,
+        unsigned_payload: bool | None = None,
+        max_part_size: int | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         shown = f"{scheme}://{bucket}/{self.prefix}".rstrip("/")
         self.location = shown if not endpoint else f"{shown} at {urlparse(endpoint).netloc}"
-        config: dict[str, object] = {"region": region or "auto"}
-        if endpoint:
-            config["endpoint"] = endpoint
-        if access_key_id:
-            config["access_key_id"] = access_key_id
-        if secret_access_key:
-            config["secret_access_key"] = secret_access_key
-        client_options: dict[str, object] = {
-            "connect_timeout": timedelta(seconds=10),
-            "timeout": timedelta(seconds=300),
-        }
-        if endpoint and endpoint.startswith("http://"):
-            client_options["allow_http"] = True
-        retry = {
-            "max_retries": max_retries,
-            "retry_timeout": timedelta(seconds=120),
-            "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=10), "base": 2},
-        }
-        self._store = _ObS3Store(
+        if max_part_size:
+            self.max_part_size = max_part_size
+        self.timeouts = replace(timeouts or Timeouts(), max_retries=max_retries)
+        if unsigned_payload is None:
+            # Over TLS the payload hash in the signature adds nothing the connection does not
+            # already check (and the manifest's sha256 checks the stored bytes end to end).
+            unsigned_payload = not endpoint or endpoint.startswith("https://")
+        self.unsigned_payload = unsigned_payload
+        self._store = build_client(
             bucket,
-            prefix=self.prefix or None,
-            client_options=client_options,  # type: ignore[arg-type]
-            retry_config=retry,  # type: ignore[arg-type]
-            virtual_hosted_style_request=False,
-            disable_bulk_delete=True,
-            **config,  # type: ignore[arg-type]
+            self.prefix,
+            endpoint=endpoint,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            unsigned_payload=unsigned_payload,
+            timeouts=self.timeouts,
+            location=self.location,
         )
 
     def put(self, key, data, *, if_absent=True, part_size=None) -> int:
@@ -132,7 +105,7 @@ class S3Store(ObjectStore):
                 return len(head)
             if if_absent and self.stat(key) is not None:
                 raise ObjectExists(f"Object {key} already exists in {self.location}.")
-            counter = _Counter(itertools.chain([head] if head else [], it))
+            counter = _Counter(itertools.chain([head] if head else [], it), limit=part * MAX_PARTS, key=key)
             obstore.put(
                 self._store,
                 key,
@@ -153,9 +126,11 @@ class S3Store(ObjectStore):
         obstore does not retry a PUT after a connection error, and retries a 5xx into a 412
         when the first attempt did land; either way the object may exist though the call
         failed. A key that now holds exactly our bytes was written by us: success. A key
-        still absent after a connection error is safe to send once more.
+        still absent after a connection error (or a stalled request that timed out) is safe
+        to send once more; so is one still absent after R2's 409 ConditionalRequestConflict
+        (another conditional write to the key was in flight), after a pause.
         """
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             try:
                 obstore.put(self._store, key, body, mode="create" if if_absent else "overwrite")
                 return
@@ -166,18 +141,25 @@ class S3Store(ObjectStore):
                 state = self._holds(key, body)
                 if state == "ours":
                     return
-                if attempt == 2 or state != "absent" or not isinstance(err, StorageUnreachable):
+                if state == "other" and if_absent:
+                    # Whatever went wrong (a 409, 429s from writers racing for one key), the key
+                    # now holds another writer's bytes: for a create-only write that is the answer.
+                    raise ObjectExists(f"Object {key} already exists in {self.location}.") from exc
+                retryable = isinstance(err, StorageUnreachable | WriteConflict)
+                if attempt == 3 or state != "absent" or not retryable:
                     raise err from exc
+                if isinstance(err, WriteConflict):
+                    time.sleep(1.0)
 
     def _holds(self, key: str, body: bytes) -> str:
-        """"ours" (the key holds exactly ``body``), "absent", or "other" (also: cannot tell)."""
+        """"ours" (the key holds exactly ``body``), "absent", "other", or "unknown" (cannot tell)."""
         try:
             info = self.stat(key)
             if info is None:
                 return "absent"
             return "ours" if info.size == len(body) and self.get_bytes(key) == body else "other"
         except PosterityError:
-            return "other"
+            return "unknown"
 
     def get(self, key: str) -> Iterator[bytes]:
         # Large objects are read as parallel ranged GETs: a single R2 stream is far slower
@@ -299,9 +281,13 @@ def _take(it: Iterator[bytes], size: int) -> tuple[bytes | None, int]:
 
 
 class _Counter:
-    def __init__(self, it: Iterator[bytes]) -> None:
+    """Counts the streamed bytes; stops a stream that outgrew 10,000 parts as soon as it does."""
+
+    def __init__(self, it: Iterator[bytes], limit: int | None = None, key: str = "") -> None:
         self._it = it
         self.n = 0
+        self._limit = limit
+        self._key = key
 
     def __iter__(self) -> _Counter:
         return self
@@ -309,4 +295,10 @@ class _Counter:
     def __next__(self) -> bytes:
         chunk = next(self._it)
         self.n += len(chunk)
+        if self._limit is not None and self.n > self._limit:
+            raise StreamTooLarge(
+                f"{self._key} grew past {self._limit // 2**20:,} MiB, the most {MAX_PARTS:,} parts of the size chosen "
+                "from its estimate can hold; the upload was abandoned and nothing was committed.",
+                hint="The source's size estimate was far too low; raise [repository] max_part_size_mib and report it.",
+            )
         return chunk

@@ -42,6 +42,7 @@ from . import find_snapshot
 from .client import MeiliApiError, MeiliClient
 from .config import MeilisearchConfig
 from .export import EXPORT_KIND, ExportStream, export_name, header_line
+from .sizing import export_size
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +397,7 @@ class MeilisearchSource(Source):
                 summary["documents"] += stream.count
 
             yield Artifact(name=export_name(uid), kind=EXPORT_KIND, stream=cast(IO[bytes], stream),
-                           expected_size=None, facts=facts, finish=finish)
+                           expected_size=export_size(self._facts), facts=facts, finish=finish)
         summary["last_task_uid_after"] = c.last_task_uid()
 
     def _newest_index_task(self, uid: str) -> int | None:

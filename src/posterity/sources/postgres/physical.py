@@ -32,6 +32,7 @@ from ...repository import walnames as wal
 from ..base import Artifact, Source
 from .logical import _Process
 from .physical_config import PhysicalConfig
+from .sizing import cluster_size
 from .tarscan import TarTap
 from .tools import client_env, connect, describe, require_client
 
@@ -165,7 +166,7 @@ class PhysicalSource(Source):
             name=BASE_ARTIFACT,
             kind=BASE_KIND,
             stream=tap,  # type: ignore[arg-type]
-            expected_size=None,
+            expected_size=cluster_size(self.dsn),  # R2's equal parts are sized from it
             facts={"format": "tar", "manifest_inside": self.config.manifest_checksums != "NONE"},
             finish=finish,
             abort=proc.abort,
