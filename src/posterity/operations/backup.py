@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from ..repository import ArtifactRecord, Manifest, new_backup_id
 from ..repository.layout import manifest_key, payload_key
 from ..sources import make_source
 from .context import Context
+from .parallel_write import store_all
 from .unchanged import commit_if_unchanged
 
 log = logging.getLogger(__name__)
@@ -68,10 +70,13 @@ class BackupResult:
         }
 
 
-def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, progress: Progress | None = None) -> BackupResult:
+def backup_source(
+    ctx: Context, name: str, *, tags: list[str] | None = None, progress: Progress | None = None, jobs: int | None = None
+) -> BackupResult:
     progress = progress or NoProgress()
     cfg = ctx.config.source(name)
     source = make_source(name, cfg)
+    jobs = _jobs(source, cfg, jobs)
     repo = ctx.repo
     repo.descriptor()  # fail with "not initialised" before touching the source
     source.bind(ctx.store)
@@ -94,9 +99,11 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
                 repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "unchanged_from": reused.facts["unchanged_from"]})
                 return BackupResult(reused, time.monotonic() - t0)
             dump = source.dump()
-            for art in dump:
+
+            def store(art, progress=progress, one=True) -> ArtifactRecord:
                 key = payload_key(name, backup_id, art.name)
-                progress.start(f"{name}: {art.name}", None)
+                if one:
+                    progress.start(f"{name}: {art.name}", None)
                 written.append(key)
                 try:
                     size, sha, raw = repo.write_payload(
@@ -106,20 +113,29 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
                     art.abort()
                     raise
                 finally:
-                    progress.stop()
+                    if one:
+                        progress.stop()
                 art.finish()
-                records.append(
-                    ArtifactRecord(
-                        name=art.name,
-                        key=key,
-                        kind=art.kind,
-                        size=size,
-                        sha256=sha,
-                        raw_size=raw,
-                        stages=ctx.stages.specs(),
-                        facts=art.facts,
-                    )
+                return ArtifactRecord(
+                    name=art.name,
+                    key=key,
+                    kind=art.kind,
+                    size=size,
+                    sha256=sha,
+                    raw_size=raw,
+                    stages=ctx.stages.specs(),
+                    facts=art.facts,
                 )
+
+            if jobs > 1:  # artifacts stored concurrently (split pg_dump): see parallel_write
+                progress.start(f"{name}: {jobs} jobs", None)
+                try:
+                    records = store_all(dump, jobs, lambda a: store(a, _LockedProgress(progress), False))
+                finally:
+                    progress.stop()
+            else:
+                for art in dump:
+                    records.append(store(art))
             manifest = Manifest(
                 id=backup_id,
                 source=name,
@@ -149,6 +165,29 @@ def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, pro
         raise
     repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "size": manifest.size})
     return BackupResult(manifest, time.monotonic() - t0)
+
+
+def _jobs(source, cfg, jobs: int | None) -> int:
+    """Workers for a source whose dump can be stored in parallel (it has a ``jobs`` attribute)."""
+    if not hasattr(source, "jobs"):
+        return 1
+    from ..sources.postgres.parallel_dump import default_jobs
+
+    source.jobs = jobs or getattr(cfg, "jobs", None) or default_jobs()
+    return source.jobs
+
+
+class _LockedProgress:
+    """Progress advanced from several workers at once."""
+
+    lock = threading.Lock()
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+
+    def advance(self, n: int) -> None:
+        with self.lock:
+            self.inner.advance(n)
 
 
 def _manifest_may_exist(repo, source: str, backup_id: str) -> bool:

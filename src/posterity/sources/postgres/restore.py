@@ -82,10 +82,17 @@ def _is_empty(dsn: str, dbname: str) -> bool:
 def restore_logical(
     repo: Repository, manifest: Manifest, identities: list, req: PostgresRestore, progress=None
 ) -> dict[str, Any]:
+    from .parallel_restore import default_jobs, is_split, refuse_clean, restore_split
+
+    split = is_split(manifest)
     dumps = manifest.artifacts_of_kind(DUMP_KIND)
-    if not dumps:
+    if not dumps and not split:
         raise RestoreFailed(f"Backup {manifest.id} holds no pg_dump archive.")
-    dump = dumps[0]
+    if split:
+        if req.clean:
+            refuse_clean(manifest)
+        req.jobs = req.jobs or default_jobs()
+    dump = dumps[0] if dumps else None
     target = req.to_database
     started = time.monotonic()
 
@@ -117,7 +124,11 @@ def restore_logical(
             argv += ["--no-owner", "--no-privileges"]
         env = client_env(req.dsn, dbname=target)
         # pg_restore --dbname=NAME would treat a name containing '=' as a conninfo; keep PGDATABASE too.
-        if req.jobs > 1:
+        loaded: dict[str, Any] = {}
+        if split:
+            loaded = restore_split(repo, manifest, identities, argv, env, jobs=req.jobs, clean=req.clean,
+                                   staging_dir=req.staging_dir, progress=progress)
+        elif req.jobs > 1:
             staged = _stage(repo, dump, identities, req, progress)
             _run([*argv, f"--jobs={req.jobs}", str(staged)], env, None)
         else:
@@ -127,9 +138,10 @@ def restore_logical(
             "database": target,
             "server": describe(with_database(req.dsn, target)),
             "created": created,
-            "bytes": dump.raw_size,
+            "bytes": dump.raw_size if dump else loaded.get("bytes"),
             "seconds": round(time.monotonic() - started, 3),
             "jobs": req.jobs,
+            **{k: v for k, v in loaded.items() if k != "bytes"},
         }
         if req.check_counts:
             result["row_counts"] = check_row_counts(req.dsn, target, manifest.facts.get("row_counts") or {})
