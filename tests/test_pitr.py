@@ -155,7 +155,7 @@ def test_restore_to_an_lsn_from_a_named_backup_and_verify_files(env: Env) -> Non
 def test_latest_restore_promotes_and_the_new_timeline_is_archived_and_restorable(env: Env) -> None:
     dest = env.work / "restored-latest"
     port = free_port()
-    proc = restore(env, dest, "latest", "--start", "--port", str(port))
+    proc = restore(env, dest, "latest", "--archive-mode", "preserve", "--start", "--port", str(port))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     try:

@@ -41,7 +41,8 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.option("--target-timeline", "pitr_timeline", help="postgres-physical: latest (default: newest timeline that continues from the backup), current, or a number.")
 @click.option("--start", "pitr_start", is_flag=True, help="postgres-physical: start PostgreSQL on the restored directory and wait until the target is reached.")
 @click.option("--port", "pitr_port", type=click.IntRange(1, 65535), help="postgres-physical: port for --start (default: a free one).")
-@click.option("--force", "pitr_force", is_flag=True, help="postgres-physical: replace the contents of a non-empty --to-directory.")
+@click.option("--force", "pitr_force", is_flag=True, help="postgres-physical: replace a stopped PostgreSQL data directory (kept aside until the restore succeeded); never any other non-empty folder.")
+@click.option("--archive-mode", "pitr_archive_mode", type=click.Choice(["off", "preserve"]), default="off", show_default=True, help="postgres-physical: off: the restored server does not archive (a copy never writes into the source's archive); preserve: keep the backup's archive settings (a real failover).")
 @click.option("--verify-files", "pitr_verify", is_flag=True, help="postgres-physical: check every restored file with pg_verifybackup against the backup_manifest.")
 @json_option
 @pass_state
@@ -54,7 +55,7 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
             pitr_dir: Path | None = None, pitr_time: str | None = None, pitr_lsn: str | None = None,
             pitr_xid: str | None = None, pitr_name: str | None = None, pitr_action: str = "pause",
             pitr_timeline: str | None = None, pitr_start: bool = False, pitr_port: int | None = None,
-            pitr_force: bool = False, pitr_verify: bool = False) -> None:
+            pitr_force: bool = False, pitr_verify: bool = False, pitr_archive_mode: str = "off") -> None:
     """Restore backup REF (an id, unique prefix, or 'latest') of SOURCE.
 
     \b
@@ -119,6 +120,7 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
             state, source, ref, to_directory=pitr_dir, target_time=pitr_time, target_lsn=pitr_lsn,
             target_xid=pitr_xid, target_name=pitr_name, target_action=pitr_action, target_timeline=pitr_timeline,
             start=pitr_start, port=pitr_port, force=pitr_force, verify=pitr_verify, identity_file=identity_file,
+            archive_mode=pitr_archive_mode,
         )
     raise click.UsageError(f"Restore of kind {cfg.kind!r} is not supported by this version.")
 
