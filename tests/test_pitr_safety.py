@@ -219,3 +219,42 @@ def test_a_promoted_copy_does_not_archive_into_the_source(env: Env) -> None:
     listing = walarchive.list_archive(env.store, "pitr")
     assert not listing.has("00000002.history")
     assert not [f for f in listing.complete("segment") if f.timeline == 2]
+
+
+def test_a_branch_only_a_copy_made_is_not_followed_by_default(env: Env) -> None:
+    """Runs last: it leaves a timeline-2 branch in the archive, as a copy with preserve would."""
+    copy = env.work / "restored-preserve"
+    port = free_port()
+    proc = restore(env, copy, "latest", "--archive-mode", "preserve", "--start", "--port", str(port))
+    assert proc.returncode == 0, proc.stderr
+    assert "archive_mode" not in json.loads(proc.stdout)["settings"]
+    try:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+            conn.execute("insert into t(id) values (4)")
+            seg = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]  # type: ignore[index]
+            deadline = time.monotonic() + 60
+            while conn.execute("select coalesce(last_archived_wal, '') from pg_stat_archiver").fetchone()[0] < seg:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the copy did not archive"
+                time.sleep(0.1)
+    finally:
+        stop_restored(copy)
+    assert walarchive.list_archive(env.store, "pitr").has("00000002.history")
+
+    # Production's own history (timeline 1) by default, and the branch is named.
+    dest, p1 = env.work / "restored-default-tl", free_port()
+    proc = restore(env, dest, "latest", "--start", "--port", str(p1))
+    try:
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["recovery_timeline"] == 1 and rows_of(p1) == [1, 2]
+        assert any("timeline 2 (branched from timeline 1" in n and "--target-timeline 2" in n for n in out["notes"])
+    finally:
+        stop_restored(dest)
+    # Asked for explicitly, the branch is followed.
+    dest2, p2 = env.work / "restored-latest-tl", free_port()
+    proc = restore(env, dest2, "latest", "--target-timeline", "latest", "--start", "--port", str(p2))
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["recovery_timeline"] == 2 and rows_of(p2) == [1, 2, 4]
+    finally:
+        stop_restored(dest2)

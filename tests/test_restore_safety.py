@@ -277,3 +277,28 @@ def test_sql_ascii_database_backs_up_and_restores_byte_for_byte(tmp_path, pg_clu
     finally:
         drop_db(pg_cluster, name)
         drop_db(pg_cluster, target)
+
+
+def test_point_restore_with_clean_keeps_the_old_database_whole(tmp_path, sample_db):
+    cluster = sample_db.cluster
+    original = fingerprint(sample_db.dsn)
+    p = make_project(tmp_path / "proj", f"file://{tmp_path / 'repo'}")
+    p.sources["db"] = {"kind": "postgres", "dsn": sample_db.dsn, "globals": False}
+    p.sources["config"] = {"kind": "files", "paths": [str(p.root / "posterity.toml")]}
+    p.write_config()
+    p.run("init", check=True)
+    p.run("backup", check=True)
+    cluster.psql("delete from poster_authors; create view later_view as select id from posters",
+                 dbname=sample_db.name)
+    changed = fingerprint(sample_db.dsn)
+    proc = p.run("--json", "restore", "--point", "latest", "--to-database", sample_db.name, "--clean",
+                 "--to", str(tmp_path / "files"))
+    kept = None
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        kept = json.loads(proc.stdout)["restored"]["db"]["kept"]
+        assert fingerprint(sample_db.dsn) == original
+        assert fingerprint(cluster.dsn(kept)) == changed
+    finally:
+        if kept:
+            drop_db(cluster, kept)

@@ -39,7 +39,7 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.option("--target-xid", "pitr_xid", help="postgres-physical: recover to the commit of this transaction id.")
 @click.option("--target-name", "pitr_name", help="postgres-physical: recover to this restore point (pg_create_restore_point).")
 @click.option("--target-action", "pitr_action", type=click.Choice(["pause", "promote", "shutdown"]), default="pause", show_default=True, help="postgres-physical: what the server does at the target.")
-@click.option("--target-timeline", "pitr_timeline", help="postgres-physical: latest (default: newest timeline that continues from the backup), current, or a number.")
+@click.option("--target-timeline", "pitr_timeline", help="postgres-physical: the timeline to follow: current (the backup's), latest (the newest archived, even one a restored copy made), or a number. Default: the newest timeline the source's base backups were taken on.")
 @click.option("--start", "pitr_start", is_flag=True, help="postgres-physical: start PostgreSQL on the restored directory and wait until the target is reached.")
 @click.option("--port", "pitr_port", type=click.IntRange(1, 65535), help="postgres-physical: port for --start (default: a free one).")
 @click.option("--force", "pitr_force", is_flag=True, help="postgres-physical: replace a stopped PostgreSQL data directory (kept aside until the restore succeeded); never any other non-empty folder.")

@@ -43,10 +43,12 @@ def restore_pitr(
                     action=target_action, timeline=target_timeline)
     identities = ctx.identities(identity_file)
     repo = ctx.repo
-    base = choose_base(repo.manifests(source), ref, target, source, find=repo.find)
+    manifests = repo.manifests(source)
+    base = choose_base(manifests, ref, target, source, find=repo.find)
+    own = {int(m.facts.get("timeline") or 1) for m in manifests if m.kind == PHYSICAL}
     progress = progress or NoProgress()
     try:
-        plan = plan_restore(ctx.store, source, base, target, identities)
+        plan = plan_restore(ctx.store, source, base, target, identities, backup_timelines=own)
         # restore_command gets the identity explicitly, so the one checked (readable by the
         # PostgreSQL user, before anything is written) is the one `wal fetch` will use.
         ident = identity_file or ctx.config.encryption.identity_file

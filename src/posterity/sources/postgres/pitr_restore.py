@@ -326,6 +326,7 @@ def verify_files(target: Path, major: int, bin_dir: Path | None, owner: pwd.stru
 def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrRequest, progress=None) -> dict[str, Any]:
     """Steps 2–4 (and, with ``req.start``, start the server and wait for the target)."""
     t0 = time.monotonic()
+    req.notes.extend(plan.notes)
     target = req.to_directory.absolute()
     owner = os_owner()
     busy = check_directory(target, req.force, req.protected)
