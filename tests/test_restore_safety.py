@@ -302,3 +302,27 @@ def test_point_restore_with_clean_keeps_the_old_database_whole(tmp_path, sample_
     finally:
         if kept:
             drop_db(cluster, kept)
+
+
+def test_globals_filter_keeps_existing_roles_untouched_and_statements_whole():
+    from posterity.sources.postgres.restore_roles import filter_globals
+
+    dumped = (
+        "--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict abc123\n\n"
+        "SET default_transaction_read_only = off;\n\n--\n-- Roles\n--\n\n"
+        'CREATE ROLE "App Owner";\n'
+        "ALTER ROLE \"App Owner\" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\n"
+        "CREATE ROLE reader;\nALTER ROLE reader WITH NOLOGIN;\n"
+        "COMMENT ON ROLE reader IS 'reads;\nthings';\n"
+        'GRANT reader TO "App Owner" GRANTED BY postgres;\n'
+        "GRANT \"App Owner\" TO reader GRANTED BY postgres;\n"
+        "CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';\n\n\\unrestrict abc123\n"
+    )
+    text, result = filter_globals(dumped, {"App Owner", "postgres"}, overwrite=False)
+    assert result.skipped == ["App Owner"] and result.created == ["reader"]
+    assert "SCRAM" not in text and 'GRANT reader TO "App Owner"' not in text
+    assert "COMMENT ON ROLE reader IS 'reads;\nthings';" in text
+    assert 'GRANT "App Owner" TO reader GRANTED BY postgres;' in text
+    assert "CREATE TABLESPACE fast" in text and "\\restrict abc123" in text and "\\unrestrict abc123" in text
+    everything, result = filter_globals(dumped, {"App Owner", "postgres"}, overwrite=True)
+    assert result.skipped == [] and "SCRAM-SHA-256$4096:x" in everything

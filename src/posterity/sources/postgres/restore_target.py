@@ -151,8 +151,11 @@ def swap_in(conn: psycopg.Connection, build: str, target: str) -> str:
         except psycopg.errors.ObjectInUse as exc:
             last = exc
             time.sleep(0.3)
+        except psycopg.Error as exc:  # e.g. renaming the database this connection is on
+            last = exc
+            break
     raise RestoreTargetError(
-        f"The restore is complete in database {build!r}, but {target!r} stayed in use, so the names were not "
-        f"switched ({last}); {target!r} is unchanged.",
+        f"The restore is complete in database {build!r}, but the names could not be switched "
+        f"({str(last).strip().splitlines()[0] if last else 'no reason given'}); {target!r} is unchanged.",
         hint=f"Stop the clients of {target!r}, then: ALTER DATABASE {quote_ident(target)} RENAME TO "
              f"{quote_ident(kept)}; ALTER DATABASE {quote_ident(build)} RENAME TO {quote_ident(target)};")
