@@ -124,6 +124,7 @@ def test_with_roles_leaves_existing_roles_alone_unless_overwrite_roles(tmp_path,
     missing = f"gone_{uuid.uuid4().hex[:6]}"
     cluster.psql(f"create role {role} login password 'old-secret'")
     cluster.psql(f"create role {missing} login")
+    cluster.psql(f'alter database "{sample_db.name}" owner to {role}')
     target = f"{sample_db.name}_r"
     try:
         p = project_for(tmp_path, sample_db.dsn, with_globals=True)
@@ -139,6 +140,8 @@ def test_with_roles_leaves_existing_roles_alone_unless_overwrite_roles(tmp_path,
         row = cluster.psql(f"select rolcanlogin, rolpassword from pg_authid where rolname = '{role}'").strip()
         assert row == f"f|{rotated}"
         assert cluster.psql(f"select count(*) from pg_roles where rolname = '{missing}'").strip() == "1"
+        # With --with-roles the database gets the backup's owner (item 2).
+        assert cluster.psql(f"select datdba::regrole from pg_database where datname = '{target}'").strip() == role
 
         drop_db(cluster, target)
         proc = restore(p, "--to-database", target, "--with-roles", "--overwrite-roles")
@@ -146,6 +149,7 @@ def test_with_roles_leaves_existing_roles_alone_unless_overwrite_roles(tmp_path,
         assert cluster.psql(f"select rolcanlogin from pg_roles where rolname = '{role}'").strip() == "t"
     finally:
         drop_db(cluster, target)
+        cluster.psql(f'alter database "{sample_db.name}" owner to postgres')
         cluster.psql(f"drop role if exists {role}")
         cluster.psql(f"drop role if exists {missing}")
 
@@ -326,3 +330,14 @@ def test_globals_filter_keeps_existing_roles_untouched_and_statements_whole():
     assert "CREATE TABLESPACE fast" in text and "\\restrict abc123" in text and "\\unrestrict abc123" in text
     everything, result = filter_globals(dumped, {"App Owner", "postgres"}, overwrite=True)
     assert result.skipped == [] and "SCRAM-SHA-256$4096:x" in everything
+
+
+def test_create_options_an_older_server_does_not_know_are_left_out_only_when_equivalent():
+    from posterity.sources.postgres.restore_target import _supported
+
+    libc = {"ENCODING": "'UTF8'", "LOCALE_PROVIDER": "libc", "LOCALE": "'C.UTF-8'"}
+    assert _supported(libc, 15) == libc
+    assert _supported(libc, 14) == {"ENCODING": "'UTF8'", "LOCALE": "'C.UTF-8'"}
+    assert _supported(libc, 12) == {"ENCODING": "'UTF8'", "LC_COLLATE": "'C.UTF-8'", "LC_CTYPE": "'C.UTF-8'"}
+    icu = {"ENCODING": "'UTF8'", "LOCALE_PROVIDER": "icu", "ICU_LOCALE": "'en-US'"}
+    assert _supported(icu, 14) == icu  # left for the server to refuse, with the reason

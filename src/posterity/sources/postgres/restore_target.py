@@ -81,7 +81,7 @@ def kept_name(target: str) -> str:
 
 def create_like(conn: psycopg.Connection, name: str, info: DatabaseInfo | None) -> list[str]:
     """Create ``name`` from template0 with the backup's encoding and locale; returns notes."""
-    options = info.create_options() if info else {}
+    options = _supported(info.create_options() if info else {}, conn.info.server_version // 10000)
     parts = [f"CREATE DATABASE {quote_ident(name)} WITH TEMPLATE = template0"]
     parts += [f"{k} = {v}" for k, v in options.items()]
     statement = " ".join(parts)
@@ -95,6 +95,22 @@ def create_like(conn: psycopg.Connection, name: str, info: DatabaseInfo | None) 
             hint="Install that locale on the target server (or ICU), or create the database yourself with settings "
                  "that fit and restore into it: an existing empty database is used as it is.") from exc
     return [f"created {name} with {', '.join(f'{k.lower()} {v}' for k, v in options.items())}"] if options else []
+
+
+def _supported(options: dict[str, str], major: int) -> dict[str, str]:
+    """Drop options an older target server does not know when leaving them out means the same.
+
+    A libc database needs no LOCALE_PROVIDER before 15 (libc was the only one), and LOCALE is
+    LC_COLLATE plus LC_CTYPE. An ICU database on a server before 15 is left to fail, saying so.
+    """
+    out = dict(options)
+    if major < 15 and out.get("LOCALE_PROVIDER", "libc").strip("'") == "libc":
+        out.pop("LOCALE_PROVIDER", None)
+    if major < 13 and "LOCALE" in out:
+        value = out.pop("LOCALE")
+        out.setdefault("LC_COLLATE", value)
+        out.setdefault("LC_CTYPE", value)
+    return out
 
 
 def check_encoding(conn: psycopg.Connection, name: str, info: DatabaseInfo | None) -> list[str]:
