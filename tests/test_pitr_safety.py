@@ -239,6 +239,12 @@ def test_a_branch_only_a_copy_made_is_not_followed_by_default(env: Env) -> None:
     finally:
         stop_restored(copy)
     assert walarchive.list_archive(env.store, "pitr").has("00000002.history")
+    status = json.loads(env.ok("--json", "wal", "status", "--source", "pitr").stdout)
+    tls = {t["timeline"]: t for t in status["timelines"]}
+    assert tls[1]["base_backups"] == 1 and tls[2]["base_backups"] == 0
+    assert tls[2]["branched_from"] == 1 and "/" in tls[2]["branched_at"]
+    human = env.ok("wal", "status", "--source", "pitr").stdout
+    assert "timeline 2:" in human and "branched from timeline 1 at" in human
 
     # Production's own history (timeline 1) by default, and the branch is named.
     dest, p1 = env.work / "restored-default-tl", free_port()
