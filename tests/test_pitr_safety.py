@@ -140,8 +140,12 @@ def test_force_replaces_a_stopped_data_directory_only_after_success(env: Env) ->
     assert tree(dest) == before
     assert not list(env.work.glob(".restored-force.posterity-replaced-*"))
 
+    earlier = env.work / ".restored-force.posterity-replaced-20200101T000000-1"  # a killed --force restore's
+    earlier.mkdir()
     proc = restore(env, dest, "latest", "--force")
     assert proc.returncode == 0, proc.stderr
+    assert earlier.is_dir() and any(str(earlier) in n for n in json.loads(proc.stdout)["notes"])
+    earlier.rmdir()
     assert not (dest / "old-only.txt").exists()
     assert (dest / "global" / "pg_control").read_bytes() != b"old control file"
     assert (dest / "recovery.signal").exists()

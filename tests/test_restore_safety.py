@@ -74,6 +74,8 @@ def test_clean_restores_beside_and_switches_names_keeping_the_old_database(tmp_p
         conn.execute("create view later_view as select id from posters")
     changed = fingerprint(sample_db.dsn)
     busy = psycopg.connect(sample_db.dsn, autocommit=True)  # a client still connected to the old one
+    stale = f"{sample_db.name}_restoring_abc123"  # left by a killed --clean restore: named, not dropped
+    cluster.psql(f'create database "{stale}"')
     kept = None
     try:
         proc = restore(p, "--to-database", sample_db.name, "--clean")
@@ -88,9 +90,11 @@ def test_clean_restores_beside_and_switches_names_keeping_the_old_database(tmp_p
         assert one(cluster.dsn(kept), "select count(*) from later_view") == one(cluster.dsn(kept),
                                                                                "select count(*) from posters")
         assert any(kept in w for w in result["warnings"])
-        assert not [d for d in cluster.psql("select datname from pg_database").split() if "_restoring_" in d]
+        assert any(stale in w and "did not finish" in w for w in result["warnings"])
+        assert [d for d in cluster.psql("select datname from pg_database").split() if "_restoring_" in d] == [stale]
     finally:
         busy.close()
+        drop_db(cluster, stale)
         if kept:
             drop_db(cluster, kept)
 

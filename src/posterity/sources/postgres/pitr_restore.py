@@ -48,7 +48,14 @@ from ...errors import (
 from ...repository import Repository
 from ...repository.walarchive import fetch_bytes, write_file
 from .pitr_plan import Plan, Target
-from .pitr_target import Aside, check_directory, clear_stale_staging, make_staging, move_aside
+from .pitr_target import (
+    Aside,
+    check_directory,
+    clear_stale_staging,
+    earlier_asides,
+    make_staging,
+    move_aside,
+)
 from .tarextract import TarExtractor
 
 log = logging.getLogger(__name__)
@@ -335,6 +342,9 @@ def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrReques
     stage_parent = target.parent if target.parent.is_dir() else Path(tempfile.gettempdir())
     for stale in clear_stale_staging(stage_parent):
         req.notes.append(f"removed {stale}, decrypted WAL left by a restore that did not finish")
+    for kept in earlier_asides(target):
+        req.notes.append(f"{kept} holds what an earlier --force restore of {target} moved aside and did not "
+                         "finish; remove it when you no longer need it")
     need = len(plan.segments) * plan.segment_size + plan.manifest.artifacts[0].raw_size
     free = shutil.disk_usage(stage_parent).free
     if free < need:

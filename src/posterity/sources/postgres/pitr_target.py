@@ -146,6 +146,14 @@ def move_aside(target: Path) -> Aside:
     return Aside(target, inner, whole=False)
 
 
+def earlier_asides(target: Path) -> list[Path]:
+    """Old contents an earlier ``--force`` restore of ``target`` moved aside and, killed, never removed."""
+    found = list(target.parent.glob(f".{target.name}{ASIDE_MARK}*")) if target.parent.is_dir() else []
+    if target.is_dir():
+        found += list(target.glob(f"{ASIDE_MARK.lstrip('.')}*"))
+    return sorted(p for p in found if p.is_dir())
+
+
 def clear_stale_staging(parent: Path) -> list[Path]:
     """Remove staging folders of restores that are no longer running; returns what was removed."""
     removed: list[Path] = []

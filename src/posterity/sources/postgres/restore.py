@@ -42,6 +42,7 @@ from .restore_target import (
     check_encoding,
     create_like,
     is_empty,
+    leftovers,
     swap_in,
 )
 from .tools import client_env, connect, describe, parse_dsn, require_client, with_database
@@ -92,6 +93,9 @@ def restore_logical(
         assert row is not None
         server_major = int(row[0]) // 10000
         exists = conn.execute("select 1 from pg_database where datname = %s", (target,)).fetchone() is not None
+        for name in leftovers(conn, target):
+            req.warnings.append(f"database {name!r} was left by a --clean restore of {target!r} that did not "
+                                f"finish; drop it when no restore is running: DROP DATABASE {quote_ident(name)};")
     replace = exists and not is_empty(req.dsn, target)
     if replace and not req.clean:
         raise RestoreTargetError(

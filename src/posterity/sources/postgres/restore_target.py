@@ -71,6 +71,14 @@ def derived_name(base: str, suffix: str) -> str:
     return cut + suffix
 
 
+def leftovers(conn: psycopg.Connection, target: str) -> list[str]:
+    """Databases an earlier ``--clean`` restore of ``target`` left behind when it was killed."""
+    prefix = derived_name(target, "_restoring_000000")[: -len("000000")]
+    rows = conn.execute("select datname from pg_database where left(datname, %s) = %s and length(datname) = %s",
+                        (len(prefix), prefix, len(prefix) + 6)).fetchall()
+    return [r[0] for r in rows]
+
+
 def build_name(target: str) -> str:
     return derived_name(target, f"_restoring_{secrets.token_hex(3)}")
 
