@@ -345,3 +345,28 @@ def test_create_options_an_older_server_does_not_know_are_left_out_only_when_equ
     assert _supported(libc, 12) == {"ENCODING": "'UTF8'", "LC_COLLATE": "'C.UTF-8'", "LC_CTYPE": "'C.UTF-8'"}
     icu = {"ENCODING": "'UTF8'", "LOCALE_PROVIDER": "icu", "ICU_LOCALE": "'en-US'"}
     assert _supported(icu, 14) == icu  # left for the server to refuse, with the reason
+
+
+def test_name_switch_twice_in_one_second_keeps_both_old_databases(pg_cluster):
+    from datetime import UTC, datetime, timedelta
+
+    from posterity.sources.postgres.restore_target import derived_name, swap_in
+
+    target = f"sw_{uuid.uuid4().hex[:8]}"
+    build = f"{target}_restoring_000001"
+    now = datetime.now(UTC)
+    taken = [derived_name(target, f"_before_{(now + timedelta(seconds=i)).strftime('%Y%m%dT%H%M%S')}")
+             for i in range(3)]
+    for name in (target, build, *taken):
+        pg_cluster.psql(f'create database "{name}"')
+    pg_cluster.psql("create table marker(i int)", dbname=build)
+    kept = None
+    try:
+        with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+            kept = swap_in(conn, build, target)
+        assert kept not in taken and kept.startswith(f"{target}_before_")
+        assert one(pg_cluster.dsn(target), "select count(*) from pg_tables where tablename = 'marker'") == 1
+    finally:
+        for name in (target, build, kept, *taken):
+            if name:
+                drop_db(pg_cluster, name)

@@ -83,8 +83,8 @@ def build_name(target: str) -> str:
     return derived_name(target, f"_restoring_{secrets.token_hex(3)}")
 
 
-def kept_name(target: str) -> str:
-    return derived_name(target, f"_before_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}")
+def kept_name(target: str, extra: str = "") -> str:
+    return derived_name(target, f"_before_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}{extra}")
 
 
 def create_like(conn: psycopg.Connection, name: str, info: DatabaseInfo | None) -> list[str]:
@@ -161,6 +161,8 @@ def swap_in(conn: psycopg.Connection, build: str, target: str) -> str:
     number of times.
     """
     kept = kept_name(target)
+    if conn.execute("select 1 from pg_database where datname = %s", (kept,)).fetchone():  # twice in a second
+        kept = kept_name(target, f"_{secrets.token_hex(2)}")
     last: Exception | None = None
     for _ in range(SWAP_ATTEMPTS):
         conn.execute("select pg_terminate_backend(pid) from pg_stat_activity "
