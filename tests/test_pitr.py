@@ -155,7 +155,7 @@ def test_restore_to_an_lsn_from_a_named_backup_and_verify_files(env: Env) -> Non
 def test_latest_restore_promotes_and_the_new_timeline_is_archived_and_restorable(env: Env) -> None:
     dest = env.work / "restored-latest"
     port = free_port()
-    proc = restore(env, dest, "latest", "--start", "--port", str(port))
+    proc = restore(env, dest, "latest", "--archive-mode", "preserve", "--start", "--port", str(port))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     try:
@@ -176,10 +176,10 @@ def test_latest_restore_promotes_and_the_new_timeline_is_archived_and_restorable
     assert listing.has("00000002.history") and listing.has(seg) and seg.startswith("00000002")
     # Timeline 1 was not clobbered: its segments are all still there, beside timeline 2's.
     assert any(f.timeline == 1 for f in listing.complete("segment"))
-    # Restoring to latest now follows timeline 2 (row 4); --target-timeline 1 stays on the old one.
+    # --target-timeline latest follows timeline 2 (row 4); --target-timeline 1 stays on the old one.
     again, old = env.work / "restored-tl2", env.work / "restored-tl1"
     p2, p1 = free_port(), free_port()
-    r2 = restore(env, again, "latest", "--start", "--port", str(p2))
+    r2 = restore(env, again, "latest", "--target-timeline", "latest", "--start", "--port", str(p2))
     try:
         assert r2.returncode == 0, r2.stderr
         out = json.loads(r2.stdout)

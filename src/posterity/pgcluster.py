@@ -161,6 +161,7 @@ class TempCluster:
         fsync: bool = False,
         superuser: str = "postgres",
         locale: str | None = None,
+        encoding: str = "UTF8",
         start_timeout: float = 60.0,
     ) -> None:
         self.bin_dir: Path = find_bin_dir(version)
@@ -171,6 +172,7 @@ class TempCluster:
         self.fsync = fsync
         self.superuser = superuser
         self.locale = locale
+        self.encoding = encoding
         self.start_timeout = start_timeout
 
         self._as_root = os.geteuid() == 0
@@ -316,7 +318,7 @@ class TempCluster:
             "-U",
             self.superuser,
             "-E",
-            "UTF8",
+            self.encoding,
             "--auth=trust",
         ]
         if not self.fsync:

@@ -16,8 +16,9 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.option("--to-database", help="postgres: database to restore into (created if missing; must be empty unless --clean).")
 @click.option("--target-dsn", envvar="POSTERITY_TARGET_DSN", help="postgres: restore onto another server (default: the source's server). Env: POSTERITY_TARGET_DSN.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="postgres: parallel pg_restore jobs (default: the source's jobs, else the cores, at most 8, for a split backup; 1 for a single-archive one, which is staged on local disk when > 1).")
-@click.option("--clean", is_flag=True, help="postgres: replace objects in a non-empty target database.")
-@click.option("--with-roles", is_flag=True, help="postgres: also restore roles and tablespaces (pg_dumpall globals).")
+@click.option("--clean", is_flag=True, help="postgres: replace a non-empty target database: restore beside it, then switch names; the old one is kept as NAME_before_TIME.")
+@click.option("--with-roles", is_flag=True, help="postgres: also create the backup's roles and tablespaces that the server lacks (pg_dumpall globals); existing roles are left as they are.")
+@click.option("--overwrite-roles", is_flag=True, help="postgres: with --with-roles, also reset existing roles to the backup's (passwords, LOGIN, attributes, memberships).")
 @click.option("--no-owner", is_flag=True, help="postgres: do not restore ownership and privileges.")
 @click.option("--check-counts", is_flag=True, help="postgres: compare row counts with those recorded at backup time. meilisearch: compare the live document counts with the backup's.")
 @click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for staged files (default: [general] staging_dir or TMPDIR).")
@@ -38,15 +39,16 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.option("--target-xid", "pitr_xid", help="postgres-physical: recover to the commit of this transaction id.")
 @click.option("--target-name", "pitr_name", help="postgres-physical: recover to this restore point (pg_create_restore_point).")
 @click.option("--target-action", "pitr_action", type=click.Choice(["pause", "promote", "shutdown"]), default="pause", show_default=True, help="postgres-physical: what the server does at the target.")
-@click.option("--target-timeline", "pitr_timeline", help="postgres-physical: latest (default: newest timeline that continues from the backup), current, or a number.")
+@click.option("--target-timeline", "pitr_timeline", help="postgres-physical: the timeline to follow: current (the backup's), latest (the newest archived, even one a restored copy made), or a number. Default: the newest timeline the source's base backups were taken on.")
 @click.option("--start", "pitr_start", is_flag=True, help="postgres-physical: start PostgreSQL on the restored directory and wait until the target is reached.")
 @click.option("--port", "pitr_port", type=click.IntRange(1, 65535), help="postgres-physical: port for --start (default: a free one).")
-@click.option("--force", "pitr_force", is_flag=True, help="postgres-physical: replace the contents of a non-empty --to-directory.")
+@click.option("--force", "pitr_force", is_flag=True, help="postgres-physical: replace a stopped PostgreSQL data directory (kept aside until the restore succeeded); never any other non-empty folder.")
+@click.option("--archive-mode", "pitr_archive_mode", type=click.Choice(["off", "preserve"]), default="off", show_default=True, help="postgres-physical: off: the restored server does not archive (a copy never writes into the source's archive); preserve: keep the backup's archive settings (a real failover).")
 @click.option("--verify-files", "pitr_verify", is_flag=True, help="postgres-physical: check every restored file with pg_verifybackup against the backup_manifest.")
 @json_option
 @pass_state
 def restore(state, source: str | None, ref: str, to_database: str | None, target_dsn: str | None, jobs: int | None,
-            clean: bool, with_roles: bool, no_owner: bool, check_counts: bool, staging_dir: Path | None,
+            clean: bool, with_roles: bool, overwrite_roles: bool, no_owner: bool, check_counts: bool, staging_dir: Path | None,
             identity_file: str | None, to: Path | None = None, paths: tuple[str, ...] = (),
             overwrite: bool = False, point: str | None = None, meili_indexes: tuple[str, ...] = (),
             meili_all: bool = False, meili_as: str | None = None, meili_replace: bool = False,
@@ -54,7 +56,7 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
             pitr_dir: Path | None = None, pitr_time: str | None = None, pitr_lsn: str | None = None,
             pitr_xid: str | None = None, pitr_name: str | None = None, pitr_action: str = "pause",
             pitr_timeline: str | None = None, pitr_start: bool = False, pitr_port: int | None = None,
-            pitr_force: bool = False, pitr_verify: bool = False) -> None:
+            pitr_force: bool = False, pitr_verify: bool = False, pitr_archive_mode: str = "off") -> None:
     """Restore backup REF (an id, unique prefix, or 'latest') of SOURCE.
 
     \b
@@ -70,7 +72,7 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
             raise click.UsageError("Give either SOURCE [REF] or --point, not both.")
         from .files_restore import run_point_restore
 
-        pg = {"jobs": jobs, "clean": clean, "with_roles": with_roles, "no_owner": no_owner, "target_dsn": target_dsn,
+        pg = {"jobs": jobs, "clean": clean, "with_roles": with_roles, "overwrite_roles": overwrite_roles, "no_owner": no_owner, "target_dsn": target_dsn,
               "staging_dir": staging_dir, "check_counts": check_counts}
         return run_point_restore(state, point, to_database=to_database, to=to, overwrite=overwrite, postgres=pg,
                                  identity_file=identity_file, replace_indexes=meili_replace)
@@ -90,7 +92,7 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
 
         result = restore_postgres(
             ctx, source, ref, to_database=to_database, jobs=jobs, clean=clean, with_roles=with_roles,
-            no_owner=no_owner, target_dsn=target_dsn, staging_dir=staging_dir, check_counts=check_counts,
+            overwrite_roles=overwrite_roles, no_owner=no_owner, target_dsn=target_dsn, staging_dir=staging_dir, check_counts=check_counts,
             identity_file=identity_file, progress=BarProgress(not state.json),
         )
         if state.json:
@@ -101,6 +103,8 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
         if "row_counts" in result:
             rc = result["row_counts"]
             click.echo(f"row counts match the backup: {rc['tables']} tables, {rc['rows']} rows")
+        for n in result.get("notes", []):
+            click.echo(f"note: {n}")
         for w in result.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
         return
@@ -119,6 +123,7 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
             state, source, ref, to_directory=pitr_dir, target_time=pitr_time, target_lsn=pitr_lsn,
             target_xid=pitr_xid, target_name=pitr_name, target_action=pitr_action, target_timeline=pitr_timeline,
             start=pitr_start, port=pitr_port, force=pitr_force, verify=pitr_verify, identity_file=identity_file,
+            archive_mode=pitr_archive_mode,
         )
     raise click.UsageError(f"Restore of kind {cfg.kind!r} is not supported by this version.")
 

@@ -104,6 +104,10 @@ def status(state, source: str | None) -> None:
             line = f"  timeline {tl['timeline']}: {tl['segments']} segment(s), {human_size(tl['bytes'])} stored"
             if tl.get("newest"):
                 line += f", {tl['first']} … {tl['newest']} (archived {tl['newest_archived_at']})"
+            if tl.get("branched_from") is not None:
+                line += f", branched from timeline {tl['branched_from']} at {tl['branched_at']}"
+            if "base_backups" in tl:
+                line += f", {tl['base_backups']} base backup(s) on it"
             click.echo(line)
         click.echo(f"newest archived: {st['newest'] or 'none'}")
         for gap in st["gaps"]:

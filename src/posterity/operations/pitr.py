@@ -28,6 +28,7 @@ def restore_pitr(
     port: int | None = None,
     force: bool = False,
     verify: bool = False,
+    archive_mode: str = "off",
     identity_file: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -42,14 +43,20 @@ def restore_pitr(
                     action=target_action, timeline=target_timeline)
     identities = ctx.identities(identity_file)
     repo = ctx.repo
-    base = choose_base(repo.manifests(source), ref, target, source, find=repo.find)
+    manifests = repo.manifests(source)
+    base = choose_base(manifests, ref, target, source, find=repo.find)
+    own = {int(m.facts.get("timeline") or 1) for m in manifests if m.kind == PHYSICAL}
     progress = progress or NoProgress()
     try:
-        plan = plan_restore(ctx.store, source, base, target, identities)
+        plan = plan_restore(ctx.store, source, base, target, identities, backup_timelines=own)
+        # restore_command gets the identity explicitly, so the one checked (readable by the
+        # PostgreSQL user, before anything is written) is the one `wal fetch` will use.
+        ident = identity_file or ctx.config.encryption.identity_file
         req = PitrRequest(
             source=source, to_directory=to_directory, target=target, config_path=config_path.resolve(),
-            identity_file=Path(identity_file).resolve() if identity_file else None, force=force, start=start,
-            port=port, verify=verify, bin_dir=cfg.bin_dir,
+            identity_file=Path(ident).resolve() if ident else None, force=force, start=start,
+            port=port, verify=verify, bin_dir=cfg.bin_dir, protected=_protected(ctx, config_path),
+            archive_mode=archive_mode,
         )
         progress.start(f"WAL for {base.id}", None)
         try:
@@ -62,3 +69,15 @@ def restore_pitr(
     repo.audit("restore", "succeeded", {"source": source, "backup": base.id, "kind": PHYSICAL,
                                         "directory": result["directory"], "target": result["target"]})
     return result
+
+
+def _protected(ctx: Context, config_path: Path) -> list[Path]:
+    """Paths a restore target must never contain: the repository folder, state folder, config."""
+    paths = [config_path.resolve()]
+    url = ctx.config.repository.url
+    if url.startswith("file://"):
+        paths.append(Path(url[len("file://"):]))
+    for p in (ctx.config.general.state_dir, ctx.config.general.staging_dir, ctx.config.encryption.identity_file):
+        if p is not None:
+            paths.append(Path(p))
+    return paths

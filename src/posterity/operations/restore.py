@@ -19,6 +19,7 @@ def restore_postgres(
     jobs: int | None = None,
     clean: bool = False,
     with_roles: bool = False,
+    overwrite_roles: bool = False,
     no_owner: bool = False,
     target_dsn: str | None = None,
     staging_dir: Path | None = None,
@@ -42,6 +43,7 @@ def restore_postgres(
         jobs=jobs or cfg.jobs or 0,  # 0: the cores for a split backup, streaming for one archive
         clean=clean,
         with_roles=with_roles,
+        overwrite_roles=overwrite_roles,
         no_owner=no_owner,
         staging_dir=staging_dir or ctx.staging_dir,
         check_counts=check_counts,

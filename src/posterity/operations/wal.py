@@ -159,6 +159,9 @@ def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
                            "incomplete": sorted(n for n, f in listing.files.items() if not f.complete),
                            "base_backups": len(bases)}
     oldest_start = bases[0].facts.get("wal_start_segment") if bases else None
+    from .timelines import timeline_facts
+
+    branches = timeline_facts(ctx, name, listing, bases)
     newest: Any = None
     for tli in listing.timelines():
         segs = [f for f in listing.complete("segment") if f.timeline == tli]
@@ -183,6 +186,7 @@ def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
                        if s not in have]
             if missing:
                 out["gaps"].append({"timeline": tli, "missing": len(missing), "first": missing[0], "last": missing[-1]})
+        entry.update(branches.get(tli, {}))
         out["timelines"].append(entry)
     out["newest"] = newest.name if newest else None
     out["newest_archived_at"] = newest.archived_at.isoformat() if newest and newest.archived_at else None

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ...errors import RestoreFailed, RestoreTargetError
+from ...errors import RestoreFailed
 from ...operations.parallel_write import stream_limit
 from ...repository import Manifest, Repository
 from .parallel_dump import DATA_KIND, SCHEMA_KIND, default_jobs
@@ -32,13 +32,8 @@ def is_split(manifest: Manifest) -> bool:
     return bool(manifest.artifacts_of_kind(SCHEMA_KIND))
 
 
-def refuse_clean(manifest: Manifest) -> None:
-    """pg_restore --clean of pre-data alone cannot drop a table that other tables reference."""
-    raise RestoreTargetError(
-        f"Backup {manifest.id} is a parallel (split) backup; --clean cannot replace a database from it "
-        "in place. Nothing was changed.",
-        hint="Restore into a new name with --to-database, or drop the target database first.",
-    )
+def schema_archive(manifest: Manifest):
+    return manifest.artifacts_of_kind(SCHEMA_KIND)[0]
 
 
 def restore_split(
@@ -49,13 +44,10 @@ def restore_split(
     env: dict[str, str],
     *,
     jobs: int,
-    clean: bool,
     staging_dir: Path | None,
     progress=None,
 ) -> dict[str, Any]:
     """Load ``manifest``'s split backup with ``argv`` (pg_restore and its target options)."""
-    if clean:
-        refuse_clean(manifest)
     jobs = jobs or default_jobs()
     [schema] = manifest.artifacts_of_kind(SCHEMA_KIND)
     data = sorted(manifest.artifacts_of_kind(DATA_KIND), key=lambda a: -(a.raw_size or 0))

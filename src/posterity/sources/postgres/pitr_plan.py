@@ -170,16 +170,28 @@ def choose_base(manifests: list[Manifest], ref: str, target: Target, source: str
 
 
 def choose_timeline(store: ObjectStore, source: str, listing: ArchiveListing, base: Manifest, target: Target,
-                    identities: list) -> tuple[int, list[wal.TimelineEntry]]:
+                    identities: list, backup_timelines: set[int] | None = None,
+                    notes: list[str] | None = None) -> tuple[int, list[wal.TimelineEntry]]:
+    """The timeline recovery follows, and its history from the base backup on.
+
+    Default: the newest timeline that a base backup of this source was taken on (the source
+    server's own history) and that continues from ``base``. A branch only a restored copy
+    made — a promoted test copy that archived — is never followed unless asked for with
+    ``--target-timeline latest`` or its number; a sibling branch is named in ``notes``.
+    """
     base_tli = int(base.facts.get("timeline") or 1)
     stop = _stop_lsn(base)
+    with_history = {f.timeline for f in listing.complete("history")}
     if target.timeline == "current":
         candidates = [base_tli]
     elif target.timeline and target.timeline.isdigit():
         candidates = [int(target.timeline)]
-    else:
-        with_history = {f.timeline for f in listing.complete("history")}
+    elif target.timeline == "latest":
         candidates = sorted(with_history | {base_tli}, reverse=True)
+    else:
+        own = {t for t in (backup_timelines or set()) if t in with_history} | {base_tli}
+        candidates = sorted(own, reverse=True)
+    chosen: tuple[int, list[wal.TimelineEntry]] | None = None
     for tli in candidates:
         if tli < base_tli:
             continue
@@ -187,12 +199,37 @@ def choose_timeline(store: ObjectStore, source: str, listing: ArchiveListing, ba
             raise WalGap(f"The history file {tli:08X}.history of timeline {tli} is not in the archive of {source!r}.")
         chain = wal.chain_from(read_history(store, source, tli, identities), base_tli, stop)
         if chain is not None:
-            return tli, chain
+            chosen = (tli, chain)
+            break
         if len(candidates) == 1:
             raise TimelineMismatch(
                 f"Timeline {tli} does not continue from base backup {base.id} (timeline {base_tli}, "
                 f"consistent at {base.facts['stop_lsn']}).")
-    return base_tli, [wal.TimelineEntry(base_tli, 0, None)]
+    if chosen is None:
+        chosen = (base_tli, [wal.TimelineEntry(base_tli, 0, None)])
+    if notes is not None:
+        notes.extend(_siblings(store, source, with_history, base, chosen[0], identities))
+    return chosen
+
+
+def _siblings(store: ObjectStore, source: str, timelines: set[int], base: Manifest, followed: int,
+              identities: list) -> list[str]:
+    """Notes on the other archived timelines that also continue from ``base``."""
+    base_tli = int(base.facts.get("timeline") or 1)
+    out: list[str] = []
+    for tli in sorted(t for t in timelines if t > base_tli and t != followed):
+        try:
+            history = read_history(store, source, tli, identities)
+        except Exception:  # a damaged history file of a branch not followed: not this restore's business
+            continue
+        chain = wal.chain_from(history, base_tli, _stop_lsn(base))
+        if chain is None or len(chain) < 2:
+            continue
+        parent = chain[-2]
+        at = wal.format_lsn(parent.end) if parent.end is not None else "?"
+        out.append(f"timeline {tli} (branched from timeline {parent.tli} at {at}) also continues from base backup "
+                   f"{base.id}; this restore followed timeline {followed}. Pass --target-timeline {tli} to follow it.")
+    return out
 
 
 def _newest_on_chain(listing: ArchiveListing, chain: list[wal.TimelineEntry], start: int, size: int) -> int | None:
@@ -216,12 +253,17 @@ def _tail(listing: ArchiveListing, chain: list[wal.TimelineEntry], after: int, s
     return max(snaps, key=lambda f: wal.stream_length(f.name)) if snaps else None
 
 
-def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target, identities: list) -> Plan:
-    """Decide what the restore reads and check that all of it is archived."""
+def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target, identities: list,
+                 backup_timelines: set[int] | None = None) -> Plan:
+    """Decide what the restore reads and check that all of it is archived.
+
+    ``backup_timelines``: the timelines the source's base backups were taken on (see
+    :func:`choose_timeline`)."""
     facts = base.facts
     size = int(facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
     listing = list_archive(store, source)
-    tli, chain = choose_timeline(store, source, listing, base, target, identities)
+    notes: list[str] = []
+    tli, chain = choose_timeline(store, source, listing, base, target, identities, backup_timelines, notes)
     start = wal.segno_of(facts["wal_start_segment"], size)
     minimum = wal.segno_of(facts["wal_stop_segment"], size)
     newest = _newest_on_chain(listing, chain, start, size)
@@ -268,5 +310,5 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
     # latest/xid/name, a time target (the commit that ends recovery may lie only there) and an
     # LSN target in the newest segment (the record at the target may end in the next one).
     use_tail = tail is not None and end == newest and segments[-1] == newest_name
-    return Plan(base, source, tli, chain, segments, size, newest_name, tail=tail.name if use_tail and tail else None,
-                store=store)
+    return Plan(base, source, tli, chain, segments, size, newest_name, notes=notes,
+                tail=tail.name if use_tail and tail else None, store=store)

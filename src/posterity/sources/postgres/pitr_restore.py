@@ -48,6 +48,14 @@ from ...errors import (
 from ...repository import Repository
 from ...repository.walarchive import fetch_bytes, write_file
 from .pitr_plan import Plan, Target
+from .pitr_target import (
+    Aside,
+    check_directory,
+    clear_stale_staging,
+    earlier_asides,
+    make_staging,
+    move_aside,
+)
 from .tarextract import TarExtractor
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,8 @@ class PitrRequest:
     wait_timeout: float = 900.0
     notes: list[str] = field(default_factory=list)
     extra_settings: dict[str, str] = field(default_factory=dict)  # appended after the recovery settings
+    protected: list[Path] = field(default_factory=list)  # repository, state folder, config: never under the target
+    archive_mode: str = "off"  # "off": the copy never archives into the source; "preserve": keep the backup's
 
 
 def os_owner() -> pwd.struct_passwd:
@@ -98,33 +108,6 @@ def posterity_command() -> str:
         return os.environ["POSTERITY_EXECUTABLE"]
     beside = Path(sys.executable).parent / "posterity"
     return shlex.quote(str(beside) if beside.is_file() else shutil.which("posterity") or "posterity")
-
-
-def check_directory(path: Path, force: bool) -> bool:
-    """Raise unless ``path`` may be restored into; returns whether it exists with contents."""
-    if path.resolve() == Path("/") or path.resolve() == Path.home():
-        raise RestoreTargetError(f"Refusing to restore into {path}; choose a folder of its own.")
-    if path.exists() and not path.is_dir():
-        raise RestoreTargetError(f"{path} exists and is not a directory; nothing was changed.")
-    pid_file = path / "postmaster.pid"
-    if pid_file.exists():
-        try:
-            pid = int(pid_file.read_text().splitlines()[0])
-            os.kill(pid, 0)
-            alive = True
-        except (ValueError, IndexError, ProcessLookupError, OSError):
-            alive = False
-        if alive:
-            raise RestoreTargetError(
-                f"{path} is in use by a running PostgreSQL (pid {pid}); nothing was changed.",
-                hint="Stop that server first, or restore into another --to-directory.")
-    busy = path.is_dir() and any(path.iterdir())
-    if busy and not force:
-        raise RestoreTargetError(f"{path} is not empty; nothing was changed.",
-                                 hint="Restore into an empty or new directory, or add --force to replace its contents.")
-    if not path.exists() and not path.parent.is_dir():
-        raise RestoreTargetError(f"The parent folder {path.parent} does not exist; nothing was changed.")
-    return busy
 
 
 def check_readable_by(owner: pwd.struct_passwd, paths: list[Path]) -> None:
@@ -213,14 +196,6 @@ def _fetch_tail(plan: Plan, one, staging: Path) -> int:
         plan.tail = None
         plan.segments.append(segment)
     return size
-
-
-def _clear(path: Path) -> None:
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 class _Stopped(Exception):
@@ -321,6 +296,9 @@ def recovery_settings(req: PitrRequest, plan: Plan, spool: Path) -> dict[str, st
         settings["recovery_target_name"] = t.name
     if t.kind is not None:
         settings["recovery_target_action"] = t.action
+    if req.archive_mode == "off":
+        # A copy that promotes would otherwise push its new timeline into the source's archive.
+        settings["archive_mode"] = "off"
     settings.update(req.extra_settings)
     return settings
 
@@ -355,12 +333,18 @@ def verify_files(target: Path, major: int, bin_dir: Path | None, owner: pwd.stru
 def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrRequest, progress=None) -> dict[str, Any]:
     """Steps 2–4 (and, with ``req.start``, start the server and wait for the target)."""
     t0 = time.monotonic()
+    req.notes.extend(plan.notes)
     target = req.to_directory.absolute()
     owner = os_owner()
-    busy = check_directory(target, req.force)
+    busy = check_directory(target, req.force, req.protected)
     needs = [req.config_path] + ([req.identity_file] if req.identity_file else [])
     check_readable_by(owner, [p for p in needs if p is not None])
     stage_parent = target.parent if target.parent.is_dir() else Path(tempfile.gettempdir())
+    for stale in clear_stale_staging(stage_parent):
+        req.notes.append(f"removed {stale}, decrypted WAL left by a restore that did not finish")
+    for kept in earlier_asides(target):
+        req.notes.append(f"{kept} holds what an earlier --force restore of {target} moved aside and did not "
+                         "finish; remove it when you no longer need it")
     need = len(plan.segments) * plan.segment_size + plan.manifest.artifacts[0].raw_size
     free = shutil.disk_usage(stage_parent).free
     if free < need:
@@ -368,14 +352,15 @@ def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrReques
             f"Restoring needs about {need >> 20} MiB (base backup and {len(plan.segments)} WAL segments) on the disk "
             f"holding {stage_parent}, which has {free >> 20} MiB free; nothing was changed.",
             hint="Free space, restore onto a larger disk, or pick a target closer to a base backup.")
-    staging = Path(tempfile.mkdtemp(prefix=".posterity-pitr-", dir=stage_parent))
+    staging = make_staging(stage_parent)
     created = not target.exists()
     wrote = False
+    aside: Aside | None = None
     try:
         wal_bytes = prefetch(repo, plan, identities, staging, progress)
         wrote = True
         if busy:
-            _clear(target)
+            aside = move_aside(target)
         target.mkdir(mode=0o700, exist_ok=True)
         os.chmod(target, 0o700)
         if os.geteuid() == 0:
@@ -395,12 +380,9 @@ def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrReques
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if wrote:
-            if created:
-                shutil.rmtree(target, ignore_errors=True)
-            elif target.is_dir():
-                _clear(target)
+            note = _undo(target, created, aside)
             if isinstance(exc, PosterityError):
-                exc.message += f" What this restore wrote in {target} was removed."
+                exc.message += note
                 exc.args = (exc.message,)
         raise
     result: dict[str, Any] = {
@@ -418,10 +400,36 @@ def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrReques
     if req.start:
         from .pitr_start import start_and_wait
 
-        result.update(start_and_wait(target, req, plan, owner, major))
+        try:
+            result.update(start_and_wait(target, req, plan, owner, major))
+        except PosterityError as exc:
+            if aside is not None:
+                exc.message += f" The directory's old contents are kept in {aside.holder}."
+                exc.args = (exc.message,)
+            raise
+    if aside is not None:
+        aside.discard()
+        req.notes.append(f"replaced the old contents of {target} (--force); they were kept aside until now")
     result["seconds"] = round(time.monotonic() - t0, 3)
     result["notes"] = req.notes
     return result
+
+
+def _undo(target: Path, created: bool, aside: Aside | None) -> str:
+    """Remove what a failed restore wrote; put back what ``--force`` moved aside."""
+    if aside is not None:
+        if not aside.whole:
+            for child in target.iterdir():
+                if child != aside.holder:
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        aside.restore_back()
+        return f" What this restore wrote in {target} was removed and its old contents put back."
+    if created:
+        shutil.rmtree(target, ignore_errors=True)
+    elif target.is_dir():
+        for child in target.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    return f" What this restore wrote in {target} was removed."
 
 
 def parse_target_time(text: str | None) -> datetime | None:

@@ -1,4 +1,10 @@
-"""Restore a logical PostgreSQL backup into a new or empty database.
+"""Restore a logical PostgreSQL backup into a new or empty database, or replace one.
+
+The database is created as the backup's was (encoding, locale, ICU: ``restore_target``), and
+gets the backup's database-level settings, comment and privileges. ``--clean`` restores into
+a new database beside the existing one and switches the names when it is complete; the old
+one is kept under ``<name>_before_<time>``. ``--with-roles`` creates missing roles only
+(``restore_roles``).
 
 Streaming (``jobs == 1``): verify → decrypt → decompress straight into ``pg_restore``'s stdin.
 Parallel (``jobs > 1``): pg_restore -j needs a seekable file, so the decoded dump is staged
@@ -27,16 +33,19 @@ from psycopg import sql
 
 from ...errors import LocalResourceError, PosterityError, RestoreFailed, RestoreTargetError
 from ...repository import Manifest, Repository
-from .logical import DUMP_KIND, GLOBALS_KIND, USER_TABLES
-from .tools import (
-    client_env,
-    connect,
-    describe,
-    find_binary,
-    parse_dsn,
-    require_client,
-    with_database,
+from .archive_database import quote_ident, read_database_info
+from .logical import DUMP_KIND, USER_TABLES
+from .restore_roles import RolesResult, restore_globals
+from .restore_target import (
+    apply_properties,
+    build_name,
+    check_encoding,
+    create_like,
+    is_empty,
+    leftovers,
+    swap_in,
 )
+from .tools import client_env, connect, describe, parse_dsn, require_client, with_database
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,7 @@ class PostgresRestore:
     jobs: int = 1
     clean: bool = False
     with_roles: bool = False
+    overwrite_roles: bool = False
     no_owner: bool = False
     staging_dir: Path | None = None
     check_counts: bool = False
@@ -68,29 +78,16 @@ def _maintenance_conn(dsn: str) -> psycopg.Connection:
     raise last
 
 
-def _is_empty(dsn: str, dbname: str) -> bool:
-    with connect(dsn, dbname=dbname) as conn:
-        row = conn.execute(
-            "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-            "where n.nspname not in ('pg_catalog','information_schema') and n.nspname not like 'pg_toast%' "
-            "and n.nspname not like 'pg_temp%' "
-            "and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')"
-        ).fetchone()
-    return row is not None and row[0] == 0
-
-
 def restore_logical(
     repo: Repository, manifest: Manifest, identities: list, req: PostgresRestore, progress=None
 ) -> dict[str, Any]:
-    from .parallel_restore import default_jobs, is_split, refuse_clean, restore_split
+    from .parallel_restore import default_jobs, is_split, restore_split, schema_archive
 
-    split = is_split(manifest)
+    split = is_split(manifest)  # a schema archive plus data archives (parallel_dump)
     dumps = manifest.artifacts_of_kind(DUMP_KIND)
     if not dumps and not split:
         raise RestoreFailed(f"Backup {manifest.id} holds no pg_dump archive.")
     if split:
-        if req.clean:
-            refuse_clean(manifest)
         req.jobs = req.jobs or default_jobs()
     dump = dumps[0] if dumps else None
     target = req.to_database
@@ -101,58 +98,70 @@ def restore_logical(
         assert row is not None
         server_major = int(row[0]) // 10000
         exists = conn.execute("select 1 from pg_database where datname = %s", (target,)).fetchone() is not None
-    if exists and not req.clean and not _is_empty(req.dsn, target):
+        for name in leftovers(conn, target):
+            req.warnings.append(f"database {name!r} was left by a --clean restore of {target!r} that did not "
+                                f"finish; drop it when no restore is running: DROP DATABASE {quote_ident(name)};")
+    replace = exists and not is_empty(req.dsn, target)
+    if replace and not req.clean:
         raise RestoreTargetError(
             f"The database {target!r} already exists and is not empty; nothing was changed.",
-            hint="Restore into a new name with --to-database, or add --clean to replace its contents.",
+            hint="Restore into a new name with --to-database, or add --clean to replace it (the old one is kept "
+                 "under another name until you drop it).",
         )
     pg_restore, _ = require_client("pg_restore", server_major, req.bin_dir)
+    try:
+        info = read_database_info(repo, dump or schema_archive(manifest), identities)
+    except PosterityError as exc:
+        exc.message += " Nothing was changed."
+        exc.args = (exc.message,)
+        raise
+    # --clean never drops first: restore beside the old database, then switch names.
+    into = build_name(target) if replace else target
     created = False
     staged: Path | None = None
+    notes: list[str] = []
+    roles: RolesResult | None = None
     try:
-        if not exists:
-            with _maintenance_conn(req.dsn) as conn:
-                conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(target)))
-            created = True
+        with _maintenance_conn(req.dsn) as conn:
+            if exists and not replace:
+                req.warnings.extend(check_encoding(conn, target, info))
+            else:
+                notes += create_like(conn, into, info)
+                created = True
         if req.with_roles:
-            _restore_globals(repo, manifest, identities, req, server_major)
+            roles = restore_globals(repo, manifest, identities, req.dsn, server_major, req.bin_dir,
+                                    req.overwrite_roles)
+            req.warnings.extend(roles.warnings)
 
-        argv = [str(pg_restore), "--exit-on-error", "--no-password", f"--dbname={target}"]
-        if req.clean:
-            argv += ["--clean", "--if-exists"]
+        argv = [str(pg_restore), "--exit-on-error", "--no-password", f"--dbname={into}"]
         if req.no_owner:
             argv += ["--no-owner", "--no-privileges"]
-        env = client_env(req.dsn, dbname=target)
+        env = client_env(req.dsn, dbname=into)
         # pg_restore --dbname=NAME would treat a name containing '=' as a conninfo; keep PGDATABASE too.
         loaded: dict[str, Any] = {}
         if split:
-            loaded = restore_split(repo, manifest, identities, argv, env, jobs=req.jobs, clean=req.clean,
+            loaded = restore_split(repo, manifest, identities, argv, env, jobs=req.jobs,
                                    staging_dir=req.staging_dir, progress=progress)
         elif req.jobs > 1:
             staged = _stage(repo, dump, identities, req, progress)
             _run([*argv, f"--jobs={req.jobs}", str(staged)], env, None)
         else:
             _stream_into(repo, dump, identities, argv, env, progress)
-        result: dict[str, Any] = {
-            "backup": manifest.id,
-            "database": target,
-            "server": describe(with_database(req.dsn, target)),
-            "created": created,
-            "bytes": dump.raw_size if dump else loaded.get("bytes"),
-            "seconds": round(time.monotonic() - started, 3),
-            "jobs": req.jobs,
-            **{k: v for k, v in loaded.items() if k != "bytes"},
-        }
-        if req.check_counts:
-            result["row_counts"] = check_row_counts(req.dsn, target, manifest.facts.get("row_counts") or {})
-        result["warnings"] = req.warnings
-        return result
+        req.warnings.extend(apply_properties(req.dsn, into, info, owner=req.with_roles and not req.no_owner,
+                                             privileges=not req.no_owner))
+        counts = None
+        if req.check_counts:  # checked before the switch: a short copy never replaces anything
+            counts = check_row_counts(req.dsn, into, manifest.facts.get("row_counts") or {})
     except BaseException as exc:
         if created:
-            _drop(req.dsn, target)
-            note = f" The partly restored database {target!r} was dropped."
-        else:
+            _drop(req.dsn, into)
+            note = f" The partly restored database {into!r} was dropped."
+            if replace:
+                note += f" {target!r} was not changed."
+        elif exists:
             note = f" The database {target!r} may hold partial data; restore again with --clean."
+        else:
+            note = ""
         if isinstance(exc, PosterityError):
             exc.message += note
             exc.args = (exc.message,)
@@ -163,6 +172,32 @@ def restore_logical(
     finally:
         if staged is not None:
             staged.unlink(missing_ok=True)
+    result: dict[str, Any] = {
+        "backup": manifest.id,
+        "database": target,
+        "server": describe(with_database(req.dsn, target)),
+        "created": created and not replace,
+        "bytes": dump.raw_size if dump else loaded.get("bytes"),
+        "jobs": req.jobs,
+        **{k: v for k, v in loaded.items() if k != "bytes"},
+    }
+    if replace:
+        with _maintenance_conn(req.dsn) as conn:
+            kept = swap_in(conn, into, target)
+        result["kept"] = kept
+        req.warnings.append(f"the previous {target!r} is kept, whole, as {kept!r}; drop it when you no longer need "
+                            f"it: DROP DATABASE {quote_ident(kept)};")
+    if roles is not None:
+        result["roles"] = {"created": roles.created, "skipped": roles.skipped}
+        if roles.skipped and not req.overwrite_roles:
+            req.warnings.append(f"roles that already exist were left as they are: {', '.join(roles.skipped)} "
+                                "(--overwrite-roles replaces them with the backup's)")
+    if counts is not None:
+        result["row_counts"] = counts
+    result["notes"] = notes
+    result["seconds"] = round(time.monotonic() - started, 3)
+    result["warnings"] = req.warnings
+    return result
 
 
 def _stage(repo: Repository, dump, identities: list, req: PostgresRestore, progress) -> Path:
@@ -246,35 +281,6 @@ def _tail(fh) -> str:
     fh.seek(0)
     lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
     return " | ".join(lines[-5:]) or "no message"
-
-
-def _restore_globals(repo: Repository, manifest: Manifest, identities: list, req: PostgresRestore, major: int) -> None:
-    found = manifest.artifacts_of_kind(GLOBALS_KIND)
-    if not found:
-        req.warnings.append("This backup holds no roles (globals); --with-roles did nothing.")
-        return
-    psql = find_binary("psql", major, req.bin_dir)
-    errf = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    env = client_env(req.dsn, dbname="postgres")
-    proc = subprocess.Popen(
-        [str(psql), "-X", "-q", "--no-password", "-d", "postgres"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=errf,
-        env=env,
-    )
-    assert proc.stdin is not None
-    try:
-        repo.read_artifact(found[0], proc.stdin, identities)
-    finally:
-        proc.stdin.close()
-        proc.wait()
-    errf.seek(0)
-    for line in errf.read().decode(errors="replace").splitlines():
-        # Roles that already exist (the restoring user, at least) are expected.
-        if "ERROR" in line and "already exists" not in line:
-            req.warnings.append(f"roles: {line.strip()}")
-    errf.close()
 
 
 def _drop(dsn: str, dbname: str) -> None:

@@ -83,6 +83,9 @@ def connect(dsn: str, dbname: str | None = None, autocommit: bool = True) -> psy
         params["dbname"] = dbname
     params.setdefault("connect_timeout", "10")
     params.setdefault("application_name", "posterity")
+    # A SQL_ASCII database would hand psycopg bytes (b'public'); ask for UTF8 everywhere: the
+    # server converts LATIN1 & co. and passes SQL_ASCII through, so names arrive as str.
+    params.setdefault("client_encoding", "UTF8")
     where = describe(make_conninfo(**params))
     try:
         return psycopg.connect(make_conninfo(**params), autocommit=autocommit)

@@ -1,0 +1,40 @@
+"""What ``wal status`` says about each archived timeline: how many base backups of the source
+were taken on it (a timeline without any may be a branch only a restored copy made), and —
+when this host holds the identity to read history files — where it branched.
+
+A restore follows, by default, the newest timeline the source's base backups are on
+(``pitr_plan.choose_timeline``); these facts let a person see the same thing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from ..errors import PosterityError
+from ..repository import walnames as wal
+from ..repository.walarchive import ArchiveListing, read_history
+from .context import Context
+
+
+def timeline_facts(ctx: Context, source: str, listing: ArchiveListing, bases: list[Any]) -> dict[int, dict[str, Any]]:
+    counts = Counter(int(m.facts.get("timeline") or 1) for m in bases)
+    identities: list | None = None
+    out: dict[int, dict[str, Any]] = {}
+    for tli in listing.timelines():
+        facts: dict[str, Any] = {"base_backups": counts.get(tli, 0)}
+        if tli > 1 and listing.has(f"{tli:08X}.history"):
+            if identities is None:
+                try:
+                    identities = ctx.identities()
+                except PosterityError:  # a backup host holds only recipients: no history contents
+                    identities = []
+            if identities:
+                try:
+                    chain = read_history(ctx.store, source, tli, identities)
+                except PosterityError:
+                    chain = []
+                if len(chain) >= 2 and chain[-2].end is not None:
+                    facts.update(branched_from=chain[-2].tli, branched_at=wal.format_lsn(chain[-2].end))
+        out[tli] = facts
+    return out
