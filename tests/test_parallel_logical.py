@@ -165,3 +165,61 @@ def test_plan_parts_batches_small_tables_and_keeps_a_rest():
 def test_quote_pattern_is_exact():
     assert quote_pattern("public", 'Odd*Name.x"q') == '"public"."Odd*Name.x""q"'
     assert isinstance(Part("x", None, 0), Part)
+
+
+def test_all_archives_share_one_snapshot_under_concurrent_writes(local_split, sample_db, tmp_path):
+    """Each pg_dump starts late (a wrapper sleeps first) while parent+child rows are written in
+    one transaction each: the archives must still describe one moment, so the restored
+    counts match the snapshot's, the foreign key can be created, and parents == children."""
+    import threading
+
+    real = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("pg_dumpall", "pg_restore", "psql"):
+        (bin_dir / tool).symlink_to(real / tool)
+    (bin_dir / "pg_dump").write_text(
+        f'#!/bin/sh\ncase "$*" in *--section=data*) sleep 1;; esac\nexec {real / "pg_dump"} "$@"\n'
+    )
+    (bin_dir / "pg_dump").chmod(0o755)
+    local_split.sources["db"]["bin_dir"] = str(bin_dir)
+    local_split.write_config()
+    with psycopg.connect(sample_db.dsn, autocommit=True) as conn:
+        conn.execute("create table parent (id int primary key, pad text)")
+        conn.execute("create table kid (id serial primary key, parent_id int references parent(id), pad text)")
+        conn.execute("insert into parent select g, repeat('p', 200) from generate_series(1, 4000) g")
+        conn.execute("insert into kid (parent_id, pad) select g, repeat('k', 200) from generate_series(1, 4000) g")
+    stop = threading.Event()
+    written = [0]
+
+    def writer() -> None:
+        with psycopg.connect(sample_db.dsn, autocommit=True) as conn:
+            n = 100_000
+            while not stop.is_set():
+                with conn.transaction():
+                    conn.execute("insert into parent values (%s, 'x')", (n,))
+                    conn.execute("insert into kid (parent_id, pad) values (%s, 'x')", (n,))
+                n += 1
+                written[0] += 1
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        manifest = backup(local_split)
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    data = [a for a in manifest["artifacts"] if a["kind"] == "pg_dump-custom-data"]
+    homes = {tbl: a["name"] for a in data for tbl in a["facts"].get("tables", [])}
+    assert homes["public.parent"] != homes["public.kid"]  # the two tables were dumped apart
+    assert written[0] > 10  # rows really were written while the pg_dumps ran
+    counts = manifest["facts"]["row_counts"]
+    assert counts["public.parent"] == counts["public.kid"]
+    target = f"{sample_db.name}_snap"
+    try:
+        local_split.run("restore", "db", "latest", "--to-database", target, "--check-counts", check=True)
+        with psycopg.connect(sample_db.cluster.dsn(target)) as conn:
+            row = conn.execute("select (select count(*) from parent), (select count(*) from kid)").fetchone()
+        assert row == (counts["public.parent"], counts["public.kid"])
+    finally:
+        drop_db(sample_db.cluster, target)
