@@ -223,3 +223,23 @@ def test_all_archives_share_one_snapshot_under_concurrent_writes(local_split, sa
         assert row == (counts["public.parent"], counts["public.kid"])
     finally:
         drop_db(sample_db.cluster, target)
+
+
+def test_split_backup_in_a_restore_point_and_a_drill(local_split, sample_db):
+    """A restore point of a split backup restores whole; a drill on it restores and counts."""
+    add_awkward_objects(sample_db.dsn)
+    original = fingerprint(sample_db.dsn)
+    local_split.sources["db"]["drill"] = "scratch-db"
+    local_split.write_config()
+    local_split.run("backup", check=True)  # no names: a restore point of every source
+    point = json.loads(local_split.run("--json", "list", "--points", check=True).stdout)[0]
+    manifest = json.loads(local_split.run("show", point["backups"][0]["backup"], "--json", check=True).stdout)
+    assert manifest["facts"]["layout"] == "split"
+    drop_db(sample_db.cluster, sample_db.name)
+    local_split.run("restore", "--point", "latest", "--to-database", sample_db.name, check=True)
+    assert fingerprint(sample_db.dsn) == original
+
+    drill = json.loads(local_split.run("--json", "drill", "--source", "db", check=True).stdout)["drills"][0]
+    assert drill["ok"], drill
+    [counts] = [c for c in drill["checks"] if c["name"] == "row counts"]
+    assert counts["ok"] and counts["value"] == sum(manifest["facts"]["row_counts"].values())
