@@ -243,3 +243,16 @@ def test_split_backup_in_a_restore_point_and_a_drill(local_split, sample_db):
     assert drill["ok"], drill
     [counts] = [c for c in drill["checks"] if c["name"] == "row counts"]
     assert counts["ok"] and counts["value"] == sum(manifest["facts"]["row_counts"].values())
+
+
+def test_a_missing_data_archive_fails_the_restore_and_drops_the_new_database(local_split, sample_db):
+    manifest = backup(local_split)
+    repo = Path(local_split.repo_url.removeprefix("file://"))
+    data = [a for a in manifest["artifacts"] if a["kind"] == "pg_dump-custom-data"]
+    victim = data[-1]["key"]
+    (repo / victim).unlink()
+    target = f"{sample_db.name}_gone"
+    r = local_split.run("restore", "db", "latest", "--to-database", target, "--jobs", "2")
+    assert r.returncode == 4, r.stderr
+    assert victim in r.stderr and "was dropped" in r.stderr
+    assert sample_db.cluster.psql(f"select count(*) from pg_database where datname = '{target}'").strip() == "0"

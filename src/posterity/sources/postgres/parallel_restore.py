@@ -74,6 +74,7 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
     stop = threading.Event()  # the first failure: the other loads are killed, not waited out
     procs: dict[int, subprocess.Popen] = {}
     lock = threading.Lock()
+    first: list[BaseException] = []
 
     def load(art) -> None:
         if stop.is_set():
@@ -97,10 +98,11 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
             rc = proc.wait()
             if rc != 0 and not stop.is_set():
                 raise RestoreFailed(f"pg_restore of {art.name} failed (exit {rc}): {_tail(errf)}")
-        except BaseException:
-            if not stop.is_set():
-                stop.set()
-                with lock:
+        except BaseException as exc:
+            with lock:
+                if not stop.is_set():  # the root cause; the loads killed below fail after it
+                    stop.set()
+                    first.append(exc)
                     for other in procs.values():
                         if other is not proc and other.poll() is None:
                             other.kill()
@@ -112,10 +114,9 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
 
     with ThreadPoolExecutor(max_workers=stream_limit(jobs), thread_name_prefix="posterity-load") as pool:
         futures = [pool.submit(load, art) for art in data]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    first = next((e for e in errors if isinstance(e, RestoreFailed)), errors[0] if errors else None)
-    if first is not None:
-        raise first
+    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    if first or errors:
+        raise (first or errors)[0]
 
 
 class _Into:
