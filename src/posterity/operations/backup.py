@@ -12,6 +12,7 @@ unlisted orphans that ``prune`` removes after a grace period.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -100,6 +101,12 @@ def backup_source(
                 return BackupResult(reused, time.monotonic() - t0)
             dump = source.dump()
 
+            stages = ctx.stages
+            if jobs > 1 and stages.zstd_threads == -1:
+                # The streams already use the cores; zstd workers per stream (~20 MiB each) would
+                # only add memory and contention.
+                stages = dataclasses.replace(stages, zstd_threads=0)
+
             def store(art, progress=progress, one=True) -> ArtifactRecord:
                 key = payload_key(name, backup_id, art.name)
                 if one:
@@ -107,7 +114,7 @@ def backup_source(
                 written.append(key)
                 try:
                     size, sha, raw = repo.write_payload(
-                        key, art.stream, ctx.stages, expected_size=art.expected_size, progress=progress.advance
+                        key, art.stream, stages, expected_size=art.expected_size, progress=progress.advance
                     )
                 except BaseException:
                     art.abort()
