@@ -35,6 +35,7 @@ def add_awkward_objects(dsn: str) -> bytes:
             oid = conn.execute("select lo_from_bytea(0, %s)", (blob,)).fetchone()[0]  # type: ignore[index]
             conn.execute("create table blobs (id int, lo oid)")
             conn.execute("insert into blobs values (1, %s)", (oid,))
+        conn.execute("analyze")  # the planner sizes tables from pg_class.relpages
     return blob
 
 
@@ -189,6 +190,7 @@ def test_all_archives_share_one_snapshot_under_concurrent_writes(local_split, sa
         conn.execute("create table kid (id serial primary key, parent_id int references parent(id), pad text)")
         conn.execute("insert into parent select g, repeat('p', 200) from generate_series(1, 4000) g")
         conn.execute("insert into kid (parent_id, pad) select g, repeat('k', 200) from generate_series(1, 4000) g")
+        conn.execute("analyze")
     stop = threading.Event()
     written = [0]
 

@@ -35,9 +35,15 @@ MAX_PARTS = 64
 MiB = 1 << 20
 
 # Ordinary tables only: partitioned parents hold no rows, matview data is post-data.
+# Sizes from pg_class.relpages (as of the last VACUUM/ANALYZE), not pg_table_size(): that
+# opens each table, so a migration's lock would make the plan wait without bound before any
+# pg_dump (and its --lock-wait-timeout) runs. A never-analyzed table counts 0: it goes to
+# the rest archive, which costs parallelism, never data.
 TABLE_SIZES = """
-select n.nspname, c.relname, pg_table_size(c.oid)
+select n.nspname, c.relname,
+       (c.relpages::bigint + coalesce(t.relpages, 0)) * current_setting('block_size')::bigint
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+left join pg_class t on t.oid = c.reltoastrelid
 where c.relkind = 'r'
   and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
   and n.nspname not like 'pg_temp%'
