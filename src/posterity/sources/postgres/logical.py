@@ -158,7 +158,7 @@ class PostgresSource(Source):
                 excluded = list(self.config.exclude_table_data)
                 yield from split_artifacts(db, argv, parts, lambda a, w: self._start(a, env, w), tracker, excluded)
                 tracker.wait()  # the snapshot must outlive every pg_dump that imports it
-                if counter is not None:
+                if counter is not None and not tracker.failed:
                     counter.join()
                 return
             proc = _Process(argv, env, f"pg_dump of {describe(self.dsn)}")
@@ -173,7 +173,7 @@ class PostgresSource(Source):
             ))
             # Stored concurrently (--jobs), the next artifact is asked for while pg_dump runs.
             tracker.wait()
-            if counter is not None:
+            if counter is not None and not tracker.failed:  # else cancelled below
                 counter.join()
         finally:
             tracker.abort_pending()  # the backup failed or was interrupted: stop its pg_dumps

@@ -129,12 +129,32 @@ class Parts:
     """The pg_dump processes of one split backup, so the snapshot outlives every import."""
 
     pending: list[tuple[threading.Event, Callable[[], None]]] = field(default_factory=list)
+    #: A tracked pg_dump failed or was aborted: the backup fails, so the row counts (which
+    #: may wait on the same lock) must be cancelled, not joined.
+    failed: bool = False
 
     def track(self, art: Artifact) -> Artifact:
         done = threading.Event()
         self.pending.append((done, art.abort))
-        art.finish = _then(art.finish, done.set)
-        art.abort = _then(art.abort, done.set)
+        finish, abort = art.finish, art.abort
+
+        def finished() -> None:
+            try:
+                finish()
+            except BaseException:
+                self.failed = True
+                raise
+            finally:
+                done.set()
+
+        def aborted() -> None:
+            self.failed = True
+            try:
+                abort()
+            finally:
+                done.set()
+
+        art.finish, art.abort = finished, aborted
         return art
 
     def wait(self) -> None:
@@ -151,16 +171,6 @@ class Parts:
                     abort()
                 finally:
                     done.set()
-
-
-def _then(first: Callable[[], None], after: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            first()
-        finally:
-            after()
-
-    return run
 
 
 def split_artifacts(
