@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import EXIT_CODES, PosterityError
+from ..errors import EXIT_CODES, PosterityError, Terminated
 
 
 @dataclass
@@ -101,19 +101,42 @@ def _register() -> None:
 _register()
 
 
+def _on_sigterm(signum, _frame) -> None:
+    """SIGTERM (systemd stopping a timer's service, `kill`): unwind like Ctrl-C, once.
+
+    Every running operation's token is cancelled first (its child processes are killed, so
+    nothing stays blocked on them), then ``Terminated`` is raised here in the main thread;
+    the operation's cleanup releases its lock, removes uncommitted payloads and writes the
+    audit record. A second SIGTERM during that cleanup is ignored: cleanup is bounded."""
+    import signal
+
+    from ..operations.cancel import cancel_all
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    cancel_all(Terminated)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
     state = State()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, obj=state, standalone_mode=False)
     except PosterityError as exc:
         _report(exc, state)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        if isinstance(exc.__cause__, Terminated):
+            _terminated()
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
+    except Terminated:
+        _terminated()
     except KeyboardInterrupt:
         click.echo("Interrupted; nothing uncommitted was kept.", err=True)
         sys.exit(130)
@@ -123,6 +146,12 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
         click.echo("hint: run again with -v for the traceback, and please report it.", err=True)
         sys.exit(1)
+
+
+def _terminated() -> None:
+    click.echo("error: Stopped by SIGTERM; the lock was released and nothing uncommitted was kept.", err=True)
+    click.echo("hint: Run the command again when the system is up; committed backups are intact.", err=True)
+    sys.exit(Terminated.exit_code)
 
 
 def _report(exc: PosterityError, state: State) -> None:

@@ -108,11 +108,23 @@ class GeneralConfig(Section):
         "`posterity status` fails and the daemon alerts when the newest backup is older.",
         json_schema_extra={"example": "26h"},
     )
+    backup_timeout: str = Field(
+        default="6h",
+        description="Deadline of one source's backup: a dump still running after this long (stopped, blocked "
+        "on a lock, stalled) is ended, nothing of it committed, exit 14.",
+        json_schema_extra={"example": "6h"},
+    )
 
     @field_validator("max_age")
     @classmethod
     def _max_age_parses(cls, v: str | None) -> str | None:
         return check_duration(v)
+
+    @field_validator("backup_timeout")
+    @classmethod
+    def _timeout_parses(cls, v: str) -> str:
+        check_duration(v)
+        return v
 
 
 class RetentionPolicy(Section):
