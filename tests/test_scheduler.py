@@ -215,9 +215,14 @@ def test_stop_abandons_a_run_that_outlives_the_stop_timeout_and_catches_it_up_la
     entered = threading.Event()
 
     def endless(ctx, source, tags):
+        from posterity.operations import cancel
+
+        token = cancel.current()  # a real backup checks its token between chunks
+        assert token is not None
         entered.set()
         try:
             while True:
+                token.check()
                 time.sleep(0.01)
         except BaseException as exc:
             seen.append(exc)  # a real backup removes its payloads and releases its lock here

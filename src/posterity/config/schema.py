@@ -260,7 +260,14 @@ class ScheduleConfig(Section):
         parse_cron(v)
         return v
 
-    @field_validator("jitter")
+    timeout: str = Field(
+        default="6h",
+        description="Deadline of one run of the job: a run still going after this long is cancelled (the backup "
+        "in flight is stopped, nothing of it committed), recorded failed and notified.",
+        json_schema_extra={"example": "6h"},
+    )
+
+    @field_validator("jitter", "timeout")
     @classmethod
     def _jitter_parses(cls, v: str) -> str:
         check_duration(v)

@@ -16,9 +16,15 @@ How it behaves, and why:
 - **Retries with backoff** on transient errors only (store or source unreachable, a lock
   held by another host): ``retries`` times, waiting ``retry_backoff`` doubled each time.
 - **Prune after the job** for the job's sources, when ``[daemon] prune`` is on.
-- **SIGTERM stops cleanly**: no new run starts; a backup in flight gets ``stop_timeout``
-  to finish, then it is abandoned (its payloads removed, nothing committed, lock
-  released), and its run is not recorded, so the next start catches it up.
+- **Every run is bounded**: a job's ``timeout`` (``[[schedule]] timeout``) cancels it
+  (``DeadlineExceeded``): the run is recorded failed and notified. Any exception a job
+  raises, expected or not, is logged, recorded and notified; none dies with its thread.
+- **SIGTERM stops cleanly, in bounded time**: no new run starts; a backup in flight gets
+  ``stop_timeout`` to finish, then its job's ``CancelToken`` is cancelled (``Abandoned``):
+  the dump process is killed, the stream raises between chunks and the backup unwinds
+  (payloads removed, nothing committed, lock released); after ``CANCEL_GRACE`` more
+  seconds the daemon exits regardless. Its run is not recorded, so the next start catches
+  it up. The generated unit's ``TimeoutStopSec`` is ``stop_timeout`` + 10 s, above both.
 - **Reports**: logs to stdout, notifications (``notify``), healthchecks pings, Prometheus
   metrics and ``/healthz`` (``metrics``).
 
@@ -28,7 +34,6 @@ loop, so schedules are tested without waiting.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -42,7 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config.durations import parse_duration
-from ..errors import ConfigError, LockHeld, PosterityError, SourceUnreachable, StorageUnreachable
+from ..errors import (
+    ConfigError,
+    DeadlineExceeded,
+    LockHeld,
+    PosterityError,
+    SourceUnreachable,
+    StorageUnreachable,
+)
+from ..operations import cancel
 from ..operations.backup import BackupResult, backup_source
 from ..operations.context import Context
 from ..operations.prune import PruneReport, prune
@@ -56,6 +69,7 @@ log = logging.getLogger("posterity.daemon")
 TRANSIENT = (StorageUnreachable, SourceUnreachable, LockHeld)
 MAX_BACKOFF = 600.0
 MAX_SLEEP = 30.0
+CANCEL_GRACE = 5.0  # after stop_timeout: seconds a cancelled run gets to unwind (unit: stop_timeout + 10 s)
 
 
 class Abandoned(KeyboardInterrupt):
@@ -72,6 +86,7 @@ class Job:
     ping_url: str | None = None
     backup: bool = True
     drill: bool = False
+    timeout: timedelta | None = None
 
 
 def jobs_from_config(config: Any) -> list[Job]:
@@ -86,7 +101,8 @@ def jobs_from_config(config: Any) -> list[Job]:
             )
         jobs.append(Job(s.name, parse_cron(s.cron), tuple(s.sources or sorted(configured)),
                         (s.tag,) if s.tag else (), parse_duration(s.jitter), s.ping_url,
-                        getattr(s, "backup", True), getattr(s, "drill", False)))
+                        getattr(s, "backup", True), getattr(s, "drill", False),
+                        parse_duration(s.timeout) if getattr(s, "timeout", None) else None))
     return jobs
 
 
@@ -221,6 +237,7 @@ class Daemon:
         self.check_interval = parse_duration(cfg.check_interval)
         self.stop_event = threading.Event()
         self.running: dict[str, threading.Thread] = {}
+        self.tokens: dict[str, cancel.CancelToken] = {}
         self.runs: list[JobRun] = []
         self._source_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._failing: dict[str, bool] = {}
@@ -281,6 +298,7 @@ class Daemon:
             t.join(timeout)
 
     def shutdown(self) -> None:
+        """Stop within ``stop_timeout`` + ``CANCEL_GRACE`` seconds, whatever the runs do."""
         self.stop_event.set()
         live = [t for t in self.running.values() if t.is_alive()]
         if live:
@@ -288,14 +306,21 @@ class Daemon:
         deadline = self.clock_monotonic() + self.stop_timeout
         for t in live:
             t.join(max(0.0, deadline - self.clock_monotonic()))
-        for t in live:
-            if t.is_alive() and t.ident is not None:
-                log.warning("Abandoning the run in %s: nothing of it is committed.", t.name)
-                _raise_in_thread(t.ident, Abandoned)
-        for t in live:
-            t.join(30)
+        late = [name for name, t in self.running.items() if t.is_alive()]
+        for name in late:
+            log.warning("Abandoning the run of job %s: cancelling it; nothing of it is committed.", name)
+            token = self.tokens.get(name)
+            if token is not None:
+                token.cancel(Abandoned(f"job {name} abandoned: the daemon is stopping"))
+        final = self.clock_monotonic() + CANCEL_GRACE
+        for name in late:
+            t = self.running[name]
+            t.join(max(0.0, final - self.clock_monotonic()))
+            if t.is_alive():
+                log.error("The run of job %s did not unwind within %.0fs; exiting anyway (its lock is taken over "
+                          "as stale by the next run on this host).", name, CANCEL_GRACE)
         for t in self.background_threads:  # streamers store what they hold before they return
-            t.join(30)
+            t.join(max(0.0, final - self.clock_monotonic()))
         self.metrics.close()
         log.info("Stopped.")
 
@@ -319,29 +344,29 @@ class Daemon:
 
     def run_job(self, job: Job, nominal: datetime) -> JobRun:
         run = JobRun(job.name, nominal)
+        token = cancel.CancelToken()
+        self.tokens[job.name] = token
+        if job.timeout is not None:
+            limit = job.timeout
+            token.deadline(limit.total_seconds(), lambda: DeadlineExceeded(
+                f"Job {job.name} ran longer than its timeout ({limit}) and was stopped; nothing of the backup "
+                "in flight was committed.", hint="Find out what was stuck, or raise the [[schedule]] timeout."))
         self.metrics.job_running.labels(job.name).set(1)
         log.info("Job %s started (due %s).", job.name, nominal.isoformat(timespec="seconds"))
         ping(job.ping_url, "start")
         try:
-            for source in job.sources if job.backup else ():
-                if self.stop_event.is_set():
-                    run.abandoned = True
-                    break
-                try:
-                    res = self._backup_with_retries(job, source)
-                except PosterityError as exc:
-                    run.errors[source] = exc
-                    self._on_failure(job, source, exc)
-                else:
-                    run.backups[source] = res
-                    self._on_success(source, res)
-            if job.drill and not run.abandoned and not self.stop_event.is_set():
-                self._drills(job, run)
-            if job.backup and self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set():
-                run.prune = self._prune(job)
+            with cancel.use(token):
+                self._run_steps(job, run, token)
         except Abandoned:
             run.abandoned = True
+        except Exception as exc:  # a bug, or an error nobody converted: record and tell, never lose it
+            err = _unexpected(exc)
+            log.exception("Job %s failed unexpectedly", job.name)
+            run.errors["job"] = err
+            self.notifier.event("failure", f"job {job.name} failed",
+                                f"Job {job.name} failed: {err.message}\nHint: {err.hint}")
         finally:
+            token.close()
             self.metrics.job_running.labels(job.name).set(0)
         result = "abandoned" if run.abandoned else ("succeeded" if run.ok else "failed")
         self.metrics.job_runs.labels(job.name, result).inc()
@@ -352,15 +377,49 @@ class Daemon:
         self.runs.append(run)
         return run
 
+    def _run_steps(self, job: Job, run: JobRun, token: cancel.CancelToken) -> None:
+        for source in job.sources if job.backup else ():
+            if self.stop_event.is_set():
+                run.abandoned = True
+                break
+            if token.cancelled:  # the job's timeout: the sources not reached fail too
+                if isinstance(token.error, PosterityError):
+                    run.errors[source] = token.error
+                    self._on_failure(job, source, token.error)
+                continue
+            try:
+                res = self._backup_with_retries(job, source)
+            except PosterityError as exc:
+                run.errors[source] = exc
+                self._on_failure(job, source, exc)
+            except Exception as exc:
+                log.exception("%s: the backup failed unexpectedly", source)
+                err = _unexpected(exc)
+                run.errors[source] = err
+                self._on_failure(job, source, err)
+            else:
+                run.backups[source] = res
+                self._on_success(source, res)
+        if job.drill and not run.abandoned and not self.stop_event.is_set() and not token.cancelled:
+            self._drills(job, run)
+        if (job.backup and self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set()
+                and not token.cancelled):
+            run.prune = self._prune(job)
+
     def _backup_with_retries(self, job: Job, source: str) -> BackupResult:
         delay = self.backoff
         attempt = 0
         while True:
             lock = self._source_locks[source]
+            token = cancel.current()
             while not lock.acquire(timeout=0.5):
                 if self.stop_event.is_set():
                     raise Abandoned()
+                if token is not None:
+                    token.check()
             try:
+                if token is not None:
+                    token.check()
                 res = self.backup(self.ctx, source, tags=list(job.tags))
                 log.info("%s: backup %s stored %d bytes in %.1fs.", source, res.manifest.id, res.manifest.size,
                          res.seconds)
@@ -388,7 +447,10 @@ class Daemon:
             with lock:
                 try:
                     report = drill(self.ctx, source)
-                except PosterityError as exc:
+                except Exception as exc:
+                    if not isinstance(exc, PosterityError):
+                        log.exception("%s: the restore drill failed unexpectedly", source)
+                        exc = _unexpected(exc)
                     run.errors[f"drill:{source}"] = exc
                     log.error("%s: restore drill failed: %s", source, exc.message)
                     self.notifier.event("failure", f"{source}: restore drill failed",
@@ -403,7 +465,10 @@ class Daemon:
         except LockHeld as exc:
             log.info("Not pruning after %s: %s", job.name, exc.message)
             return None
-        except PosterityError as exc:
+        except Exception as exc:
+            if not isinstance(exc, PosterityError):
+                log.exception("Prune after %s failed unexpectedly", job.name)
+                exc = _unexpected(exc)
             log.error("Prune after %s failed: %s", job.name, exc.message)
             self.notifier.event("failure", "prune failed", f"{exc.message}\n{exc.hint}")
             return None
@@ -458,7 +523,9 @@ class Daemon:
                 continue
             limit = parse_duration(max_age)
             last = self._last_success.get(source)
-            stale = (now - last > limit) if last else (now - self._started > limit)
+            # Never backed up is stale, as `posterity status` says (NEVER, exit 12): the
+            # freshness alert must fire for a source whose backups never once worked.
+            stale = (now - last > limit) if last else True
             self.metrics.stale.labels(source).set(1 if stale else 0)
             if stale and source not in self._stale_alerted:
                 self._stale_alerted.add(source)
@@ -517,8 +584,7 @@ class Daemon:
                 self.stop_event.wait(30)
 
 
-def _raise_in_thread(ident: int, exc: type[BaseException]) -> None:
-    """Deliver ``exc`` inside another thread at its next Python instruction (how a backup
-    in flight is abandoned: it unwinds through its own cleanup — payloads removed, dump
-    process stopped, lock released — exactly as on Ctrl-C)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+def _unexpected(exc: BaseException) -> PosterityError:
+    """An exception outside the error tree, as one the daemon can record and notify."""
+    return PosterityError(f"unexpected {type(exc).__name__}: {exc}",
+                          hint="This is a bug: the traceback is in the daemon's log; please report it.")
