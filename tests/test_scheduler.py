@@ -131,7 +131,7 @@ retries = 2
 retry_backoff = "30s"
 stop_timeout = "1s"
 """
-    ctx = make_context(config_text(f"memory://sched-{tmp_path.name}", recipient, identity, tmp_path / "state",
+    ctx = make_context(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state",
                                    {"db": "postgresql://127.0.0.1:1/x"}, extra))
     ctx.repo.init([recipient])
     return ctx

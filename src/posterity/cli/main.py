@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,12 +141,30 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted; nothing uncommitted was kept.", err=True)
         sys.exit(130)
+    except OSError as exc:  # permission, disk full, missing file: the user's to fix, not a bug
+        from ..errors import from_os_error
+
+        err = from_os_error(exc)
+        _report(err, state)
+        sys.exit(err.exit_code)
+    except subprocess.TimeoutExpired as exc:
+        from ..errors import SourceTimeout
+
+        err = SourceTimeout(f"{_program(exc.cmd)} did not finish within {exc.timeout:.0f}s and was stopped.")
+        _report(err, state)
+        sys.exit(err.exit_code)
     except Exception as exc:  # a bug: say so plainly, with the traceback on request
         if state.verbose:
             raise
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
         click.echo("hint: run again with -v for the traceback, and please report it.", err=True)
         sys.exit(1)
+
+
+def _program(cmd: object) -> str:
+    """The program of a command line, never its arguments (they may hold a password)."""
+    first = cmd[0] if isinstance(cmd, list | tuple) and cmd else cmd
+    return Path(str(first)).name or "a program"
 
 
 def _terminated() -> None:

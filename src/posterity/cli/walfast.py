@@ -193,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             return FETCH_FATAL
         return exc.exit_code if isinstance(exc, PosterityError) else 2
+    except OSError as exc:  # permission, disk full: named, with a hint, not "unexpected"
+        from ..errors import from_os_error
+
+        err = from_os_error(exc, f"wal {args.command}")
+        print(f"error: {err.message}\nhint: {err.hint}", file=sys.stderr)
+        return FETCH_FATAL if args.command == "fetch" else err.exit_code
     except Exception as exc:  # never let a push look successful, nor a fetch look like "not found"
         print(f"error: wal {args.command}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         return FETCH_FATAL if args.command == "fetch" else 1
