@@ -269,7 +269,7 @@ EXIT_CODES: dict[int, str] = {
     13: "status: a source's last backup failed",
     14: "deadline exceeded (a backup's backup_timeout or a job's timeout ran out; nothing committed)",
     130: "interrupted (Ctrl-C); nothing uncommitted kept",
-    143: "stopped by SIGTERM; lock released, nothing uncommitted kept",
+    143: "stopped by SIGTERM: lock released, nothing uncommitted kept, then ended by the signal (shells: 143)",
 }
 
 

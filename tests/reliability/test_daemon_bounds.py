@@ -150,3 +150,21 @@ def test_source_stale_metric_is_1_for_a_source_never_backed_up(local_setup: Setu
     d.check_freshness(datetime.now(UTC))
     assert d.metrics.stale.labels("db")._value.get() == 1
     assert [k for k, _, _ in rec.events_seen] == ["stale"]
+
+
+def test_generated_units_leave_room_for_the_bounded_stops(local_setup: Setup):
+    """The daemon's unit waits longer than the daemon takes to stop; a timer's oneshot
+    service is bounded by the job's timeout (it had no start limit at all)."""
+    from posterity.config.durations import parse_duration
+    from posterity.scheduler.systemd import units
+
+    s = local_setup
+    s.more_sources = SCHEDULE.format(timeout="2h", stop="20s")
+    s.write_config()
+    ctx = s.context()
+    out = units(ctx.config, s.config, "/usr/local/bin/posterity")
+    stop = parse_duration(ctx.config.daemon.stop_timeout).total_seconds()
+    unit_stop = int(out["posterity-daemon.service"].split("TimeoutStopSec=")[1].split()[0])
+    assert unit_stop > stop + CANCEL_GRACE
+    job = out["posterity-often.service"]
+    assert "TimeoutStartSec=7260" in job and "TimeoutStopSec=30" in job

@@ -109,3 +109,14 @@ def test_an_os_error_no_adapter_converted_is_named_not_unexpected(local_setup: S
     assert r.code == 11, r
     assert f"error: No such file or folder: {target}." in r.err, r
     assert "unexpected" not in r.err
+
+
+def test_every_exit_code_is_in_the_readme_table():
+    import re
+
+    from posterity.errors import EXIT_CODES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
+    codes = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert codes == set(EXIT_CODES), (codes ^ set(EXIT_CODES))

@@ -168,9 +168,20 @@ def _program(cmd: object) -> str:
 
 
 def _terminated() -> None:
+    """After the clean stop, end *by SIGTERM*: what the parent expects of a program it
+    terminated (PostgreSQL treats an archive_command killed by SIGTERM at shutdown as
+    such, not as a failure that aborts the archiver; systemd counts it a clean stop;
+    shells show 143)."""
+    import os
+    import signal
+
     click.echo("error: Stopped by SIGTERM; the lock was released and nothing uncommitted was kept.", err=True)
     click.echo("hint: Run the command again when the system is up; committed backups are intact.", err=True)
-    sys.exit(Terminated.exit_code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    sys.exit(Terminated.exit_code)  # not reached unless SIGTERM is blocked
 
 
 def _report(exc: PosterityError, state: State) -> None:
