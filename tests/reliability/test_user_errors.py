@@ -120,3 +120,22 @@ def test_every_exit_code_is_in_the_readme_table():
     table = readme.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
     codes = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
     assert codes == set(EXIT_CODES), (codes ^ set(EXIT_CODES))
+
+
+def test_walfast_push_refuses_a_memory_repository_instead_of_losing_wal(local_setup: Setup):
+    """The lean archive_command entry read memory:// itself and exited 0: the WAL segment
+    "archived" into a process that then ended. It now defers to the full loader's error."""
+    import sys
+
+    s = local_setup
+    s.more_sources = '[sources.pitr]\nkind = "postgres-physical"\ndsn = "postgresql://x@127.0.0.1:1/postgres"\n'
+    s.write_config()
+    _edit(s, s.repo_url, "memory://prod")
+    seg = s.root / "000000010000000000000001"
+    seg.write_bytes(b"\0" * (16 << 20))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "POSTERITY_"))}
+    p = subprocess.run([sys.executable, "-m", "posterity.cli.walfast", "push", "-c", str(s.config),
+                        "--source", "pitr", str(seg)], capture_output=True, text=True, env=env, cwd=s.root,
+                       check=False, timeout=60)
+    assert p.returncode == 2, p
+    assert "repository.url: Value error, memory:// keeps backups in the process's memory" in p.stderr, p

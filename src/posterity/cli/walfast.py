@@ -72,8 +72,9 @@ class LeanContext:
         if not isinstance(repo, dict) or not isinstance(enc, dict) or not isinstance(sources, dict):
             raise _NotPlain("sections")
         url = _opt_str(repo, "url")
-        if not url or url.split("://", 1)[0] not in ("file", "s3", "r2", "memory"):
-            raise _NotPlain("url")
+        if not url or url.split("://", 1)[0] not in ("file", "s3", "r2") or (
+                url.startswith("file://") and not url.startswith("file:///")):
+            raise _NotPlain("url")  # the full loader names what is wrong (memory://, relative file://)
         self.store_args = {"endpoint": _opt_str(repo, "endpoint"), "region": _opt_str(repo, "region") or "auto",
                            "access_key_id": _opt_str(repo, "access_key_id"),
                            "secret_access_key": _opt_str(repo, "secret_access_key")}
