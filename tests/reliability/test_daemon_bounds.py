@@ -168,3 +168,19 @@ def test_generated_units_leave_room_for_the_bounded_stops(local_setup: Setup):
     assert unit_stop > stop + CANCEL_GRACE
     job = out["posterity-often.service"]
     assert "TimeoutStartSec=7260" in job and "TimeoutStopSec=30" in job
+
+
+def test_source_stale_metric_is_1_for_a_never_backed_up_source_without_max_age(local_setup: Setup):
+    s = local_setup
+    s.more_sources = SCHEDULE.format(timeout="1h", stop="2s")
+    s.write_config()
+    assert s.run("status").code == 12
+    d, rec = _daemon(s)
+    d.check_freshness(datetime.now(UTC))
+    assert d.metrics.stale.labels("db")._value.get() == 1
+    assert [(k, t) for k, t, _ in rec.events_seen] == [("stale", "db: no fresh backup")]
+    s.backup()
+    d2, rec2 = _daemon(s)
+    d2._seed()
+    d2.check_freshness(datetime.now(UTC))
+    assert d2.metrics.stale.labels("db")._value.get() == 0 and rec2.events_seen == []

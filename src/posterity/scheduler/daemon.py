@@ -517,19 +517,27 @@ class Daemon:
                             f"Job {job.name}: the backup of {source} failed: {exc.message}\nHint: {exc.hint}")
 
     def check_freshness(self, now: datetime) -> None:
+        """``posterity_source_stale`` and the "stale" alert, agreeing with ``posterity status``:
+        a source never backed up is stale (status: NEVER), with or without max_age; one with
+        backups is stale once its newest is older than max_age."""
         for source in sorted(self.ctx.config.sources):
             max_age = max_age_of(self.ctx, source)
-            if not max_age:
-                continue
-            limit = parse_duration(max_age)
             last = self._last_success.get(source)
-            # Never backed up is stale, as `posterity status` says (NEVER, exit 12): the
-            # freshness alert must fire for a source whose backups never once worked.
-            stale = (now - last > limit) if last else True
+            if last is None:
+                stale = True
+            elif max_age:
+                stale = now - last > parse_duration(max_age)
+            else:
+                stale = False
             self.metrics.stale.labels(source).set(1 if stale else 0)
             if stale and source not in self._stale_alerted:
                 self._stale_alerted.add(source)
-                when = last.isoformat(timespec="seconds") if last else "never"
+                if last is None:
+                    log.warning("%s is stale: it has never been backed up.", source)
+                    self.notifier.event("stale", f"{source}: no fresh backup",
+                                        f"{source} has never been backed up successfully.")
+                    continue
+                when = last.isoformat(timespec="seconds")
                 log.warning("%s is stale: last successful backup %s, max_age %s.", source, when, max_age)
                 self.notifier.event("stale", f"{source}: no fresh backup",
                                     f"The newest backup of {source} is from {when}, older than max_age {max_age}.")
