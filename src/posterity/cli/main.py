@@ -142,8 +142,15 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Interrupted; nothing uncommitted was kept.", err=True)
         sys.exit(130)
     except OSError as exc:  # permission, disk full, missing file: the user's to fix, not a bug
+        import errno
+        import os
+
         from ..errors import from_os_error
 
+        if exc.errno == errno.EPIPE:  # `posterity list | head`: the reader left; nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        logging.getLogger("posterity").debug("OS error reaching the CLI", exc_info=True)  # -vv: where
         err = from_os_error(exc)
         _report(err, state)
         sys.exit(err.exit_code)
