@@ -1,4 +1,4 @@
-"""SIGTERM while a payload upload is stalled in the object store (the proxy holds the PUT).
+"""SIGTERM while the object store holds a request: a stalled backup upload, a restore download.
 
 The upload runs inside obstore (Rust) on the main thread, and Python runs a signal handler
 only when that call returns: the backup stops cleanly once the stalled request ends —
@@ -33,3 +33,24 @@ def test_sigterm_during_a_stalled_upload_stops_cleanly_when_the_request_returns(
     assert "error: Stopped by SIGTERM; the lock was released and nothing uncommitted was kept." in err, err
     _assert_clean(s, [])
     assert elapsed < STALL + 10, elapsed
+
+
+def test_sigterm_during_a_restore_drops_the_partly_restored_database(proxy_setup: Setup, r2_proxy, module_db):
+    import psycopg
+    from tests.reliability.harness import unique
+
+    s = proxy_setup
+    s.backup()
+    target = unique("sigterm")
+    r2_proxy.stall_next("GET", ".pgdump.zst.age", seconds=3)
+    proc = s.popen("restore", "db", "latest", "--to-database", target)
+    wait_for(lambda: r2_proxy.find("GET", ".pgdump.zst.age"), what="the payload download")
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    r2_proxy.clear_faults()
+    assert proc.returncode == -signal.SIGTERM, err
+    assert "error: Stopped by SIGTERM" in err, err
+    with psycopg.connect(module_db.dsn, autocommit=True) as conn:
+        row = conn.execute("select count(*) from pg_database where datname = %s", (target,)).fetchone()
+    assert row == (0,), f"{target} was left behind"
+    assert s.keys("locks/") == []
