@@ -184,3 +184,29 @@ def test_source_stale_metric_is_1_for_a_never_backed_up_source_without_max_age(l
     d2._seed()
     d2.check_freshness(datetime.now(UTC))
     assert d2.metrics.stale.labels("db")._value.get() == 0 and rec2.events_seen == []
+
+
+def test_a_job_timeout_ends_a_retry_back_off(local_setup: Setup):
+    """Store unreachable, retry_backoff 30s, timeout 2s: the run ends at the deadline, not
+    after the back-off (a 10-minute back-off used to outlive any job timeout)."""
+    from posterity.errors import StorageUnreachable
+
+    s = local_setup
+    s.more_sources = SCHEDULE.format(timeout="2s", stop="2s").replace("retries = 0", "retries = 3") + \
+        'retry_backoff = "30s"\n'
+    s.write_config()
+    rec = Recorder([], set())
+    calls: list[float] = []
+
+    def unreachable(ctx, source, tags):
+        calls.append(time.monotonic())
+        raise StorageUnreachable("store down")
+
+    d = Daemon(s.context(), notifier=rec, metrics=Metrics(), backup=unreachable)
+    t0 = time.monotonic()
+    run = d.run_job(d.jobs[0], datetime.now(UTC))
+    elapsed = time.monotonic() - t0
+    assert elapsed < 10, elapsed
+    assert len(calls) == 1
+    assert isinstance(run.errors["db"], DeadlineExceeded), run.errors
+    assert [k for k, _, _ in rec.events_seen] == ["failure"]

@@ -125,6 +125,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.running: dict[str, threading.Thread] = {}
         self.tokens: dict[str, cancel.CancelToken] = {}
+        self._wakes: dict[str, threading.Event] = {}  # set on stop or job timeout: ends a retry back-off
         self.runs: list[JobRun] = []
         self._source_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._failing: dict[str, bool] = {}
@@ -187,6 +188,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop within ``stop_timeout`` + ``CANCEL_GRACE`` seconds, whatever the runs do."""
         self.stop_event.set()
+        for wake in list(self._wakes.values()):
+            wake.set()
         live = [t for t in self.running.values() if t.is_alive()]
         if live:
             log.info("Stopping: waiting up to %.0fs for %d running job(s) to finish.", self.stop_timeout, len(live))
@@ -233,6 +236,10 @@ class Daemon:
         run = JobRun(job.name, nominal)
         token = cancel.CancelToken()
         self.tokens[job.name] = token
+        wake = self._wakes[job.name] = threading.Event()
+        token.on_cancel(wake.set)
+        if self.stop_event.is_set():
+            wake.set()
         if job.timeout is not None:
             limit = job.timeout
             token.deadline(limit.total_seconds(), lambda: DeadlineExceeded(
@@ -318,8 +325,11 @@ class Daemon:
                 log.warning("%s: %s — retry %d/%d in %.0fs.", source, exc.message, attempt, self.retries, delay)
             finally:
                 lock.release()
-            if self.clock.sleep(delay, self.stop_event):
-                raise Abandoned()
+            if self.clock.sleep(delay, self._wakes.get(job.name, self.stop_event)):
+                if self.stop_event.is_set():
+                    raise Abandoned()
+                if token is not None:
+                    token.check()  # the job's timeout ran out during the back-off
             delay = min(delay * 2, MAX_BACKOFF)
 
     def _drills(self, job: Job, run: JobRun) -> None:
