@@ -72,6 +72,9 @@ class Repository:
             try:
                 self._descriptor = json.loads(self.store.get_bytes(layout.DESCRIPTOR))
             except ObjectNotFound as exc:
+                # A missing bucket also answers "no such key" to a GET on some stores: ask
+                # the store itself (BucketNotFound, exit 4) before telling the user to init.
+                self.store.check()
                 raise RepositoryNotInitialised(
                     f"No Posterity repository at {self.store.location} (no {layout.DESCRIPTOR})."
                 ) from exc

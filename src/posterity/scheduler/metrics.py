@@ -41,7 +41,7 @@ class Metrics:
         self.backups = Counter("posterity_backups", "Successful backups by this daemon.", ["source"], registry=r)
         self.failures = Counter("posterity_backup_failures", "Backups that failed after their retries.",
                                 ["source"], registry=r)
-        self.stale = Gauge("posterity_source_stale", "1 while the source's newest backup is older than max_age.",
+        self.stale = Gauge("posterity_source_stale", "1 while the source's newest backup is older than max_age, or it has none.",
                            ["source"], registry=r)
         self.repository_size = Gauge("posterity_repository_size_bytes",
                                      "Bytes stored under backups/ and wal/ (as of the last prune).", registry=r)

@@ -79,6 +79,12 @@ class _Process:
                 raise ToolVersionError(f"{self.what} refused the server: {err}")
             raise DumpFailed(f"{self.what} failed (exit {rc}): {err or 'no message'}")
 
+    def kill(self) -> None:
+        """From any thread: end the child now (SIGKILL also ends a stopped one); the reader
+        then sees end-of-file. Waiting and closing stay with the reading thread (``abort``)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+
     def abort(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -151,6 +157,7 @@ class PostgresSource(Source):
                 facts={"database": db, "format": "custom"},
                 finish=proc.finish,
                 abort=proc.abort,
+                cancel=proc.kill,
             )
             if counter is not None:
                 counter.join()
@@ -206,6 +213,7 @@ class PostgresSource(Source):
             expected_size=1 << 20,
             finish=proc.finish,
             abort=proc.abort,
+            cancel=proc.kill,
         )
 
     def by_hand(self, manifest: Any) -> list[str]:
