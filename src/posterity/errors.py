@@ -235,6 +235,7 @@ EXIT_CODES: dict[int, str] = {
     10: "restore failed (nothing partial left behind)",
     11: "local resource error (disk full)",
     12: "status: a source is stale (older than max_age) or was never backed up",
-    13: "status: a source's last backup failed",
+    13: "status: a source's last backup failed, or its WAL archiving raises an alert",
+    14: "doctor: a check failed",
     130: "interrupted",
 }
