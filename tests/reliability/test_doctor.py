@@ -232,6 +232,7 @@ def test_status_alerts_when_archiving_fails_and_clears_when_fixed(doc: Doc) -> N
         assert {"failing", "backlog"} <= kinds, pitr["archiving"]
         assert pitr["archiving"]["ready"] >= 1 and pitr["archiving"]["oldest_ready_seconds"] >= 1
         # Exit 126 stops PostgreSQL's archiver without counting a failure: the waiting segment tells.
+        assert pitr["archiving"]["failing_seconds"] is None  # pg_stat_archiver: no failure after the last success
         failing = next(a for a in pitr["archiving"]["alerts"] if a["kind"] == "failing")
         assert "126" in failing["message"] and "posterity doctor" in failing["hint"]
         assert first.returncode in (12, 13)
