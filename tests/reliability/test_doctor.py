@@ -26,6 +26,7 @@ from tests.support.pitr import AS_ROOT, chown_owner, wait_archived
 from posterity.pgcluster import TempCluster
 from posterity.pipeline import generate_identity
 from posterity.repository import walnames as wal
+from posterity.repository.probe import PROBE_ENV
 
 pytestmark = pytest.mark.skipif(not AS_ROOT, reason="switching to the postgres OS user needs root")
 
@@ -44,12 +45,14 @@ class Doc:
         self.extra = ""
 
     def write(self) -> None:
+        # The test disk is shared with other work: only the test about it sets a disk threshold.
+        extra = self.extra if "wal_disk_alert =" in self.extra else self.extra + "wal_disk_alert = 99\n"
         self.config.write_text(
             f'[repository]\nurl = "file://{self.repo}"\n\n'
             f'[encryption]\nrecipients = ["{self.recipient}"]\nidentity_file = "{self.key}"\n\n'
             f'[general]\nstate_dir = "{self.work / "state"}"\n\n'
             f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "{self.dsn_pitr}"\n'
-            f'data_directory = "{self.cluster.data_dir if self.cluster else ""}"\n{self.extra}\n'
+            f'data_directory = "{self.cluster.data_dir if self.cluster else ""}"\n{extra}\n'
             f'[sources.db]\nkind = "postgres"\ndsn = "{self.dsn_db}"\n')
         chown_owner(self.config)
 
@@ -334,3 +337,37 @@ def test_daemon_logs_the_doctor_checks_at_start(doc: Doc, caplog: pytest.LogCapt
     bad = [r for r in caplog.records if "doctor: identity: fail" in r.getMessage()]
     assert bad and bad[0].levelname == "ERROR" and "chmod 600" in bad[0].getMessage()
     assert any("failure(s)" in m for m in lines)
+
+
+def test_the_readme_archive_command_archives_and_its_dry_run_stores_nothing(doc: Doc) -> None:
+    """README's line (the lean `posterity-wal`) passes doctor and archives as postgres; the dry
+    run (POSTERITY_ARCHIVE_PROBE) of either entry point stores nothing even for a missing file."""
+    assert doc.cluster is not None
+    lean = str(Path(doc.posterity).parent / "posterity-wal")
+    doc.set_archive_command(f"{lean} push -c {doc.config} --source pitr %p")
+    try:
+        code, checks = doc.doctor("--source", "pitr")
+        assert code == 0, {k: c for k, c in checks.items() if c["status"] != "ok"}
+        seg = wait_archived(doc.cluster)
+        assert (doc.repo / wal.payload_key("pitr", seg)).is_file()
+    finally:
+        doc.set_archive_command(doc.good_command)
+    before = sorted(p.name for p in doc.repo.rglob("*"))
+    missing = str(doc.work / "000000FF000000FF000000FE")
+    env = {k: v for k, v in os.environ.items() if k != "POSTERITY_CONFIG"}
+    for argv in ([doc.posterity, "-c", str(doc.config), "wal", "push", "--source", "pitr", missing],
+                 [lean, "push", "-c", str(doc.config), "--source", "pitr", missing]):
+        dry = subprocess.run(argv, capture_output=True, text=True, check=False, env={**env, PROBE_ENV: "1"})
+        assert dry.returncode == 0, dry.stderr
+        real = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+        assert real.returncode != 0 and "000000FF000000FF000000FE" in real.stderr, real.stderr
+    assert sorted(p.name for p in doc.repo.rglob("*")) == before
+    # ... and a repository that is not there fails the dry run (exit 3) as the real push would.
+    moved = doc.repo.with_name("repo-away")
+    doc.repo.rename(moved)
+    try:
+        dry = subprocess.run([lean, "push", "-c", str(doc.config), "--source", "pitr", missing],
+                             capture_output=True, text=True, check=False, env={**env, PROBE_ENV: "1"})
+        assert dry.returncode == 3 and "No Posterity repository" in dry.stderr, dry.stderr
+    finally:
+        moved.rename(doc.repo)

@@ -128,6 +128,9 @@ def repository_checks(ctx: Context) -> list[Check]:
 
 
 def _reachable(ctx: Context) -> Check:
+    from ..repository.probe import require_repository
+
+    require_repository(ctx.store)  # asked afresh: the Repository caches its descriptor
     desc = ctx.repo.descriptor()
     return Check("repository reachable", OK, f"{ctx.store.location}: format {desc.get('format')}, "
                  f"created {desc.get('created')}")

@@ -125,10 +125,15 @@ def carry(s: ArchiveSample, previous: ArchiveSample | None) -> None:
         s.failing_since = s.last_archived_time or s.last_failed_time
 
 
+#: A fill rate over less than this is noise (one big file written by anything on that disk).
+MIN_RATE_INTERVAL = 60.0
+
+
 def fill_rate(s: ArchiveSample, previous: ArchiveSample | None) -> float | None:
-    """Bytes per second pg_wal's disk filled between the two samples (None without two)."""
+    """Bytes per second pg_wal's disk filled between the two samples (None without two taken
+    at least ``MIN_RATE_INTERVAL`` and at most six hours apart)."""
     if (previous is None or previous.wal_disk_free is None or s.wal_disk_free is None
-            or s.time - previous.time < 1 or s.time - previous.time > 6 * 3600):
+            or s.time - previous.time < MIN_RATE_INTERVAL or s.time - previous.time > 6 * 3600):
         return None
     return (previous.wal_disk_free - s.wal_disk_free) / (s.time - previous.time)
 
@@ -215,7 +220,10 @@ def check(dsn: str, cfg: Any, state_dir: Path, source: str) -> tuple[ArchiveSamp
     if s.fill_rate and s.fill_rate > 0 and s.wal_disk_free is not None:
         s.seconds_left = s.wal_disk_free / s.fill_rate
     alerts = evaluate(s, previous, cfg)
-    save(state_dir, source, s)
+    # Keep the older baseline until a rate can be measured against it (status run every few
+    # seconds must not reset it), but always record a change between failing and not.
+    if previous is None or s.time - previous.time >= MIN_RATE_INTERVAL or previous.failing != s.failing:
+        save(state_dir, source, s)
     return s, alerts
 
 
