@@ -371,3 +371,26 @@ def test_the_readme_archive_command_archives_and_its_dry_run_stores_nothing(doc:
         assert dry.returncode == 3 and "No Posterity repository" in dry.stderr, dry.stderr
     finally:
         moved.rename(doc.repo)
+
+
+def test_doctor_checks_a_streaming_source_slot(doc: Doc, tmp_path: Path) -> None:
+    from posterity.config import load_config
+    from posterity.operations.context import Context
+    from posterity.operations.doctor import doctor
+
+    assert doc.cluster is not None
+    config = tmp_path / "stream.toml"
+    config.write_text(doc.config.read_text().split("[sources.pitr]")[0]
+                      + f'[sources.s]\nkind = "postgres-physical"\ndsn = "{doc.cluster.dsn(user="replicator")}"\n'
+                      'wal = "stream"\nslot = "doctor_slot"\n')
+    ctx = Context(load_config(str(config))[0], config)
+    checks = {c.name: c for c in doctor(ctx, "s").checks}
+    assert checks["replication slot"].status == "fail" and "doctor_slot" in checks["replication slot"].detail
+    assert checks["max_slot_wal_keep_size"].status == "warn"  # PostgreSQL's default: unlimited
+    doc.cluster.psql("select pg_create_physical_replication_slot('doctor_slot', true)")
+    try:
+        checks = {c.name: c for c in doctor(ctx, "s").checks}
+        slot = checks["replication slot"]
+        assert slot.status == "warn" and "no streamer uses it" in slot.detail, slot
+    finally:
+        doc.cluster.psql("select pg_drop_replication_slot('doctor_slot')")
