@@ -157,3 +157,18 @@ def test_failing_alert_waits_for_the_threshold_and_remembers_when_it_began() -> 
     stuck = archiving.ArchiveSample(time=5000, oldest_ready=3800, ready=3)
     alerts = archiving.evaluate(stuck, None, CFG)
     assert [a.kind for a in alerts] == ["failing"] and "20 min" in alerts[0].message
+
+
+def test_doctor_names_an_unreachable_database_and_goes_on(work: Path) -> None:
+    from posterity.pgcluster import free_port
+
+    dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    ctx = _context(work, f'[sources.db]\nkind = "postgres"\ndsn = "{dsn}"\n\n'
+                         f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "{dsn}"\n')
+    report = doctor(ctx)
+    checks = _by_name(report)
+    assert report.exit_code == EXIT_DOCTOR
+    for source in ("db", "pitr"):
+        reach = checks[f"{source}/postgres reachable"]
+        assert reach.status == "fail" and reach.hint, reach  # type: ignore[attr-defined]
+    assert checks["-/repository writable"].status == "ok"  # type: ignore[attr-defined]

@@ -18,7 +18,6 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +85,26 @@ def doctor(ctx: Context, source: str | None = None) -> DoctorReport:
     for name in names:
         cfg = ctx.config.source(name)
         entry = SOURCES[cfg.kind]
-        report.checks += guarded("source", partial(_source_checks, entry.doctor, ctx, name, cfg), name)
+        report.checks += _source_checks(entry.doctor, ctx, name, cfg)
     return report
 
 
 def _source_checks(ref: str, ctx: Context, name: str, cfg: Any) -> list[Check]:
+    """The kind's checks; an error part-way keeps the checks made so far and adds a ``fail``."""
     import importlib
 
     module, fn = ref.split(":")
-    checks: Iterator[Check] = getattr(importlib.import_module(module), fn)(ctx, name, cfg)
-    return list(checks)
+    out: list[Check] = []
+
+    def collect() -> list[Check]:
+        checks: Iterator[Check] = getattr(importlib.import_module(module), fn)(ctx, name, cfg)
+        for c in checks:
+            c.source = c.source or name
+            out.append(c)
+        return []
+
+    failed = guarded("source", collect, name)
+    return out + failed
 
 
 # -- repository --------------------------------------------------------------------------
