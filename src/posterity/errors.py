@@ -280,8 +280,9 @@ EXIT_CODES: dict[int, str] = {
     10: "restore failed (nothing partial left behind)",
     11: "local resource error (disk full, permission denied, missing file)",
     12: "status: a source is stale (older than max_age) or was never backed up",
-    13: "status: a source's last backup failed",
+    13: "status: a source's last backup failed, or its WAL archiving raises an alert",
     14: "deadline exceeded (a backup's backup_timeout or a job's timeout ran out; nothing committed)",
+    15: "doctor: a check failed",
     130: "interrupted (Ctrl-C); nothing uncommitted kept",
     143: "stopped by SIGTERM: lock released, nothing uncommitted kept, then ended by the signal (shells: 143)",
 }

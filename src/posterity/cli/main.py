@@ -89,6 +89,7 @@ COMMAND_MODULES = [
     "daemon",
     "schedule",
     "wal",
+    "doctor",
 ]
 
 

@@ -44,6 +44,8 @@ def push(state, path: Path, source: str | None) -> None:
     from ..operations.wal import wal_push
 
     result = wal_push(state.context(), path, source)
+    if result is None:  # doctor's dry run: nothing stored
+        return
     if state.json:
         from .render import emit_json
 

@@ -26,6 +26,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+PROBE_ENV = "POSTERITY_ARCHIVE_PROBE"  # = repository.probe.PROBE_ENV (not imported: start-up time)
 FETCH_NOT_FOUND = 1
 FETCH_FATAL = 126
 PHYSICAL = "postgres-physical"
@@ -144,6 +145,11 @@ def push(args: argparse.Namespace) -> int:
 
         ctx = _full_context(args.config)
         source, store, stages = physical_source(ctx, args.source), ctx.store, ctx.stages
+    if os.environ.get(PROBE_ENV):  # `posterity doctor` runs archive_command: check, store nothing
+        from ..repository.probe import require_repository
+
+        require_repository(store)
+        return 0
     result = walarchive.push(store, source, path, stages, sysid=walarchive.system_identifier("."))
     if args.verbose:
         print(f"{result.name}: {result.status} ({result.raw_size} → {result.size} bytes, {result.seconds:.3f}s)",

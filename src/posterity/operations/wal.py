@@ -42,11 +42,16 @@ def _name_error(exc: ValueError) -> ConfigError:
 
 
 def wal_push(ctx: Context, path: Path, source: str | None = None):
-    """Archive one WAL file (``%p``); returns a PushResult once it is durably stored."""
+    """Archive one WAL file (``%p``); returns a PushResult once it is durably stored (None for
+    `posterity doctor`'s dry run, see ``repository.probe``)."""
     from ..repository import walarchive
+    from ..repository.probe import PROBE_ENV, require_repository
     from ..repository.walnames import WalNameError
 
     name = physical_source(ctx, source)
+    if os.environ.get(PROBE_ENV):  # `posterity doctor` runs archive_command: check, store nothing
+        require_repository(ctx.store)
+        return None
     try:
         return walarchive.push(ctx.store, name, path, ctx.stages, sysid=walarchive.system_identifier("."))
     except WalNameError as exc:

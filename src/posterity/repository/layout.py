@@ -7,6 +7,7 @@
     wal/<source>/<timeline>/<segment>.zst.age    archived WAL
     locks/<name>.json                            exclusive locks (create-if-absent, with expiry)
     audit/<yyyy-mm-dd>/<timestamp>-<host>-<op>.json   append-only operation records
+    probes/<timestamp>-<host>-<hex>.json         `posterity doctor`'s write probe (deleted after)
 """
 
 from __future__ import annotations
@@ -67,3 +68,8 @@ def lock_key(name: str) -> str:
 def audit_key(when: datetime, host: str, op: str) -> str:
     safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)[:64]
     return f"audit/{when:%Y-%m-%d}/{when:%Y%m%dT%H%M%S.%fZ}-{safe_host}-{op}-{secrets.token_hex(2)}.json"
+
+
+def probe_key(when: datetime, host: str) -> str:
+    safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)[:64]
+    return f"probes/{when:%Y%m%dT%H%M%S.%fZ}-{safe_host}-{secrets.token_hex(4)}.json"

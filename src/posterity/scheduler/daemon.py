@@ -88,12 +88,13 @@ class JobRun:
         return not self.errors and not self.abandoned
 
 
-def background_tasks(ctx: Context, alert: Callable[[str, str, str], Any] | None = None) -> list[Callable[[threading.Event], None]]:
-    """Long-running work beside the cron jobs (WAL streamers): each callable runs in its own
-    thread until the event is set."""
+def background_tasks(ctx: Context, alert: Callable[[str, str, str], Any] | None = None,
+                     metrics: Metrics | None = None) -> list[Callable[[threading.Event], None]]:
+    """Long-running work beside the cron jobs (WAL streamers, the archiving watch, the doctor's
+    checks at start): each callable runs in its own thread until the event is set."""
     from .background import tasks
 
-    return tasks(ctx, alert)
+    return tasks(ctx, alert, metrics)
 
 
 class Daemon:
@@ -145,7 +146,7 @@ class Daemon:
         if listen:
             self.metrics_address = self.metrics.serve(listen)
             log.info("Serving metrics on http://%s:%d/metrics and /healthz.", *self.metrics_address)
-        for task in background_tasks(self.ctx, self.notifier.event):
+        for task in background_tasks(self.ctx, self.notifier.event, self.metrics):
             t = threading.Thread(target=self._background, args=(task,), daemon=True,
                                  name=getattr(task, "__name__", "background"))
             t.start()
