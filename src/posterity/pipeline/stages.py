@@ -112,22 +112,38 @@ class _QueueWriter(io.RawIOBase):
 
 
 class _CountingReader(io.RawIOBase):
+    """The source's stream as zstd reads it; keeps the first error the source raised.
+
+    zstd and age wrap an exception raised while they read into their own errors
+    (``ZstdError``, ``pyrage.EncryptError``); the source's own error (a refusal from
+    Meilisearch, pg_dump failing) is what the user must see, with its exit code.
+    """
+
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self.n = 0
+        self.error: BaseException | None = None
 
     def readable(self) -> bool:
         return True
 
+    def _read_raw(self, size: int) -> bytes:
+        try:
+            return self._raw.read(size)
+        except BaseException as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
     def read(self, size: int = -1) -> bytes:
         # zstd's stream_reader calls read(): hand the source's bytes on as they are
         # (RawIOBase.read would allocate, readinto and copy twice more per chunk).
-        data = self._raw.read(size)
+        data = self._read_raw(size)
         self.n += len(data)
         return data or b""
 
     def readinto(self, b) -> int:
-        data = self._raw.read(len(b))
+        data = self._read_raw(len(b))
         if not data:
             return 0
         k = len(data)
@@ -167,7 +183,12 @@ class EncodedStream:
             except _Cancelled:
                 pass
             except BaseException as exc:
-                self._error = exc
+                # The source's own error, not the wrapper zstd/age made of it; a
+                # cancellation (the consumer stopped reading) is not an error.
+                if counting.error is not None:
+                    self._error = counting.error
+                elif not self._cancelled.is_set():
+                    self._error = exc
             finally:
                 self._put_final(q, done)
 

@@ -78,11 +78,22 @@ def exclusive_lock(store: ObjectStore, name: str, op: str, ttl: int = 3600) -> I
             store.put(key, data, if_absent=True)
     try:
         yield body
-    finally:
-        # Remove only our own lock.
-        current = _read(store, key)
-        if current is not None and current.get("pid") == body["pid"] and current.get("created") == body["created"]:
-            store.delete([key])
+    except BaseException:
+        # The operation failed: its error is the one to report. A release that fails too
+        # (the store is gone) must not replace it; the lock then expires or is taken over.
+        try:
+            _release(store, key, body)
+        except Exception as exc:
+            log.warning("Could not release the lock %r (%s).", name, exc)
+        raise
+    _release(store, key, body)
+
+
+def _release(store: ObjectStore, key: str, body: dict) -> None:
+    """Remove the lock at ``key`` if it is still ours."""
+    current = _read(store, key)
+    if current is not None and current.get("pid") == body["pid"] and current.get("created") == body["created"]:
+        store.delete([key])
 
 
 def list_locks(store: ObjectStore) -> list[dict]:
