@@ -36,6 +36,7 @@ QUEUE_DEPTH = 8
 
 
 MAX_AUTO_THREADS = 4
+JOIN_TIMEOUT = 5.0  # seconds to wait for the encoder thread once the consumer stopped
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,10 @@ class EncodedStream:
         finally:
             self._cancelled.set()
             self._drain(q)
-            self._thread.join()
+            # Bounded: a producer blocked reading a stalled source (pg_dump waiting on a
+            # lock) ends when the caller aborts that source, which happens after this
+            # returns; an unbounded join here would wait for it first.
+            self._thread.join(timeout=JOIN_TIMEOUT)
         if self._error is not None:
             raise self._error
         self.raw_size = counting.n
