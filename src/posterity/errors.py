@@ -31,6 +31,7 @@ into this tree at the adapter edge, so the CLI only ever sees ``PosterityError``
     │   ├── TruncatedObject
     │   └── DecryptionFailed
     ├── KeyError_                       exit 7   identity/recipient problems (named to not shadow KeyError)
+    │   └── RecipientsChanged                    the config's recipients are not the repository's
     ├── LockHeld                        exit 8
     ├── RestoreTargetError              exit 9
     ├── RestoreFailed                   exit 10
@@ -218,6 +219,16 @@ class KeyError_(PosterityError):
 
     exit_code = 7
     default_hint = "Set [encryption] identity_file to the age identity (AGE-SECRET-KEY-…) created by `posterity key generate`."
+
+
+class RecipientsChanged(KeyError_):
+    """The configured recipients differ from the ones the repository records."""
+
+    default_hint = (
+        "If the change is intended, record it: `posterity key recipients rotate` (records the config's "
+        "recipients as a new version; the old one is kept), or `posterity key recipients add/remove`. "
+        "Otherwise restore [encryption] recipients in posterity.toml."
+    )
 
 
 class LockHeld(PosterityError):

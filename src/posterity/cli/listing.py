@@ -50,8 +50,9 @@ def show(state, ref: str, source: str | None) -> None:
     """Show one backup (an id, a unique id prefix, or 'latest')."""
     ctx = state.context()
     m = ctx.repo.find(ref, source)
+    recipients = backup_recipients(m)
     if state.json:
-        emit_json(m.to_dict())
+        emit_json({**m.to_dict(), "recipient_fingerprints": sorted(recipients)})
         return
     click.echo(f"backup          {m.id}")
     click.echo(f"source          {m.source} ({m.kind})")
@@ -80,12 +81,26 @@ def show(state, ref: str, source: str | None) -> None:
         show_facts(m.facts)
     if m.tags:
         click.echo(f"tags            {', '.join(m.tags)}")
+    for i, (fp, r) in enumerate(sorted(recipients.items())):
+        click.echo(f"{'recipients' if i == 0 else '':<16}{fp}  {r[:16]}…")
     table(["artifact", "kind", "stored", "original", "sha256", "key"],
           [[a.name, a.kind, human_size(a.size), human_size(a.raw_size), a.sha256[:16] + "…", a.key] for a in m.artifacts])
     if m.restore_by_hand:
         click.echo("restore by hand ($REPO = the repository url, key.txt = the identity):")
         for c in m.restore_by_hand:
             click.echo(f"  {c}")
+
+
+def backup_recipients(m) -> dict[str, str]:
+    """Fingerprint → recipient of every age recipient the backup's artifacts were encrypted to."""
+    from ..repository.repository import fingerprint
+
+    out: dict[str, str] = {}
+    for a in m.artifacts:
+        for spec in a.stages:
+            if isinstance(spec, dict) and spec.get("name") == "age":
+                out.update({fingerprint(str(r)): str(r) for r in spec.get("recipients") or []})
+    return out
 
 
 def register(cli: click.Group) -> None:

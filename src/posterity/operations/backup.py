@@ -32,6 +32,7 @@ from ..config.durations import parse_duration
 from ..errors import DeadlineExceeded, PosterityError
 from ..repository import ArtifactRecord, Manifest, new_backup_id
 from ..repository.layout import manifest_key, payload_key
+from ..repository.recipients import require_known as require_known_recipients
 from ..sources import make_source
 from . import cancel
 from .context import Context
@@ -94,6 +95,11 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
     source = make_source(name, cfg)
     repo = ctx.repo
     repo.descriptor()  # fail with "not initialised" before touching the source
+    try:
+        require_known_recipients(repo, ctx.stages.recipients)  # never encrypt to a key the repository does not know
+    except PosterityError as exc:
+        repo.audit("backup", "failed", {"source": name, "backup": None, "error": str(exc)})
+        raise
     source.bind(ctx.store)
     t0 = time.monotonic()
     try:

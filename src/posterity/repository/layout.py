@@ -1,6 +1,7 @@
 """The storage layout. Every key is written once and never rewritten.
 
-    posterity.json                               repository descriptor
+    posterity.json                               repository descriptor (recipients version 1)
+    keys/recipients-<NNNNNN>.json                later versions of the recorded recipients
     backups/<source>/<backup-id>/<artifact>      payloads (age(zstd(...)))
     backups/<source>/<backup-id>/manifest.json   the commit record: a backup exists iff this exists
     points/<point-id>.json                       restore points (several sources taken together)
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 
 DESCRIPTOR = "posterity.json"
 MANIFEST = "manifest.json"
+RECIPIENTS_PREFIX = "keys/"
 PAYLOAD_SUFFIX = ".zst.age"
 
 _ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{4}$")
@@ -73,3 +75,13 @@ def audit_key(when: datetime, host: str, op: str) -> str:
 def probe_key(when: datetime, host: str) -> str:
     safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)[:64]
     return f"probes/{when:%Y%m%dT%H%M%S.%fZ}-{safe_host}-{secrets.token_hex(4)}.json"
+
+
+def recipients_key(version: int) -> str:
+    """Version ``version`` (2, 3, …) of the repository's recorded recipients."""
+    return f"{RECIPIENTS_PREFIX}recipients-{version:06d}.json"
+
+
+def parse_recipients_key(key: str) -> int | None:
+    m = re.fullmatch(rf"{RECIPIENTS_PREFIX}recipients-(\d{{6}})\.json", key)
+    return int(m.group(1)) if m else None

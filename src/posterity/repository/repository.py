@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,10 +95,17 @@ class Repository:
         # Chosen before the first byte (R2's parts are equal); refuses a stream too large for it.
         part_size = choose_part_size(expected_size, self.store.max_part_size, what=key)
         encoded = encode(stream, stages)
-        chunks: Iterable[bytes] = encoded
-        if progress is not None:
-            chunks = _tap(encoded, progress)
-        self.store.put(key, chunks, if_absent=True, part_size=part_size)
+        # The generators are made here, not inside the store, so that they are closed here,
+        # in this thread, whatever happens: an upload that fails leaves them referenced by
+        # the store's client, and a generator finalised at interpreter shutdown (its
+        # ``finally`` touching a queue and a thread) aborted the process (issue 11.4).
+        inner = iter(encoded)
+        chunks = _tap(inner, progress) if progress is not None else inner
+        try:
+            self.store.put(key, chunks, if_absent=True, part_size=part_size)
+        finally:
+            for gen in (chunks, inner):
+                _close(gen)
         return encoded.size, encoded.sha256, encoded.raw_size
 
     def commit(self, manifest: Manifest) -> str:
@@ -243,6 +251,21 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers)
         return str(os.getuid()) if hasattr(os, "getuid") else "?"
+
+
+def _close(gen: object, attempts: int = 100) -> None:
+    """Close a generator that another thread may still be advancing (the store's client
+    pulls chunks from its own threads): wait a moment for that step to end, boundedly."""
+    close = getattr(gen, "close", None)
+    if close is None:
+        return
+    for _ in range(attempts):
+        try:
+            close()
+            return
+        except ValueError:  # "generator already executing"
+            time.sleep(0.05)
+    log.warning("A payload stream was still being read after its upload ended.")
 
 
 def _tap(chunks: Iterable[bytes], progress) -> Iterator[bytes]:

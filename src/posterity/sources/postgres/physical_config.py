@@ -87,8 +87,9 @@ class PhysicalConfig(BaseModel):
     archive_wait: int = Field(
         default=300,
         ge=5,
-        description="Seconds a base backup waits for its last WAL segment to be archived (or streamed and "
-        "stored) before it fails.",
+        description="Seconds a base backup waits for every WAL segment it needs to be stored in this repository "
+        "(archived or streamed), and at most how long the server may wait for archiving at its end, before it "
+        "fails (exit 5).",
         json_schema_extra={"example": 300},
     )
     archive_alert_after: str = Field(
