@@ -88,6 +88,7 @@ COMMAND_MODULES = [
     "daemon",
     "schedule",
     "wal",
+    "web",
 ]
 
 
