@@ -17,7 +17,7 @@ from posterity.web import WebServer, create_app
 from posterity.web.auth import COOKIE
 
 with warnings.catch_warnings():  # Starlette asks for httpx2 in its test client; httpx is what we pin
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 AUTH = {"Authorization": f"Bearer {WEB_TOKEN}"}
@@ -146,17 +146,46 @@ def test_real_socket_with_token_on_all_interfaces_needs_it(web_repo):
     server.start()
     try:
         base = f"http://127.0.0.1:{server.address[1]}"
-        for _ in range(50):
-            try:
-                r = httpx.get(base + "/api/status", timeout=5)
-                break
-            except httpx.ConnectError:
-                import time
-
-                time.sleep(0.1)
+        r = _wait_get(base + "/api/status")
         assert r.status_code == 401
         r = httpx.get(base + "/api/status", headers=AUTH, timeout=10)
         assert r.status_code == 200 and {s["source"] for s in r.json()["sources"]} == {"db", "down"}
         assert "content-security-policy" in r.headers
     finally:
         server.stop()
+
+
+def _wait_get(url: str, **kw) -> httpx.Response:
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return httpx.get(url, timeout=10, **kw)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_daemon_serves_the_dashboard_beside_metrics_when_web_is_configured(web_repo):
+    from tests.support.ops import make_context
+
+    from posterity.scheduler.daemon import Daemon
+
+    text = web_repo.config_text.replace("[web]\n", '[web]\nlisten = "127.0.0.1:0"\n')
+    text += '[daemon]\nmetrics_listen = "127.0.0.1:0"\ncatch_up = false\n'
+    daemon = Daemon(make_context(text))
+    daemon.start()
+    try:
+        assert daemon.web is not None and daemon.metrics_address is not None
+        base = f"http://127.0.0.1:{daemon.web.address[1]}"
+        assert _wait_get(base + "/api/status").status_code == 401
+        r = _wait_get(base + "/api/status", headers=AUTH)
+        assert r.status_code == 200 and {s["source"]: s["state"] for s in r.json()["sources"]} == {
+            "db": "ok", "down": "failing"}
+        assert _wait_get(f"http://127.0.0.1:{daemon.metrics_address[1]}/healthz").status_code == 200
+    finally:
+        daemon.shutdown()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(base + "/api/status", timeout=2)  # stopped with the daemon
