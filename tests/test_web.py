@@ -189,3 +189,35 @@ def test_daemon_serves_the_dashboard_beside_metrics_when_web_is_configured(web_r
         daemon.shutdown()
     with pytest.raises(httpx.TransportError):
         httpx.get(base + "/api/status", timeout=2)  # stopped with the daemon
+
+
+def test_cache_serves_stale_answers_while_one_refresh_runs():
+    import threading
+
+    from posterity.web.cache import TTLCache
+
+    now = [0.0]
+    cache = TTLCache(30, stale_grace=300, clock=lambda: now[0])
+    calls: list[int] = []
+    release = threading.Event()
+
+    def compute():
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)
+        return len(calls)
+
+    assert cache.get("k", compute) == 1
+    now[0] = 10
+    assert cache.get("k", compute) == 1 and len(calls) == 1  # fresh: no read
+    now[0] = 40
+    assert cache.get("k", compute) == 1  # stale: the old answer at once ...
+    assert cache.get("k", compute) == 1  # ... and only one refresh in flight
+    release.set()
+    for _ in range(100):
+        if cache.get("k", compute) == 2:
+            break
+        threading.Event().wait(0.02)
+    assert cache.get("k", compute) == 2 and len(calls) == 2
+    now[0] = 40 + 30 + 300 + 1  # beyond the grace: the request waits for a new read
+    assert cache.get("k", compute) == 3

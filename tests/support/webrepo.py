@@ -57,6 +57,7 @@ def build_web_repo(root: Path, pg_cluster, s3_server, posters: int = 60) -> tupl
     assert DB_PASSWORD in dsn
     bucket = f"web-{uuid.uuid4().hex[:12]}"
     s3_server.create_bucket(bucket)
+    root.mkdir(parents=True, exist_ok=True)
     recipient, identity = make_keys(root)
     secret_key = s3_server.store_kwargs(None)["secret_access_key"]
     text = "\n".join([

@@ -8,11 +8,14 @@ its ``/api/…`` twin and the terminal can never disagree. Reads are cached for
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..operations.context import Context
 from .cache import TTLCache
+
+log = logging.getLogger(__name__)
 
 AUDIT_DEFAULT_SINCE = timedelta(days=30)
 FAILURE_LOOKBACK = timedelta(days=30)
@@ -36,6 +39,16 @@ class Dashboard:
         from ..operations.catalog import backup_summaries
 
         return self.cache.get(("backups", source), lambda: backup_summaries(self.ctx, source))
+
+    def backup_seconds(self, source: str, backup_id: str) -> float:
+        """How long one backup took (one manifest, from the local manifest cache when there)."""
+        from ..repository import layout
+
+        def read() -> float:
+            m = self.ctx.repo.read_manifest(layout.manifest_key(source, backup_id))
+            return round((m.finished - m.started).total_seconds(), 3)
+
+        return self.cache.get(("seconds", source, backup_id), read)
 
     def retention(self, source: str) -> dict[str, Any]:
         """``posterity --json prune --dry-run --source SOURCE``: what the policy keeps and why."""
@@ -77,6 +90,22 @@ class Dashboard:
         from ..operations.wal import wal_status
 
         return self.cache.get(("wal", source), lambda: wal_status(self.ctx, source))
+
+    def warm(self) -> None:
+        """Read what the pages need once, so the first views do not wait (server start-up)."""
+        from ..errors import PosterityError
+
+        try:
+            self.overview()
+            for name in sorted(self.ctx.config.sources):
+                self.backups(name)
+                self.audit(op="backup", source=name, result="failed")
+                self.retention(name)
+            self.drills()
+            self.verifications()
+            self.audit()
+        except PosterityError as exc:  # the page that needs it will say so
+            log.warning("dashboard: warming the cache failed: %s", exc.message)
 
     # -- what only the dashboard combines -----------------------------------------------
 

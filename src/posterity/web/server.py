@@ -65,6 +65,7 @@ class WebServer:
         self.sock = bind(listen, token)
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
         app = create_app(ctx, token=token, cache_seconds=cache_seconds)
+        self.dashboard = app.state.dashboard
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 server_header=False, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
@@ -76,6 +77,8 @@ class WebServer:
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def run(self) -> None:
+        if self.dashboard.cache.ttl > 0:
+            threading.Thread(target=self.dashboard.warm, name="web-warm", daemon=True).start()
         try:
             self.server.run(sockets=[self.sock])
         finally:

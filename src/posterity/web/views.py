@@ -37,11 +37,10 @@ def overview_page(board: Dashboard, request: Request) -> dict[str, Any]:
     ov = board.overview()
     rows = []
     for s in ov["status"]["sources"]:
-        backups = board.backups(s["source"])
-        last = backups[-1] if backups else None
-        rows.append({"s": s, "last": last, "took": _seconds(last) if last else None,
+        last = s["last_success"]
+        rows.append({"s": s, "took": board.backup_seconds(s["source"], last["id"]) if last else None,
                      "next": ov["next_runs"].get(s["source"]), "wal": ov["wal"].get(s["source"])})
-    return {"ov": ov, "rows": rows}
+    return {"ov": ov, "rows": rows, "cache_seconds": board.cache.ttl}
 
 
 def _known_source(board: Dashboard, name: str) -> None:

@@ -11,7 +11,7 @@
   });
 
   if (typeof uPlot === "undefined") return;
-  var RED = "#c0262d", AMBER = "#9a6700", BLUE = "#0969da", GREY = "#57606a";
+  var RED = "#c0262d", AMBER = "#9a6700", BLUE = "#0969da";
   function marks(color) {
     return { paths: function () { return null; }, points: { show: true, size: 9, fill: color, stroke: color } };
   }
@@ -29,7 +29,7 @@
     return {
       data: [xs, size, secs, anomaly, failed],
       series: [{}, { label: "stored MiB", stroke: BLUE, width: 2, spanGaps: true, scale: "MiB" },
-        { label: "took s", stroke: GREY, dash: [4, 4], spanGaps: true, scale: "s" },
+        { label: "took s", stroke: "rgba(87,96,106,0.55)", width: 1, spanGaps: true, scale: "s" },
         Object.assign({ label: "size anomaly", scale: "MiB" }, marks(AMBER)),
         Object.assign({ label: "failed", scale: "MiB" }, marks(RED))],
       axes: [{}, { scale: "MiB", label: "MiB" }, { scale: "s", side: 1, label: "s", grid: { show: false } }],
