@@ -44,7 +44,7 @@ def is_loopback(host: str) -> bool:
 def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"[web] listen {listen!r} is not HOST:PORT.",
+        raise ConfigError(f"The listen address {listen!r} is not HOST:PORT.",
                           hint="Give an address and port, e.g. 127.0.0.1:9851 or [::1]:9851.")
     return host.strip("[]"), int(port)
 
