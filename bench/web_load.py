@@ -85,6 +85,8 @@ def view(ctx: Context, page: str, headers: dict[str, str], *, cache_seconds: flo
                 except httpx.TransportError:
                     time.sleep(0.05)
             if repeat:
+                if server.warm_thread is not None:
+                    server.warm_thread.join()  # so it does not run on into the next measurement
                 timed(c, page)
             return timed(c, page)
     finally:

@@ -70,6 +70,7 @@ class WebServer:
                                 server_header=False, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self.warm_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -78,7 +79,8 @@ class WebServer:
 
     def run(self) -> None:
         if self.dashboard.cache.ttl > 0:
-            threading.Thread(target=self.dashboard.warm, name="web-warm", daemon=True).start()
+            self.warm_thread = threading.Thread(target=self.dashboard.warm, name="web-warm", daemon=True)
+            self.warm_thread.start()
         try:
             self.server.run(sockets=[self.sock])
         finally:
