@@ -221,3 +221,17 @@ def test_cache_serves_stale_answers_while_one_refresh_runs():
     assert cache.get("k", compute) == 2 and len(calls) == 2
     now[0] = 40 + 30 + 300 + 1  # beyond the grace: the request waits for a new read
     assert cache.get("k", compute) == 3
+
+
+def test_daemon_refuses_a_non_loopback_dashboard_without_a_token(web_repo):
+    from tests.support.ops import make_context
+
+    from posterity.scheduler.daemon import Daemon
+
+    text = web_repo.config_text.replace(f'token = "{WEB_TOKEN}"\n', 'listen = "0.0.0.0:0"\n')
+    text += '[daemon]\nmetrics_listen = ""\ncatch_up = false\n'
+    assert WEB_TOKEN not in text
+    daemon = Daemon(make_context(text))
+    with pytest.raises(ConfigError, match="only loopback"):
+        daemon.start()
+    daemon.shutdown()
