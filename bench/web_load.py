@@ -97,6 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backups", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--pages", default=",".join(PAGES), help="comma-separated pages to time")
     ap.add_argument("--screenshot", type=Path, help="folder to save dashboard screenshots into")
     args = ap.parse_args()
     from posterity.pgcluster import TempCluster
@@ -112,9 +113,10 @@ def main() -> None:
             print(f"grew to {len(repo.ctx.repo.manifests('db'))} backups of db in {time.monotonic() - t0:.1f}s")
             headers = {"Authorization": f"Bearer {WEB_TOKEN}"}
             kinds = ("cold", "uncached", "hot")
-            results: dict[str, dict[str, list[float]]] = {p: {k: [] for k in kinds} for p in PAGES}
+            pages = args.pages.split(",")
+            results: dict[str, dict[str, list[float]]] = {p: {k: [] for k in kinds} for p in pages}
             for rnd in range(args.rounds):
-                for page in PAGES:
+                for page in pages:
                     state = work / f"state-{rnd}-{page.strip('/').replace('/', '_') or 'root'}"
                     ctx = make_context(repo.config_text.replace(str(work / "env" / "state"), str(state)))
                     # cold: `posterity web` just started on a host with no local manifest cache
