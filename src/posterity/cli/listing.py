@@ -22,12 +22,9 @@ def list_cmd(state, source: str | None, points: bool) -> None:
         return list_points_cmd(state, ctx)
     manifests = ctx.repo.manifests(source)
     if state.json:
-        emit_json([
-            {"id": m.id, "source": m.source, "kind": m.kind, "started_at": m.started_at,
-             "finished_at": m.finished_at, "size": m.size, "raw_size": m.raw_size, "tags": m.tags,
-             "unchanged_from": m.facts.get("unchanged_from")}
-            for m in manifests
-        ])
+        from ..operations.catalog import backup_summary
+
+        emit_json([backup_summary(m) for m in manifests])
         return
     if not manifests:
         click.echo("no backups yet")

@@ -90,6 +90,7 @@ COMMAND_MODULES = [
     "schedule",
     "wal",
     "doctor",
+    "web",
 ]
 
 

@@ -390,6 +390,26 @@ class NotifyConfig(Section):
     )
 
 
+class WebConfig(Section):
+    listen: str = Field(
+        default="127.0.0.1:9851",
+        description="HOST:PORT where `posterity web` and the daemon serve the read-only dashboard. Any address "
+        "but loopback needs a token.",
+        json_schema_extra={"example": "127.0.0.1:9851"},
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Token the dashboard asks for (Authorization: Bearer, or its login form); required to listen "
+        "on anything but loopback. Keep it in ${ENV}.",
+        json_schema_extra={"example": "${POSTERITY_WEB_TOKEN}"},
+    )
+    cache_seconds: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="How long the dashboard reuses what it read from the repository before reading again.",
+        json_schema_extra={"example": 30},
+    )
+
+
 class Config(Section):
     repository: RepositoryConfig
     encryption: EncryptionConfig
@@ -398,6 +418,7 @@ class Config(Section):
     schedule: list[ScheduleConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    web: WebConfig | None = None
 
     @field_validator("schedule")
     @classmethod

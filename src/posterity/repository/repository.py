@@ -35,6 +35,9 @@ from .manifest import ArtifactRecord, Manifest
 
 log = logging.getLogger(__name__)
 
+#: Parallel GETs when reading many manifests (a catalog of 1,000 backups is 1,000 objects).
+MANIFEST_READERS = 8
+
 
 def fingerprint(recipient: str) -> str:
     return "sha256:" + hashlib.sha256(recipient.encode()).hexdigest()[:16]
@@ -159,13 +162,23 @@ class Repository:
 
     def manifests(self, source: str | None = None) -> list[Manifest]:
         """Every committed backup (oldest first)."""
-        out = []
-        for key in self.manifest_keys(source):
+        def read(key: str) -> Manifest | None:
             # One damaged manifest must not hide every other backup (list, restore latest).
             try:
-                out.append(self.read_manifest(key))
+                return self.read_manifest(key)
             except ManifestInvalid as exc:
                 log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", exc.message)
+                return None
+
+        keys = self.manifest_keys(source)
+        if len(keys) > 8:  # manifests not in the local cache are one GET each: overlap them
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
+                found = list(pool.map(read, keys))
+        else:
+            found = [read(k) for k in keys]
+        out = [m for m in found if m is not None]
         # Ids have one-second resolution: order by the recorded start time first.
         out.sort(key=lambda m: (m.started_at, m.id, m.source))
         return out

@@ -135,6 +135,7 @@ class Daemon:
         self._started = self.clock.now()
         self._next_check = self._started
         self.metrics_address: tuple[str, int] | None = None
+        self.web: Any = None  # the dashboard's server when [web] is configured
         self.background_threads: list[threading.Thread] = []
 
     # -- lifecycle --------------------------------------------------------------------
@@ -146,6 +147,10 @@ class Daemon:
         if listen:
             self.metrics_address = self.metrics.serve(listen)
             log.info("Serving metrics on http://%s:%d/metrics and /healthz.", *self.metrics_address)
+        if self.ctx.config.web is not None:
+            from ..web.server import serve_for_daemon
+
+            self.web = serve_for_daemon(self.ctx)
         for task in background_tasks(self.ctx, self.notifier.event, self.metrics):
             t = threading.Thread(target=self._background, args=(task,), daemon=True,
                                  name=getattr(task, "__name__", "background"))
@@ -213,6 +218,8 @@ class Daemon:
         for t in self.background_threads:  # streamers store what they hold before they return
             t.join(max(0.0, final - self.clock_monotonic()))
         self.metrics.close()
+        if self.web is not None:
+            self.web.stop()
         log.info("Stopped.")
 
     @staticmethod
