@@ -223,6 +223,9 @@ def test_unchanged_tree_is_stored_again_after_a_recipient_change(project, tree, 
         "recipients = [", f'recipients = ["{new_recipient}", ', 1
     )
     project.config.write_text(text)
+    refused = run(capsys, project.config, "backup", "config")  # an unrecorded recipient: refused
+    assert refused.code == 7 and "posterity key recipients rotate" in refused.err, refused
+    assert run(capsys, project.config, "key", "recipients", "rotate", "--reason", "test").code == 0
     again = backup(capsys, project)
     assert again["unchanged_from"] is None
     assert f"backups/config/{again['id']}/files.tar.zst.age" in store_keys(project)

@@ -258,3 +258,32 @@ def test_a_missing_data_archive_fails_the_restore_and_drops_the_new_database(loc
     assert r.returncode == 4, r.stderr
     assert victim in r.stderr and "was dropped" in r.stderr
     assert sample_db.cluster.psql(f"select count(*) from pg_database where datname = '{target}'").strip() == "0"
+
+
+def test_backup_timeout_ends_a_split_backup_with_stalled_pg_dumps(local_split, sample_db, tmp_path):
+    """Every data pg_dump stalls (a wrapper sleeps first): backup_timeout ends all of them,
+    nothing is committed and no payload is left."""
+    import time
+
+    add_awkward_objects(sample_db.dsn)
+    real = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("pg_dumpall", "pg_restore", "psql"):
+        (bin_dir / tool).symlink_to(real / tool)
+    (bin_dir / "pg_dump").write_text(
+        f'#!/bin/sh\ncase "$*" in *--section=data*) sleep 60 >/dev/null;; esac\nexec {real / "pg_dump"} "$@"\n'
+    )
+    (bin_dir / "pg_dump").chmod(0o755)
+    local_split.sources["db"]["bin_dir"] = str(bin_dir)
+    local_split.write_config()
+    local_split.config.write_text(local_split.config.read_text().replace("[general]\n", '[general]\nbackup_timeout = "3s"\n'))
+    t0 = time.monotonic()
+    r = local_split.run("backup", "db", timeout=60)
+    assert time.monotonic() - t0 < 30, "the stalled pg_dumps were waited out"
+    assert r.returncode == 14, r.stderr
+    assert "nothing was committed" in r.stderr
+    repo = Path(local_split.repo_url.removeprefix("file://"))
+    leftovers = list((repo / "backups").rglob("*.age")) if (repo / "backups").exists() else []
+    assert leftovers == []  # the payloads already written were removed
+    assert json.loads(local_split.run("--json", "list", check=True).stdout) == []

@@ -25,7 +25,6 @@ import psycopg
 import pytest
 from tests.support.pitr import (
     AS_ROOT,
-    VENV_POSTERITY,
     Env,
     chown_owner,
     insert_row,
@@ -120,7 +119,7 @@ def test_restore_to_a_time_between_t2_and_t3_has_exactly_rows_1_and_2(env: Env) 
     dest = env.work / "restored-mid"
     port = free_port()
     proc = restore(env, dest, "latest", "--target-time", env.mid.isoformat(), "--start", "--port", str(port))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     try:
         assert result["backup"] == env.base_id and result["state"] == "paused"
@@ -325,7 +324,7 @@ def test_push_twice_same_content_succeeds_different_content_fails(env: Env, tmp_
     tli = 0x10 if entry == "cli" else 0x11
     name = wal.segment_name(tli, 7)
     seg = _segment(tmp_path, name, b"first")
-    cmd = ([str(VENV_POSTERITY), "-c", str(env.config), "wal", "push"] if entry == "cli"
+    cmd = ([str(env.posterity), "-c", str(env.config), "wal", "push"] if entry == "cli"
            else [sys.executable, "-m", "posterity.cli.walfast", "push", "-c", str(env.config)])
 
     def push(path: Path) -> subprocess.CompletedProcess[str]:
@@ -351,7 +350,7 @@ def test_fetch_restores_exact_bytes_and_is_quiet_for_missing_files(env: Env, tmp
     name = wal.segment_name(0x12, 3)
     seg = _segment(tmp_path, name, b"fetch me")
     walarchive.push(env.store, "other", seg, Stages((env.recipient,)))
-    for cmd in ([str(VENV_POSTERITY), "-c", str(env.config), "wal", "fetch"],
+    for cmd in ([str(env.posterity), "-c", str(env.config), "wal", "fetch"],
                 [sys.executable, "-m", "posterity.cli.walfast", "fetch", "-c", str(env.config)]):
         dest = tmp_path / "RECOVERYXLOG"
         ok = subprocess.run([*cmd, "--source", "other", name, str(dest)], capture_output=True, text=True, check=False)
@@ -365,7 +364,7 @@ def test_fetch_restores_exact_bytes_and_is_quiet_for_missing_files(env: Env, tmp
     # Archived but damaged: 126, so PostgreSQL stops recovery instead of ending it there.
     path = env.repo / wal.payload_key("other", name)
     path.write_bytes(path.read_bytes()[:-10])
-    bad = subprocess.run([str(VENV_POSTERITY), "-c", str(env.config), "wal", "fetch", "--source", "other", name,
+    bad = subprocess.run([str(env.posterity), "-c", str(env.config), "wal", "fetch", "--source", "other", name,
                           str(tmp_path / "x")], capture_output=True, text=True, check=False)
     assert bad.returncode == 126 and "damaged" in bad.stderr
 

@@ -131,7 +131,7 @@ retries = 2
 retry_backoff = "30s"
 stop_timeout = "1s"
 """
-    ctx = make_context(config_text(f"memory://sched-{tmp_path.name}", recipient, identity, tmp_path / "state",
+    ctx = make_context(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state",
                                    {"db": "postgresql://127.0.0.1:1/x"}, extra))
     ctx.repo.init([recipient])
     return ctx
@@ -215,9 +215,14 @@ def test_stop_abandons_a_run_that_outlives_the_stop_timeout_and_catches_it_up_la
     entered = threading.Event()
 
     def endless(ctx, source, tags):
+        from posterity.operations import cancel
+
+        token = cancel.current()  # a real backup checks its token between chunks
+        assert token is not None
         entered.set()
         try:
             while True:
+                token.check()
                 time.sleep(0.01)
         except BaseException as exc:
             seen.append(exc)  # a real backup removes its payloads and releases its lock here

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from tests.support.pitr import (
-    VENV_POSTERITY,
     Env,
     chown_owner,
     insert_row,
@@ -52,7 +51,7 @@ class StreamEnv(Env):
     def start_streamer(self, *command: str) -> subprocess.Popen[str]:
         env = {**os.environ}
         env.pop("POSTERITY_CONFIG", None)
-        self.streamer = subprocess.Popen([str(VENV_POSTERITY), "-c", str(self.config), "-v",
+        self.streamer = subprocess.Popen([str(self.posterity), "-c", str(self.config), "-v",
                                           *(command or ("wal", "stream", "--source", "pitr"))],
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 30

@@ -24,16 +24,21 @@ into this tree at the adapter edge, so the CLI only ever sees ``PosterityError``
     │   ├── SourceAuthError
     │   ├── ToolMissing
     │   ├── ToolVersionError
-    │   └── DumpFailed
+    │   ├── DumpFailed
+    │   └── SourceTimeout               a tool or query did not answer within its bound
     ├── IntegrityError                  exit 6
     │   ├── ChecksumMismatch
     │   ├── TruncatedObject
     │   └── DecryptionFailed
     ├── KeyError_                       exit 7   identity/recipient problems (named to not shadow KeyError)
+    │   └── RecipientsChanged                    the config's recipients are not the repository's
     ├── LockHeld                        exit 8
     ├── RestoreTargetError              exit 9
     ├── RestoreFailed                   exit 10
-    └── LocalResourceError              exit 11  disk full, unwritable staging folder
+    ├── LocalResourceError              exit 11  disk full, permission denied, missing file (from_os_error)
+    └── DeadlineExceeded                exit 14  a backup's or a job's configured timeout ran out
+
+    Terminated (a KeyboardInterrupt)    exit 143 SIGTERM: stopped cleanly, nothing uncommitted kept
 """
 
 from __future__ import annotations
@@ -181,6 +186,13 @@ class DumpFailed(SourceError):
     default_hint = "Nothing was committed; earlier backups are intact. Fix the cause and run the backup again."
 
 
+class SourceTimeout(SourceError):
+    """The data source did not answer in time."""
+
+    default_hint = ("Nothing was committed. Check that the server (or the program named) is not stuck "
+                    "or overloaded, then retry.")
+
+
 class IntegrityError(PosterityError):
     """Stored data failed an integrity check."""
 
@@ -209,6 +221,16 @@ class KeyError_(PosterityError):
     default_hint = "Set [encryption] identity_file to the age identity (AGE-SECRET-KEY-…) created by `posterity key generate`."
 
 
+class RecipientsChanged(KeyError_):
+    """The configured recipients differ from the ones the repository records."""
+
+    default_hint = (
+        "If the change is intended, record it: `posterity key recipients rotate` (records the config's "
+        "recipients as a new version; the old one is kept), or `posterity key recipients add/remove`. "
+        "Otherwise restore [encryption] recipients in posterity.toml."
+    )
+
+
 class LockHeld(PosterityError):
     """Another operation holds the lock."""
 
@@ -235,6 +257,26 @@ class LocalResourceError(PosterityError):
     default_hint = "Free space or point --staging-dir / TMPDIR at a larger disk, then retry."
 
 
+class DeadlineExceeded(PosterityError):
+    """The operation ran longer than its configured timeout and was stopped."""
+
+    exit_code = 14
+    default_hint = ("Nothing of it was committed. Find out what was stuck (a stopped or blocked dump, a slow "
+                    "store), or raise [general] backup_timeout / the [[schedule]] timeout if it is just large.")
+
+
+class Terminated(KeyboardInterrupt):
+    """Stopped by SIGTERM: the operation unwinds like Ctrl-C (lock released, uncommitted payloads removed).
+
+    A ``KeyboardInterrupt`` on purpose: no ``except Exception`` on the way may swallow it."""
+
+    exit_code = 143
+
+    def __init__(self, message: str = "Stopped by SIGTERM.") -> None:
+        self.message = message
+        super().__init__(message)
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected failure",
@@ -247,8 +289,37 @@ EXIT_CODES: dict[int, str] = {
     8: "lock held by another operation",
     9: "restore target not usable (not empty, exists)",
     10: "restore failed (nothing partial left behind)",
-    11: "local resource error (disk full)",
+    11: "local resource error (disk full, permission denied, missing file)",
     12: "status: a source is stale (older than max_age) or was never backed up",
-    13: "status: a source's last backup failed",
-    130: "interrupted",
+    13: "status: a source's last backup failed, or its WAL archiving raises an alert",
+    14: "deadline exceeded (a backup's backup_timeout or a job's timeout ran out; nothing committed)",
+    15: "doctor: a check failed",
+    130: "interrupted (Ctrl-C); nothing uncommitted kept",
+    143: "stopped by SIGTERM: lock released, nothing uncommitted kept, then ended by the signal (shells: 143)",
 }
+
+
+def from_os_error(exc: OSError, doing: str = "") -> PosterityError:
+    """An ``OSError`` a user can cause (permission, disk full, missing file), named with
+    its file and a hint. The one conversion for any OS error that reaches the CLI unconverted;
+    adapters that know better (the folder store: exit 4) convert before it gets there."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    what = f"{doing}: " if doing else ""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LocalResourceError(f"{what}No space left on the device holding{where or ' a file'} ({reason}).")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        import getpass
+
+        return LocalResourceError(
+            f"{what}Permission denied:{where} ({reason}).",
+            hint=f"This runs as user {getpass.getuser()}: give it access (chown/chmod the file or folder), "
+            "or run as the user that owns it.",
+        )
+    if exc.errno == errno.ENOENT:
+        return LocalResourceError(f"{what}No such file or folder:{where}.",
+                                  hint="Check the path in posterity.toml or on the command line.")
+    return LocalResourceError(f"{what}{reason}{':' + where if where else ''}.",
+                              hint="Fix the file or folder named, then retry.")

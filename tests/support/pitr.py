@@ -1,25 +1,24 @@
-"""What the point-in-time recovery tests share: a project whose archive_command/restore_command
-the PostgreSQL OS user can run, row helpers, and stopping restored servers."""
+"""What the point-in-time recovery tests share: a project archiving and restoring through the
+``posterity`` that ``scripts/install`` put in a temporary prefix (run by the PostgreSQL OS user,
+as in production: no wrapper), row helpers, and stopping restored servers."""
 
 from __future__ import annotations
 
 import os
 import pwd
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
-import pytest
+from tests.support.install import installed_posterity
 
 from posterity.pgcluster import TempCluster
 from posterity.pipeline import generate_identity
 from posterity.repository import walnames as wal
 from posterity.storage import LocalStore
 
-VENV_POSTERITY = Path(sys.executable).parent / "posterity"
 AS_ROOT = os.geteuid() == 0
 
 
@@ -32,23 +31,11 @@ def _runs_as_owner(argv: list[str]) -> bool:
     return subprocess.run([*prefix, *argv], capture_output=True, check=False).returncode == 0
 
 
-def posterity_for_postgres(folder: Path) -> str:
-    """The command PostgreSQL (as its OS user) runs for archive/restore_command.
-
-    The venv's own ``posterity`` when that user can execute it; otherwise (a venv whose
-    interpreter lives under /root) the same code on the system Python of the same version.
-    """
-    if _runs_as_owner([str(VENV_POSTERITY), "--version"]):
-        return str(VENV_POSTERITY)
-    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    wrapper = folder / "posterity-as-postgres"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={src}:{site} exec {python} -m posterity "$@"\n')
-    wrapper.chmod(0o755)
-    if not _runs_as_owner([str(wrapper), "--version"]):
-        pytest.skip("neither the venv's posterity nor a system Python can run as the postgres user")
-    return str(wrapper)
+def posterity_for_postgres() -> str:
+    """The command PostgreSQL (as its OS user) runs for archive/restore_command: the installed one."""
+    command = str(installed_posterity())
+    assert _runs_as_owner([command, "--version"]), f"the postgres OS user cannot run {command}"
+    return command
 
 
 class Env:
@@ -57,7 +44,8 @@ class Env:
         self.repo = work / "repo"
         self.config = work / "posterity.toml"
         self.key = work / "key.txt"
-        self.command = posterity_for_postgres(work)
+        self.command = posterity_for_postgres()
+        self.posterity = installed_posterity()
         self.recipient = generate_identity(self.key)
         self.cluster: TempCluster | None = None
         self.rows: dict[int, datetime] = {}
@@ -75,9 +63,13 @@ class Env:
         )
 
     def run(self, *args: str, timeout: float = 180, command: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "POSTERITY_EXECUTABLE": command or self.command}
+        """Run the installed posterity; ``command`` overrides what restore_command runs."""
+        env = {**os.environ}
         env.pop("POSTERITY_CONFIG", None)
-        return subprocess.run([str(VENV_POSTERITY), "-c", str(self.config), *args], capture_output=True,
+        env.pop("POSTERITY_EXECUTABLE", None)
+        if command:
+            env["POSTERITY_EXECUTABLE"] = command
+        return subprocess.run([str(self.posterity), "-c", str(self.config), *args], capture_output=True,
                               text=True, env=env, timeout=timeout, check=False)
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:

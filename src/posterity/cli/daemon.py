@@ -22,7 +22,8 @@ def daemon(state, metrics_listen: str | None) -> None:
 
     Logs go to stdout (one line per event, for journald or docker logs). SIGTERM or Ctrl-C
     stops cleanly: no new run starts, a backup in flight gets [daemon] stop_timeout to
-    finish and is otherwise abandoned uncommitted; a second signal exits at once.
+    finish and is otherwise cancelled (dump killed, nothing committed, lock released); the
+    daemon exits at most 5 s later. A second signal exits at once.
     """
     from ..errors import ConfigError
     from ..scheduler.daemon import Daemon

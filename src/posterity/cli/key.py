@@ -1,4 +1,4 @@
-"""``posterity key generate``: a new age identity."""
+"""``posterity key generate|show``, and ``key recipients …`` (``key_recipients.py``)."""
 
 from __future__ import annotations
 
@@ -45,4 +45,7 @@ def show(identity_file: str) -> None:
 
 
 def register(cli: click.Group) -> None:
+    from .key_recipients import recipients_group
+
+    key_group.add_command(recipients_group)
     cli.add_command(key_group)

@@ -22,12 +22,9 @@ def list_cmd(state, source: str | None, points: bool) -> None:
         return list_points_cmd(state, ctx)
     manifests = ctx.repo.manifests(source)
     if state.json:
-        emit_json([
-            {"id": m.id, "source": m.source, "kind": m.kind, "started_at": m.started_at,
-             "finished_at": m.finished_at, "size": m.size, "raw_size": m.raw_size, "tags": m.tags,
-             "unchanged_from": m.facts.get("unchanged_from")}
-            for m in manifests
-        ])
+        from ..operations.catalog import backup_summary
+
+        emit_json([backup_summary(m) for m in manifests])
         return
     if not manifests:
         click.echo("no backups yet")
@@ -50,8 +47,9 @@ def show(state, ref: str, source: str | None) -> None:
     """Show one backup (an id, a unique id prefix, or 'latest')."""
     ctx = state.context()
     m = ctx.repo.find(ref, source)
+    recipients = backup_recipients(m)
     if state.json:
-        emit_json(m.to_dict())
+        emit_json({**m.to_dict(), "recipient_fingerprints": sorted(recipients)})
         return
     click.echo(f"backup          {m.id}")
     click.echo(f"source          {m.source} ({m.kind})")
@@ -80,12 +78,26 @@ def show(state, ref: str, source: str | None) -> None:
         show_facts(m.facts)
     if m.tags:
         click.echo(f"tags            {', '.join(m.tags)}")
+    for i, (fp, r) in enumerate(sorted(recipients.items())):
+        click.echo(f"{'recipients' if i == 0 else '':<16}{fp}  {r[:16]}…")
     table(["artifact", "kind", "stored", "original", "sha256", "key"],
           [[a.name, a.kind, human_size(a.size), human_size(a.raw_size), a.sha256[:16] + "…", a.key] for a in m.artifacts])
     if m.restore_by_hand:
         click.echo("restore by hand ($REPO = the repository url, key.txt = the identity):")
         for c in m.restore_by_hand:
             click.echo(f"  {c}")
+
+
+def backup_recipients(m) -> dict[str, str]:
+    """Fingerprint → recipient of every age recipient the backup's artifacts were encrypted to."""
+    from ..repository.repository import fingerprint
+
+    out: dict[str, str] = {}
+    for a in m.artifacts:
+        for spec in a.stages:
+            if isinstance(spec, dict) and spec.get("name") == "age":
+                out.update({fingerprint(str(r)): str(r) for r in spec.get("recipients") or []})
+    return out
 
 
 def register(cli: click.Group) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import EXIT_CODES, PosterityError
+from ..errors import EXIT_CODES, PosterityError, Terminated
 
 
 @dataclass
@@ -88,6 +89,8 @@ COMMAND_MODULES = [
     "daemon",
     "schedule",
     "wal",
+    "doctor",
+    "web",
 ]
 
 
@@ -101,28 +104,93 @@ def _register() -> None:
 _register()
 
 
+def _on_sigterm(signum, _frame) -> None:
+    """SIGTERM (systemd stopping a timer's service, `kill`): unwind like Ctrl-C, once.
+
+    Every running operation's token is cancelled first (its child processes are killed, so
+    nothing stays blocked on them), then ``Terminated`` is raised here in the main thread;
+    the operation's cleanup releases its lock, removes uncommitted payloads and writes the
+    audit record. A second SIGTERM during that cleanup is ignored: cleanup is bounded."""
+    import signal
+
+    from ..operations.cancel import cancel_all
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    cancel_all(Terminated)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
     state = State()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, obj=state, standalone_mode=False)
     except PosterityError as exc:
         _report(exc, state)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        if isinstance(exc.__cause__, Terminated):
+            _terminated()
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
+    except Terminated:
+        _terminated()
     except KeyboardInterrupt:
         click.echo("Interrupted; nothing uncommitted was kept.", err=True)
         sys.exit(130)
+    except OSError as exc:  # permission, disk full, missing file: the user's to fix, not a bug
+        import errno
+        import os
+
+        from ..errors import from_os_error
+
+        if exc.errno == errno.EPIPE:  # `posterity list | head`: the reader left; nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        logging.getLogger("posterity").debug("OS error reaching the CLI", exc_info=True)  # -vv: where
+        err = from_os_error(exc)
+        _report(err, state)
+        sys.exit(err.exit_code)
+    except subprocess.TimeoutExpired as exc:
+        from ..errors import SourceTimeout
+
+        err = SourceTimeout(f"{_program(exc.cmd)} did not finish within {exc.timeout:.0f}s and was stopped.")
+        _report(err, state)
+        sys.exit(err.exit_code)
     except Exception as exc:  # a bug: say so plainly, with the traceback on request
         if state.verbose:
             raise
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
         click.echo("hint: run again with -v for the traceback, and please report it.", err=True)
         sys.exit(1)
+
+
+def _program(cmd: object) -> str:
+    """The program of a command line, never its arguments (they may hold a password)."""
+    first = cmd[0] if isinstance(cmd, list | tuple) and cmd else cmd
+    return Path(str(first)).name or "a program"
+
+
+def _terminated() -> None:
+    """After the clean stop, end *by SIGTERM*: what the parent expects of a program it
+    terminated (PostgreSQL treats an archive_command killed by SIGTERM at shutdown as
+    such, not as a failure that aborts the archiver; systemd counts it a clean stop;
+    shells show 143)."""
+    import os
+    import signal
+
+    click.echo("error: Stopped by SIGTERM; the lock was released and nothing uncommitted was kept.", err=True)
+    click.echo("hint: Run the command again when the system is up; committed backups are intact.", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    sys.exit(Terminated.exit_code)  # not reached unless SIGTERM is blocked
 
 
 def _report(exc: PosterityError, state: State) -> None:

@@ -9,7 +9,7 @@ from .render import emit_json, human_duration, human_size, table
 
 
 @click.command("status", epilog="Exit codes: 0 every source fresh; 12 a source is stale or never backed up; "
-               "13 a source's last backup failed (others as for every command).")
+               "13 a source's last backup failed or its WAL archiving raises an alert (others as for every command).")
 @json_option
 @pass_state
 def status(state) -> None:
@@ -37,6 +37,8 @@ def status(state) -> None:
                 d = s.last_drill
                 rto = human_duration(d["restore_seconds"]) if d.get("restore_seconds") is not None else "?"
                 drill = f"{(d.get('time') or '')[:19]} {'passed' if d['ok'] else 'FAILED'}, RTO {rto}"
+            if s.archiving and s.archiving.get("alerts"):
+                fail = "; ".join(a["message"] for a in s.archiving["alerts"]) + (f" | {fail}" if fail != "-" else "")
             rows.append([s.source, s.state.upper() if s.state != "ok" else "ok",
                          last["time"][:19] if last else "never", age, s.max_age or "-", fail, trend, drill])
         table(["source", "state", "last success (UTC)", "age", "max age", "last failure", "sizes",

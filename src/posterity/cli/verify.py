@@ -108,7 +108,8 @@ def verify_cmd(
     more = f" and {len(result.findings) - 5} more" if len(result.findings) > 5 else ""
     raise IntegrityError(
         f"verify found {len(result.findings)} problem(s): {keys}{more}.",
-        hint="Restore from a backup that verifies (`posterity list`), and take a new backup soon.",
+        hint="Restore from a backup that verifies (`posterity list`), and take a new backup soon: "
+        "it stores the data again (a damaged payload is never reused by an unchanged backup).",
     )
 
 

@@ -44,6 +44,8 @@ def push(state, path: Path, source: str | None) -> None:
     from ..operations.wal import wal_push
 
     result = wal_push(state.context(), path, source)
+    if result is None:  # doctor's dry run: nothing stored
+        return
     if state.json:
         from .render import emit_json
 
@@ -111,13 +113,18 @@ def status(state, source: str | None) -> None:
             click.echo(line)
         click.echo(f"newest archived: {st['newest'] or 'none'}")
         for gap in st["gaps"]:
+            if gap.get("trailing"):
+                click.echo(f"GAP on timeline {gap['timeline']}: the server counts WAL up to {gap['last']} archived, "
+                           f"but this repository holds {'none of it' if gap['first'] is None else 'nothing from ' + gap['first']}"
+                           " — archive_command does not store into this repository")
+                continue
             click.echo(f"GAP on timeline {gap['timeline']}: {gap['missing']} missing, {gap['first']} … {gap['last']}")
         if st["incomplete"]:
             click.echo(f"incomplete (record without payload): {', '.join(st['incomplete'][:5])}")
         srv = st["server"]
         if srv.get("reachable"):
             click.echo(f"server: last archived {srv['last_archived_wal']} at {srv['last_archived_time']}, "
-                       f"writing {srv['current_wal']}, lag {srv.get('lag_segments', '?')} segment(s), "
+                       f"writing {srv['current_wal']}, lag {_lag(srv)} segment(s) behind this repository, "
                        f"{srv['failed_count']} failure(s)" + (" — FAILING NOW" if srv["failing"] else ""))
             if srv.get("warning"):
                 click.echo(f"warning: {srv['warning']}", err=True)
@@ -179,3 +186,8 @@ def stream(state, source: str | None, drop_slot: bool) -> None:
 
 def register(cli: click.Group) -> None:
     cli.add_command(wal)
+
+
+def _lag(srv: dict) -> str:
+    lag = srv.get("lag_segments")
+    return "?" if lag is None else str(lag)

@@ -26,6 +26,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+PROBE_ENV = "POSTERITY_ARCHIVE_PROBE"  # = repository.probe.PROBE_ENV (not imported: start-up time)
 FETCH_NOT_FOUND = 1
 FETCH_FATAL = 126
 PHYSICAL = "postgres-physical"
@@ -72,8 +73,9 @@ class LeanContext:
         if not isinstance(repo, dict) or not isinstance(enc, dict) or not isinstance(sources, dict):
             raise _NotPlain("sections")
         url = _opt_str(repo, "url")
-        if not url or url.split("://", 1)[0] not in ("file", "s3", "r2", "memory"):
-            raise _NotPlain("url")
+        if not url or url.split("://", 1)[0] not in ("file", "s3", "r2") or (
+                url.startswith("file://") and not url.startswith("file:///")):
+            raise _NotPlain("url")  # the full loader names what is wrong (memory://, relative file://)
         self.store_args: dict[str, Any] = {"endpoint": _opt_str(repo, "endpoint"), "region": _opt_str(repo, "region") or "auto",
                            "access_key_id": _opt_str(repo, "access_key_id"),
                            "secret_access_key": _opt_str(repo, "secret_access_key")}
@@ -143,6 +145,11 @@ def push(args: argparse.Namespace) -> int:
 
         ctx = _full_context(args.config)
         source, store, stages = physical_source(ctx, args.source), ctx.store, ctx.stages
+    if os.environ.get(PROBE_ENV):  # `posterity doctor` runs archive_command: check, store nothing
+        from ..repository.probe import require_repository
+
+        require_repository(store)
+        return 0
     result = walarchive.push(store, source, path, stages, sysid=walarchive.system_identifier("."))
     if args.verbose:
         print(f"{result.name}: {result.status} ({result.raw_size} → {result.size} bytes, {result.seconds:.3f}s)",
@@ -198,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             return FETCH_FATAL
         return exc.exit_code if isinstance(exc, PosterityError) else 2
+    except OSError as exc:  # permission, disk full: named, with a hint, not "unexpected"
+        from ..errors import from_os_error
+
+        err = from_os_error(exc, f"wal {args.command}")
+        print(f"error: {err.message}\nhint: {err.hint}", file=sys.stderr)
+        return FETCH_FATAL if args.command == "fetch" else err.exit_code
     except Exception as exc:  # never let a push look successful, nor a fetch look like "not found"
         print(f"error: wal {args.command}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         return FETCH_FATAL if args.command == "fetch" else 1

@@ -15,6 +15,7 @@ from .schema import (
     RepositoryConfig,
     RetentionConfig,
     ScheduleConfig,
+    WebConfig,
 )
 
 
@@ -85,6 +86,9 @@ def example_config() -> str:
         section("daemon", DaemonConfig),
         "",
         section("notify", NotifyConfig),
+        "",
+        "# The read-only dashboard (`posterity web`; the daemon serves it too when this section is present).",
+        section("web", WebConfig),
     ]
     return "\n".join(parts) + "\n"
 

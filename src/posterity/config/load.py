@@ -125,6 +125,14 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             sources[name] = model.model_validate(body)
         except ValidationError as exc:
             problems.extend(_format_errors(exc, where))
+    if config is not None:
+        for i, sched in enumerate(config.schedule):
+            unknown = [x for x in sched.sources if x not in raw_sources]
+            if unknown:
+                known = ", ".join(sorted(map(str, raw_sources))) or "none"
+                problems.append(f"schedule[{i}].sources: {', '.join(map(repr, unknown))} "
+                                f"{'is' if len(unknown) == 1 else 'are'} not a configured source "
+                                f"(configured: {known}) — fix the name or add a [sources.NAME] section")
     if problems or config is None:
         raise ConfigProblems(path, problems or ["invalid configuration"])
     config.sources = sources
@@ -134,9 +142,16 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
 def load_config(explicit: str | Path | None = None) -> tuple[Config, Path]:
     path = find_config(explicit)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigProblems(path, [f"line {line}, column {col}: byte 0x{raw[exc.start]:02x} is not valid UTF-8 "
+                                    "— save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"]) from exc
     return loads_config(text, path), path
 
 

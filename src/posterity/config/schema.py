@@ -65,9 +65,15 @@ class RepositoryConfig(Section):
     def _known_scheme(cls, v: str) -> str:
         if "://" not in v:
             raise ValueError("must be a URL like s3://bucket/prefix, r2://account/bucket/prefix or file:///path")
-        scheme = v.split("://", 1)[0]
-        if scheme not in ("s3", "r2", "file", "memory"):
+        scheme, rest = v.split("://", 1)
+        if scheme == "memory":
+            raise ValueError("memory:// keeps backups in the process's memory, gone when it exits; "
+                             "use s3://, r2:// or file:///absolute/path")
+        if scheme not in ("s3", "r2", "file"):
             raise ValueError(f"unknown scheme {scheme!r}; use s3://, r2:// or file://")
+        if scheme == "file" and not (rest.startswith("/") or rest.startswith("localhost/")):
+            raise ValueError(f"{v!r} is not an absolute path (file://{rest} would be read as a host name "
+                             f"or relative folder); write file:///absolute/path, with three slashes")
         return v
 
 
@@ -97,9 +103,18 @@ class EncryptionConfig(Section):
     @field_validator("recipients")
     @classmethod
     def _recipients_look_right(cls, v: list[str]) -> list[str]:
-        for r in v:
+        from ..errors import KeyError_
+        from ..pipeline.keys import parse_recipient
+
+        for i, r in enumerate(v):
             if not r.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
-                raise ValueError(f"{r[:12]!r}… is not an age public key (age1…)")
+                raise ValueError(f"[{i}] {r[:12]!r}… is not an age public key (age1…)")
+            try:
+                parse_recipient(r)
+            except KeyError_ as exc:  # right prefix, wrong body: a typo or a cut-off copy
+                raise ValueError(f"[{i}] {r[:16]!r}… is not a valid age public key (a typo, or cut off "
+                                 "when copied?); copy it again from `posterity key generate` or "
+                                 "`age-keygen -y key.txt`") from exc
         return v
 
 
@@ -126,11 +141,23 @@ class GeneralConfig(Section):
         "`posterity status` fails and the daemon alerts when the newest backup is older.",
         json_schema_extra={"example": "26h"},
     )
+    backup_timeout: str = Field(
+        default="6h",
+        description="Deadline of one source's backup: a dump still running after this long (stopped, blocked "
+        "on a lock, stalled) is ended, nothing of it committed, exit 14.",
+        json_schema_extra={"example": "6h"},
+    )
 
     @field_validator("max_age")
     @classmethod
     def _max_age_parses(cls, v: str | None) -> str | None:
         return check_duration(v)
+
+    @field_validator("backup_timeout")
+    @classmethod
+    def _timeout_parses(cls, v: str) -> str:
+        check_duration(v)
+        return v
 
 
 class RetentionPolicy(Section):
@@ -266,7 +293,14 @@ class ScheduleConfig(Section):
         parse_cron(v)
         return v
 
-    @field_validator("jitter")
+    timeout: str = Field(
+        default="6h",
+        description="Deadline of one run of the job: a run still going after this long is cancelled (the backup "
+        "in flight is stopped, nothing of it committed), recorded failed and notified.",
+        json_schema_extra={"example": "6h"},
+    )
+
+    @field_validator("jitter", "timeout")
     @classmethod
     def _jitter_parses(cls, v: str) -> str:
         check_duration(v)
@@ -356,6 +390,26 @@ class NotifyConfig(Section):
     )
 
 
+class WebConfig(Section):
+    listen: str = Field(
+        default="127.0.0.1:9851",
+        description="HOST:PORT where `posterity web` and the daemon serve the read-only dashboard. Any address "
+        "but loopback needs a token.",
+        json_schema_extra={"example": "127.0.0.1:9851"},
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Token the dashboard asks for (Authorization: Bearer, or its login form); required to listen "
+        "on anything but loopback. Keep it in ${ENV}.",
+        json_schema_extra={"example": "${POSTERITY_WEB_TOKEN}"},
+    )
+    cache_seconds: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="How long the dashboard reuses what it read from the repository before reading again.",
+        json_schema_extra={"example": 30},
+    )
+
+
 class Config(Section):
     repository: RepositoryConfig
     encryption: EncryptionConfig
@@ -364,6 +418,7 @@ class Config(Section):
     schedule: list[ScheduleConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    web: WebConfig | None = None
 
     @field_validator("schedule")
     @classmethod

@@ -8,6 +8,7 @@ ordered checksum of contents) with the original. Prints a short summary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def _run(args: list[str], cwd: Path, capture: bool = False) -> str:
     return ""
 
 
-def run_demo(posters: int = 2000, keep: bool = False) -> int:
+def run_demo(posters: int = 2000, keep: bool = False, web: str | None = None) -> int:
+    """The demo; with ``web`` (HOST:PORT) it also drills the backup and then serves the
+    dashboard over the demo repository until Ctrl-C (the folder is then kept)."""
     from ..pgcluster import TempCluster
 
     work = Path(tempfile.mkdtemp(prefix="posterity-demo-"))
@@ -63,7 +66,9 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
             f'state_dir = "{work / "state"}"\n\n'
             "[sources.db]\n"
             'kind = "postgres"\n'
-            f'dsn = "{source_dsn}"\n' + (meili.config_section() if meili else "")
+            f'dsn = "{source_dsn}"\n'
+            + ('drill = "scratch-db"\n' if web else "")
+            + (meili.config_section() if meili else "")
         )
         _run(["init"], work)
         _run(["backup", "db"], work)
@@ -90,7 +95,19 @@ def run_demo(posters: int = 2000, keep: bool = False) -> int:
         same = same and (meili_result is None or meili_result.same)
         print(f"  repository: {work / 'repo'} (key: {work / 'key.txt'})")
         print(f"  took {time.monotonic() - t0:.1f}s")
-    if not keep:
+        if web:
+            _run(["drill", "--source", "db"], work)
+            print(f"demo: the dashboard is at http://{web}/ (Ctrl-C stops it and the demo)", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the dashboard, then the demo
+                subprocess.run([sys.executable, "-m", "posterity", "web", "--listen", web], cwd=work, check=False)
+            keep = True
+        elif keep:
+            print(f"  dashboard: cd {work} && posterity web   (then open http://127.0.0.1:9851/)")
+        else:
+            print("  dashboard: run `posterity demo --web` to see this repository in a browser")
+    if keep:
+        print(f"demo: kept {work}")
+    else:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)

@@ -8,6 +8,12 @@ Order of events, and why:
 4. Write the manifest (create-if-absent). Only now does the backup exist.
 On failure, payloads already written are removed (best effort); a killed process leaves
 unlisted orphans that ``prune`` removes after a grace period.
+
+Every backup runs under a ``CancelToken`` (``cancel.py``), a child of the calling thread's
+token (a daemon job's): ``[general] backup_timeout`` cancels it with ``DeadlineExceeded``,
+SIGTERM with ``Terminated``, the daemon's stop with ``Abandoned``. Cancelling kills the
+artifact's producer (``Artifact.cancel``) and the stream raises the reason between chunks,
+so the failure path above runs even when the dump was stopped or blocked.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .. import __version__
-from ..errors import PosterityError
+from ..config.durations import parse_duration
+from ..errors import DeadlineExceeded, PosterityError
 from ..repository import ArtifactRecord, Manifest, new_backup_id
 from ..repository.layout import manifest_key, payload_key
+from ..repository.recipients import require_known as require_known_recipients
 from ..sources import make_source
+from . import cancel
 from .context import Context
 from .parallel_write import store_all
 from .unchanged import commit_if_unchanged
@@ -74,12 +83,29 @@ class BackupResult:
 def backup_source(
     ctx: Context, name: str, *, tags: list[str] | None = None, progress: Progress | None = None, jobs: int | None = None
 ) -> BackupResult:
+    token = cancel.CancelToken(parent=cancel.current())
+    limit = ctx.config.general.backup_timeout
+    token.deadline(parse_duration(limit).total_seconds(), lambda: DeadlineExceeded(
+        f"The backup of {name} ran longer than its backup_timeout ({limit}) and was stopped; nothing was committed."))
+    try:
+        return _backup_source(ctx, name, token, tags=tags, progress=progress, jobs=jobs)
+    finally:
+        token.close()
+
+
+def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: list[str] | None,
+                   progress: Progress | None, jobs: int | None = None) -> BackupResult:
     progress = progress or NoProgress()
     cfg = ctx.config.source(name)
     source = make_source(name, cfg)
     jobs = _jobs(source, cfg, jobs)
     repo = ctx.repo
     repo.descriptor()  # fail with "not initialised" before touching the source
+    try:
+        require_known_recipients(repo, ctx.stages.recipients)  # never encrypt to a key the repository does not know
+    except PosterityError as exc:
+        repo.audit("backup", "failed", {"source": name, "backup": None, "error": str(exc)})
+        raise
     source.bind(ctx.store)
     t0 = time.monotonic()
     try:
@@ -112,17 +138,22 @@ def backup_source(
                 if one:
                     progress.start(f"{name}: {art.name}", None)
                 written.append(key)
+                unregister = token.on_cancel(art.cancel)
                 try:
+                    token.check()  # inside: a cancelled artifact is still aborted (its pg_dump ended)
                     size, sha, raw = repo.write_payload(
-                        key, art.stream, stages, expected_size=art.expected_size, progress=progress.advance
+                        key, token.checked(art.stream), stages, expected_size=art.expected_size,
+                        progress=progress.advance
                     )
                 except BaseException:
                     art.abort()
                     raise
                 finally:
+                    unregister()
                     if one:
                         progress.stop()
                 art.finish()
+                token.check()
                 return ArtifactRecord(
                     name=art.name,
                     key=key,
@@ -157,18 +188,24 @@ def backup_source(
             )
             manifest.restore_by_hand = source.by_hand(manifest)
             _test_pause("POSTERITY_TEST_PAUSE_BEFORE_COMMIT")
+            token.check()
             committing = True
             repo.commit(manifest)
             _test_pause("POSTERITY_TEST_PAUSE_AFTER_COMMIT")
-    except BaseException as exc:
+    except BaseException as caught:
+        reason: BaseException = caught
+        if token.cancelled and token.error is not None:
+            reason = token.error  # the dump failed because we killed it: say why we did
         if dump is not None and hasattr(dump, "close"):
             dump.close()  # let the source release its connection and helpers now, not at exit
         # A commit that failed may still have landed (its reply lost): never delete the
         # payloads of a backup whose manifest may exist; prune removes true orphans.
         if written and not (committing and _manifest_may_exist(repo, name, backup_id)):
             repo.abandon(written)
-        if isinstance(exc, PosterityError | KeyboardInterrupt):
-            repo.audit("backup", "failed", {"source": name, "backup": backup_id, "error": str(exc)})
+        if isinstance(reason, PosterityError | KeyboardInterrupt):
+            repo.audit("backup", "failed", {"source": name, "backup": backup_id, "error": str(reason)})
+        if reason is not caught:
+            raise reason from caught
         raise
     repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "size": manifest.size})
     return BackupResult(manifest, time.monotonic() - t0)

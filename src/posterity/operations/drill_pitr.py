@@ -94,8 +94,11 @@ def _psql(run: DrillRun, result: dict, owner, database: str, sql: str) -> subpro
     argv = [str(psql), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", result["socket_dir"], "-p", str(result["port"]),
             "-d", database, "-c", "set default_transaction_read_only = on; set statement_timeout = '120s'",
             "-c", sql]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, env=_env(owner), timeout=180,
-                          **_as_owner(owner))
+    return subprocess.run(argv, capture_output=True, text=True, check=False, env=_env(owner),
+                          timeout=CHECK_TIMEOUT, **_as_owner(owner))
+
+
+CHECK_TIMEOUT = 180  # seconds a user check may run (its statement_timeout is 120 s)
 
 
 def _user_checks(run: DrillRun, result: dict, owner) -> list[CheckResult]:
@@ -104,7 +107,11 @@ def _user_checks(run: DrillRun, result: dict, owner) -> list[CheckResult]:
         return out
     for chk in run.config.checks:
         name = chk.description or chk.sql
-        proc = _psql(run, result, owner, chk.database, chk.sql)
+        try:
+            proc = _psql(run, result, owner, chk.database, chk.sql)
+        except subprocess.TimeoutExpired:  # a failed check, reported and stored like any other
+            out.append(CheckResult(name, False, f"the query did not finish within {CHECK_TIMEOUT}s"))
+            continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.strip() and ln.strip().upper() != "SET"]
         if proc.returncode != 0:
             first = (proc.stderr.strip().splitlines() or ["failed"])[0]

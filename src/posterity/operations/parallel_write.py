@@ -79,10 +79,11 @@ def store_all(arts: Iterator[Artifact], jobs: int, store_one: Callable[[Artifact
                     art.abort()
                     raise
         except BaseException:
-            # Interrupted or the dump failed: stop the running producers so their workers end soon.
+            # Interrupted or the dump failed: stop the running producers so their workers end
+            # soon (``cancel`` only kills; each worker aborts its own artifact).
             for art in list(active.values()):
                 with contextlib.suppress(Exception):
-                    art.abort()
+                    art.cancel()
             raise
         finally:
             # Let the running workers end before the caller cleans up (payloads, snapshot).

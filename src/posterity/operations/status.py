@@ -6,6 +6,10 @@ Per source: the last successful backup (time, age) against its freshness target
 
 States, worst first, and the exit code ``posterity status`` returns for them:
 - ``failing``  (exit 13): a backup failed after the last successful one;
+- ``archiving`` (exit 13): a postgres-physical source with ``wal = "archive"`` raises an
+  archiving alert (failing longer than ``archive_alert_after``, a ``.ready`` backlog of
+  ``ready_alert`` segments, pg_wal's disk past ``wal_disk_alert`` % or about to pass it) —
+  see ``sources/postgres/archiving.py``; the alerts are in ``archiving.alerts``;
 - ``stale``    (exit 12): the last success is older than max_age;
 - ``never``    (exit 12): a configured source has no backup;
 - ``ok``       (exit 0): fresh, or no max_age set.
@@ -27,7 +31,7 @@ from .context import Context
 EXIT_STALE = 12
 EXIT_FAILING = 13
 STATUS_EXIT_CODES = {0: "every source is fresh", EXIT_STALE: "a source is stale or never backed up",
-                     EXIT_FAILING: "a source's last backup failed"}
+                     EXIT_FAILING: "a source's last backup failed, or its WAL archiving raises an alert"}
 FAILURE_LOOKBACK = timedelta(days=30)
 
 
@@ -54,6 +58,7 @@ class SourceStatus:
     size_anomaly_median: float | None = None
     backups: int = 0
     last_drill: dict[str, Any] | None = None
+    archiving: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +74,7 @@ class SourceStatus:
             "size_anomaly_median": self.size_anomaly_median,
             "backups": self.backups,
             "last_drill": self.last_drill,
+            "archiving": self.archiving,
         }
 
 
@@ -80,7 +86,7 @@ class StatusReport:
     @property
     def exit_code(self) -> int:
         states = {s.state for s in self.sources}
-        if "failing" in states:
+        if states & {"failing", "archiving"}:
             return EXIT_FAILING
         if states & {"stale", "never"}:
             return EXIT_STALE
@@ -132,8 +138,27 @@ def status(ctx: Context, *, now: datetime | None = None, trend: int = 8) -> Stat
         elif st.max_age and st.age_seconds is not None and st.age_seconds > parse_duration(st.max_age).total_seconds():
             st.state = "stale"
         st.last_drill = _last_drill_summary(ctx, name)
+        _archiving(ctx, name, st)
         out.append(st)
     return StatusReport(out, now)
+
+
+def _archiving(ctx: Context, name: str, st: SourceStatus) -> None:
+    """Archive-mode physical sources: ask the server whether archiving is about to hurt it."""
+    cfg = ctx.config.sources.get(name)
+    if cfg is None or getattr(cfg, "wal", None) != "archive" or not hasattr(cfg, "ready_alert"):
+        return
+    from ..errors import PosterityError
+    from ..sources.postgres import archiving
+
+    try:
+        sample, alerts = archiving.check(cfg.dsn.get_secret_value(), cfg, ctx.state_dir, name)
+    except PosterityError as exc:
+        st.archiving = {"error": exc.message}
+        return
+    st.archiving = archiving.summary(sample, alerts)
+    if alerts and st.state != "failing":
+        st.state = "archiving"
 
 
 def _last_drill_summary(ctx: Context, source: str) -> dict[str, Any] | None:

@@ -14,20 +14,28 @@ under whose prefix it lives. Prune must keep every key listed in the artifacts o
 kept manifest (``{a.key for m in kept for a in m.artifacts}``), never infer payloads from
 a manifest's own prefix.
 
-The previous payloads are reused only when they still exist and were written with the
-stage specs (compression, recipients) this run would use; after a key rotation the next
-backup is stored anew, encrypted to the new recipients.
+The previous payloads are reused only when they are proven intact and were written with
+the stage specs (compression, recipients) this run would use; after a key rotation the next
+backup is stored anew, encrypted to the new recipients. "Intact" means read back now: every
+stored byte is downloaded and its sha256 and size compared with the manifest (no identity
+is needed, so a backup host can do it). Existence alone is not enough: a payload damaged
+in the store (one flipped byte) was reused by every later backup until a file changed,
+each of them unrestorable (issue 11.1). The cost is one download of the previous payload
+per unchanged backup, which for configuration files is small; a damaged or unreadable
+payload is stored again, never reused.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import socket
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from .. import __version__
+from ..errors import ObjectNotFound, PosterityError
 from ..repository import Manifest, Repository
 from .context import Context
 
@@ -45,6 +53,26 @@ class Digestible(Protocol):
     def facts(self) -> dict[str, Any]: ...
 
     def by_hand(self, manifest: Any) -> list[str]: ...
+
+
+def payload_problem(repo: Repository, artifact: Any) -> str | None:
+    """Read ``artifact``'s stored bytes back: None when their size and sha256 match the
+    manifest, else what is wrong with them."""
+    h = hashlib.sha256()
+    n = 0
+    try:
+        for chunk in repo.store.get(artifact.key):
+            h.update(chunk)
+            n += len(chunk)
+    except ObjectNotFound:
+        return "is missing"
+    except PosterityError as exc:
+        return f"could not be read back ({exc.message})"
+    if n != artifact.size:
+        return f"has {n} bytes, its manifest says {artifact.size}"
+    if h.hexdigest() != artifact.sha256:
+        return "does not match its manifest (sha256 differs: damaged in the store)"
+    return None
 
 
 def latest_manifest(repo: Repository, source: str) -> Manifest | None:
@@ -71,9 +99,14 @@ def commit_if_unchanged(
         log.info("%s: content unchanged, but the stage settings changed; storing it again.", name)
         return None
     for a in previous.artifacts:
-        if repo.store.stat(a.key) is None:
+        problem = payload_problem(repo, a)
+        if problem is not None:
             log.warning(
-                "%s: the previous payload %s is missing; storing the content again.", name, a.key
+                "%s: the previous payload %s %s; storing the content again "
+                "(`posterity verify` names every backup that reuses it).",
+                name,
+                a.key,
+                problem,
             )
             return None
     facts = source.facts()

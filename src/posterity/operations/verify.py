@@ -42,6 +42,7 @@ from ..repository import ArtifactRecord, Manifest, layout
 from .backup import NoProgress, Progress
 from .content_checks import ContentInvalid, content_check_for
 from .context import Context
+from .verify_dependents import name_dependents
 
 
 @dataclass
@@ -52,6 +53,10 @@ class Finding:
     message: str
     source: str = ""
     backup: str = ""
+    #: every committed backup whose manifest names ``key`` ("source/id"), and every
+    #: restore point holding one of them (``verify_dependents``)
+    backups_affected: list[str] = field(default_factory=list)
+    points_affected: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -184,6 +189,7 @@ def verify(
     _check_wal_chains(ctx, manifests, result)
     if reading:
         _read_objects(ctx, manifests, identities, subset, result, progress)
+    name_dependents(ctx, manifests, result, partial=bool(ref or latest or source))
     result.seconds = round(time.monotonic() - t0, 3)
     repo.audit(
         "verify",

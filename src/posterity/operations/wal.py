@@ -42,11 +42,16 @@ def _name_error(exc: ValueError) -> ConfigError:
 
 
 def wal_push(ctx: Context, path: Path, source: str | None = None):
-    """Archive one WAL file (``%p``); returns a PushResult once it is durably stored."""
+    """Archive one WAL file (``%p``); returns a PushResult once it is durably stored (None for
+    `posterity doctor`'s dry run, see ``repository.probe``)."""
     from ..repository import walarchive
+    from ..repository.probe import PROBE_ENV, require_repository
     from ..repository.walnames import WalNameError
 
     name = physical_source(ctx, source)
+    if os.environ.get(PROBE_ENV):  # `posterity doctor` runs archive_command: check, store nothing
+        require_repository(ctx.store)
+        return None
     try:
         return walarchive.push(ctx.store, name, path, ctx.stages, sysid=walarchive.system_identifier("."))
     except WalNameError as exc:
@@ -193,6 +198,8 @@ def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
     if newest is not None and newest.archived_at:
         out["newest_age_seconds"] = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
     out["server"] = _server_state(cfg, listing, seg_size)
+    if out["server"].get("trailing_gap"):  # archived by the server's count, absent here
+        out["gaps"].append(out["server"]["trailing_gap"])
     out["wal_method"] = cfg.wal
     if cfg.wal == "stream":
         out["stream"] = _stream_state(ctx, name, cfg, listing)
@@ -228,10 +235,29 @@ def _server_state(cfg: Any, listing: Any, seg_size: int) -> dict[str, Any]:
         "current_wal": current,
         "failing": bool(failed_time and (last_time is None or failed_time > last_time)),
     }
-    if last_wal and current and len(last_wal) >= 24:
+    # Lag and trailing gap are judged against THIS repository, not against what the server
+    # counts as archived: with archive_command = '/bin/true' (or a push elsewhere) the
+    # server's lag is 0 while the repository holds nothing (issue 11.2).
+    if current and len(current) >= 24:
         try:
-            lag = wal.segno_of(current, seg_size) - wal.segno_of(last_wal[:24], seg_size) - 1
-            state["lag_segments"] = max(0, lag)
+            tli = wal.parse_name(current).timeline
+            held = [f.name for f in listing.complete("segment") if f.timeline == tli]
+            now_no = wal.segno_of(current, seg_size)
+            if held:
+                state["lag_segments"] = max(0, now_no - wal.segno_of(held[-1], seg_size) - 1)
+            else:
+                state["lag_segments"] = None  # unknown: the repository holds no segment of this timeline
+            if last_wal and len(last_wal) >= 24 and wal.parse_name(last_wal[:24]).timeline == tli:
+                said = wal.segno_of(last_wal[:24], seg_size)
+                newest = wal.segno_of(held[-1], seg_size) if held else None
+                if newest is None or said > newest:
+                    state["trailing_gap"] = {
+                        "timeline": tli,
+                        "missing": said - newest if newest is not None else None,
+                        "first": wal.segment_name(tli, newest + 1, seg_size) if newest is not None else None,
+                        "last": last_wal[:24],
+                        "trailing": True,
+                    }
         except ValueError:
             pass
     if last_time:

@@ -36,6 +36,7 @@ QUEUE_DEPTH = 8
 
 
 MAX_AUTO_THREADS = 4
+JOIN_TIMEOUT = 5.0  # seconds to wait for the encoder thread once the consumer stopped
 
 
 @dataclass(frozen=True)
@@ -112,22 +113,38 @@ class _QueueWriter(io.RawIOBase):
 
 
 class _CountingReader(io.RawIOBase):
+    """The source's stream as zstd reads it; keeps the first error the source raised.
+
+    zstd and age wrap an exception raised while they read into their own errors
+    (``ZstdError``, ``pyrage.EncryptError``); the source's own error (a refusal from
+    Meilisearch, pg_dump failing) is what the user must see, with its exit code.
+    """
+
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self.n = 0
+        self.error: BaseException | None = None
 
     def readable(self) -> bool:
         return True
 
+    def _read_raw(self, size: int) -> bytes:
+        try:
+            return self._raw.read(size)
+        except BaseException as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
     def read(self, size: int = -1) -> bytes:
         # zstd's stream_reader calls read(): hand the source's bytes on as they are
         # (RawIOBase.read would allocate, readinto and copy twice more per chunk).
-        data = self._raw.read(size)
+        data = self._read_raw(size)
         self.n += len(data)
         return data or b""
 
     def readinto(self, b) -> int:
-        data = self._raw.read(len(b))
+        data = self._read_raw(len(b))
         if not data:
             return 0
         k = len(data)
@@ -167,7 +184,12 @@ class EncodedStream:
             except _Cancelled:
                 pass
             except BaseException as exc:
-                self._error = exc
+                # The source's own error, not the wrapper zstd/age made of it; a
+                # cancellation (the consumer stopped reading) is not an error.
+                if counting.error is not None:
+                    self._error = counting.error
+                elif not self._cancelled.is_set():
+                    self._error = exc
             finally:
                 self._put_final(q, done)
 
@@ -185,7 +207,10 @@ class EncodedStream:
         finally:
             self._cancelled.set()
             self._drain(q)
-            self._thread.join()
+            # Bounded: a producer blocked reading a stalled source (pg_dump waiting on a
+            # lock) ends when the caller aborts that source, which happens after this
+            # returns; an unbounded join here would wait for it first.
+            self._thread.join(timeout=JOIN_TIMEOUT)
         if self._error is not None:
             raise self._error
         self.raw_size = counting.n

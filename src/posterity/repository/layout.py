@@ -1,12 +1,14 @@
 """The storage layout. Every key is written once and never rewritten.
 
-    posterity.json                               repository descriptor
+    posterity.json                               repository descriptor (recipients version 1)
+    keys/recipients-<NNNNNN>.json                later versions of the recorded recipients
     backups/<source>/<backup-id>/<artifact>      payloads (age(zstd(...)))
     backups/<source>/<backup-id>/manifest.json   the commit record: a backup exists iff this exists
     points/<point-id>.json                       restore points (several sources taken together)
     wal/<source>/<timeline>/<segment>.zst.age    archived WAL
     locks/<name>.json                            exclusive locks (create-if-absent, with expiry)
     audit/<yyyy-mm-dd>/<timestamp>-<host>-<op>.json   append-only operation records
+    probes/<timestamp>-<host>-<hex>.json         `posterity doctor`'s write probe (deleted after)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 
 DESCRIPTOR = "posterity.json"
 MANIFEST = "manifest.json"
+RECIPIENTS_PREFIX = "keys/"
 PAYLOAD_SUFFIX = ".zst.age"
 
 _ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{4}$")
@@ -67,3 +70,18 @@ def lock_key(name: str) -> str:
 def audit_key(when: datetime, host: str, op: str) -> str:
     safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)[:64]
     return f"audit/{when:%Y-%m-%d}/{when:%Y%m%dT%H%M%S.%fZ}-{safe_host}-{op}-{secrets.token_hex(2)}.json"
+
+
+def probe_key(when: datetime, host: str) -> str:
+    safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)[:64]
+    return f"probes/{when:%Y%m%dT%H%M%S.%fZ}-{safe_host}-{secrets.token_hex(4)}.json"
+
+
+def recipients_key(version: int) -> str:
+    """Version ``version`` (2, 3, …) of the repository's recorded recipients."""
+    return f"{RECIPIENTS_PREFIX}recipients-{version:06d}.json"
+
+
+def parse_recipients_key(key: str) -> int | None:
+    m = re.fullmatch(rf"{RECIPIENTS_PREFIX}recipients-(\d{{6}})\.json", key)
+    return int(m.group(1)) if m else None

@@ -1,7 +1,8 @@
 """Exclusive locks in the object store: create-if-absent, with an owner and an expiry.
 
 A lock is ``locks/<name>.json`` written with ``If-None-Match: *``. A lock whose expiry has
-passed (its owner died), or whose owner was a process on this host that no longer runs,
+passed (its owner died), or whose owner is provably gone (``owner.py``: same kernel by boot
+id, and its process or its whole pid namespace no longer exists, or the machine rebooted),
 is taken over with a message; a live one raises ``LockHeld`` naming its owner. Expiry is generous (default one hour) and a long operation refreshes nothing:
 choose ``general.lock_ttl`` above the longest backup.
 """
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from ..errors import LockHeld, ObjectExists, ObjectNotFound
 from ..storage import ObjectStore
 from .layout import lock_key
+from .owner import identity, owner_is_gone
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def exclusive_lock(store: ObjectStore, name: str, op: str, ttl: int = 3600) -> I
     body = {
         "name": name,
         "operation": op,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
+        **identity(),
         "created": now.isoformat(),
         "expires": (now + timedelta(seconds=ttl)).isoformat(),
     }
@@ -58,7 +57,8 @@ def exclusive_lock(store: ObjectStore, name: str, op: str, ttl: int = 3600) -> I
                 expired = expires is not None and datetime.fromisoformat(expires) < now
             except ValueError:
                 expired = True
-            dead = not expired and _owner_is_dead(held)
+            gone = None if expired else owner_is_gone(held)
+            dead = gone is not None
             if not expired and not dead:
                 raise LockHeld(
                     f"The lock {name!r} is held by {held.get('operation', '?')} on {held.get('host', '?')} "
@@ -72,32 +72,28 @@ def exclusive_lock(store: ObjectStore, name: str, op: str, ttl: int = 3600) -> I
                 name,
                 held.get("operation"),
                 held.get("host"),
-                f"its process {held.get('pid')} is no longer running" if dead else f"expired {expires}",
+                gone if dead else f"expired {expires}",
             )
             store.delete([key])
             store.put(key, data, if_absent=True)
     try:
         yield body
-    finally:
-        # Remove only our own lock.
-        current = _read(store, key)
-        if current is not None and current.get("pid") == body["pid"] and current.get("created") == body["created"]:
-            store.delete([key])
+    except BaseException:
+        # The operation failed: its error is the one to report. A release that fails too
+        # (the store is gone) must not replace it; the lock then expires or is taken over.
+        try:
+            _release(store, key, body)
+        except Exception as exc:
+            log.warning("Could not release the lock %r (%s).", name, exc)
+        raise
+    _release(store, key, body)
 
 
-def _owner_is_dead(held: dict) -> bool:
-    """True when the owner ran on this host and its process is gone (killed, crashed):
-    waiting for the expiry would only make the next scheduled run fail."""
-    pid = held.get("pid")
-    if held.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
+def _release(store: ObjectStore, key: str, body: dict) -> None:
+    """Remove the lock at ``key`` if it is still ours."""
+    current = _read(store, key)
+    if current is not None and current.get("pid") == body["pid"] and current.get("created") == body["created"]:
+        store.delete([key])
 
 
 def list_locks(store: ObjectStore) -> list[dict]:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,9 @@ from .locks import exclusive_lock
 from .manifest import ArtifactRecord, Manifest
 
 log = logging.getLogger(__name__)
+
+#: Parallel GETs when reading many manifests (a catalog of 1,000 backups is 1,000 objects).
+MANIFEST_READERS = 8
 
 
 def fingerprint(recipient: str) -> str:
@@ -72,6 +76,9 @@ class Repository:
             try:
                 self._descriptor = json.loads(self.store.get_bytes(layout.DESCRIPTOR))
             except ObjectNotFound as exc:
+                # A missing bucket also answers "no such key" to a GET on some stores: ask
+                # the store itself (BucketNotFound, exit 4) before telling the user to init.
+                self.store.check()
                 raise RepositoryNotInitialised(
                     f"No Posterity repository at {self.store.location} (no {layout.DESCRIPTOR})."
                 ) from exc
@@ -91,10 +98,17 @@ class Repository:
         # Chosen before the first byte (R2's parts are equal); refuses a stream too large for it.
         part_size = choose_part_size(expected_size, self.store.max_part_size, what=key)
         encoded = encode(stream, stages)
-        chunks: Iterable[bytes] = encoded
-        if progress is not None:
-            chunks = _tap(encoded, progress)
-        self.store.put(key, chunks, if_absent=True, part_size=part_size)
+        # The generators are made here, not inside the store, so that they are closed here,
+        # in this thread, whatever happens: an upload that fails leaves them referenced by
+        # the store's client, and a generator finalised at interpreter shutdown (its
+        # ``finally`` touching a queue and a thread) aborted the process (issue 11.4).
+        inner = iter(encoded)
+        chunks = _tap(inner, progress) if progress is not None else inner
+        try:
+            self.store.put(key, chunks, if_absent=True, part_size=part_size)
+        finally:
+            for gen in (chunks, inner):
+                _close(gen)
         return encoded.size, encoded.sha256, encoded.raw_size
 
     def commit(self, manifest: Manifest) -> str:
@@ -148,13 +162,23 @@ class Repository:
 
     def manifests(self, source: str | None = None) -> list[Manifest]:
         """Every committed backup (oldest first)."""
-        out = []
-        for key in self.manifest_keys(source):
+        def read(key: str) -> Manifest | None:
             # One damaged manifest must not hide every other backup (list, restore latest).
             try:
-                out.append(self.read_manifest(key))
+                return self.read_manifest(key)
             except ManifestInvalid as exc:
                 log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", exc.message)
+                return None
+
+        keys = self.manifest_keys(source)
+        if len(keys) > 8:  # manifests not in the local cache are one GET each: overlap them
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
+                found = list(pool.map(read, keys))
+        else:
+            found = [read(k) for k in keys]
+        out = [m for m in found if m is not None]
         # Ids have one-second resolution: order by the recorded start time first.
         out.sort(key=lambda m: (m.started_at, m.id, m.source))
         return out
@@ -240,6 +264,21 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers)
         return str(os.getuid()) if hasattr(os, "getuid") else "?"
+
+
+def _close(gen: object, attempts: int = 100) -> None:
+    """Close a generator that another thread may still be advancing (the store's client
+    pulls chunks from its own threads): wait a moment for that step to end, boundedly."""
+    close = getattr(gen, "close", None)
+    if close is None:
+        return
+    for _ in range(attempts):
+        try:
+            close()
+            return
+        except ValueError:  # "generator already executing"
+            time.sleep(0.05)
+    log.warning("A payload stream was still being read after its upload ended.")
 
 
 def _tap(chunks: Iterable[bytes], progress) -> Iterator[bytes]:

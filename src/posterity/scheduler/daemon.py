@@ -16,159 +16,62 @@ How it behaves, and why:
 - **Retries with backoff** on transient errors only (store or source unreachable, a lock
   held by another host): ``retries`` times, waiting ``retry_backoff`` doubled each time.
 - **Prune after the job** for the job's sources, when ``[daemon] prune`` is on.
-- **SIGTERM stops cleanly**: no new run starts; a backup in flight gets ``stop_timeout``
-  to finish, then it is abandoned (its payloads removed, nothing committed, lock
-  released), and its run is not recorded, so the next start catches it up.
+- **Every run is bounded**: a job's ``timeout`` (``[[schedule]] timeout``) cancels it
+  (``DeadlineExceeded``): the run is recorded failed and notified. Any exception a job
+  raises, expected or not, is logged, recorded and notified; none dies with its thread.
+- **SIGTERM stops cleanly, in bounded time**: no new run starts; a backup in flight gets
+  ``stop_timeout`` to finish, then its job's ``CancelToken`` is cancelled (``Abandoned``):
+  the dump process is killed, the stream raises between chunks and the backup unwinds
+  (payloads removed, nothing committed, lock released); after ``CANCEL_GRACE`` more
+  seconds the daemon exits regardless. Its run is not recorded, so the next start catches
+  it up. The generated unit's ``TimeoutStopSec`` is ``stop_timeout`` + 10 s, above both.
 - **Reports**: logs to stdout, notifications (``notify``), healthchecks pings, Prometheus
   metrics and ``/healthz`` (``metrics``).
 
-The clock is injected (``cron.ManualClock`` in tests) and ``tick()`` is one turn of the
-loop, so schedules are tested without waiting.
+When each job runs is planned in ``plan.py``. The clock is injected (``cron.ManualClock``
+in tests) and ``tick()`` is one turn of the loop, so schedules are tested without waiting.
 """
 
 from __future__ import annotations
 
-import ctypes
-import json
 import logging
-import os
 import random
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from ..config.durations import parse_duration
-from ..errors import ConfigError, LockHeld, PosterityError, SourceUnreachable, StorageUnreachable
+from ..errors import (
+    DeadlineExceeded,
+    LockHeld,
+    PosterityError,
+    SourceUnreachable,
+    StorageUnreachable,
+)
+from ..operations import cancel
 from ..operations.backup import BackupResult, backup_source
 from ..operations.context import Context
 from ..operations.prune import PruneReport, prune
 from ..operations.status import max_age_of, size_anomaly
-from .cron import Clock, CronSpec, SystemClock, parse_cron
+from .cron import Clock, SystemClock
 from .metrics import Metrics
 from .notify import Notifier, ping
+from .plan import MAX_SLEEP, Job, Scheduler, ScheduleState, jobs_from_config
+
+__all__ = ["CANCEL_GRACE", "Abandoned", "Daemon", "Job", "JobRun", "ScheduleState", "Scheduler", "jobs_from_config"]
 
 log = logging.getLogger("posterity.daemon")
 
 TRANSIENT = (StorageUnreachable, SourceUnreachable, LockHeld)
 MAX_BACKOFF = 600.0
-MAX_SLEEP = 30.0
+CANCEL_GRACE = 5.0  # after stop_timeout: seconds a cancelled run gets to unwind (unit: stop_timeout + 10 s)
 
 
 class Abandoned(KeyboardInterrupt):
     """Raised inside a run that outlived the stop timeout: the backup is abandoned uncommitted."""
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    cron: CronSpec
-    sources: tuple[str, ...]
-    tags: tuple[str, ...]
-    jitter: timedelta = timedelta(0)
-    ping_url: str | None = None
-    backup: bool = True
-    drill: bool = False
-
-
-def jobs_from_config(config: Any) -> list[Job]:
-    jobs = []
-    configured = set(config.sources)
-    for i, s in enumerate(config.schedule):
-        unknown = [x for x in s.sources if x not in configured]
-        if unknown:
-            raise ConfigError(
-                f"schedule[{i}] ({s.name}) names source(s) {', '.join(unknown)}, which are not configured.",
-                hint=f"Configured sources: {', '.join(sorted(configured)) or 'none'}.",
-            )
-        jobs.append(Job(s.name, parse_cron(s.cron), tuple(s.sources or sorted(configured)),
-                        (s.tag,) if s.tag else (), parse_duration(s.jitter), s.ping_url,
-                        getattr(s, "backup", True), getattr(s, "drill", False)))
-    return jobs
-
-
-class ScheduleState:
-    """The nominal time of each job's last finished run, kept across restarts."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self.data: dict[str, str] = {}
-        if path is not None and path.is_file():
-            try:
-                raw = json.loads(path.read_text())
-                self.data = {k: str(v) for k, v in raw.get("last_run", {}).items()}
-            except (OSError, ValueError, AttributeError) as exc:
-                log.warning("Ignoring the unreadable scheduler state %s (%s).", path, exc)
-
-    def last(self, job: str) -> datetime | None:
-        v = self.data.get(job)
-        try:
-            return datetime.fromisoformat(v) if v else None
-        except ValueError:
-            return None
-
-    def record(self, job: str, when: datetime) -> None:
-        with self._lock:
-            self.data[job] = when.astimezone(UTC).isoformat()
-            if self.path is None:
-                return
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"last_run": self.data}, indent=2) + "\n")
-                os.replace(tmp, self.path)
-            except OSError as exc:
-                log.warning("Could not save the scheduler state %s (%s).", self.path, exc)
-
-
-class Scheduler:
-    """When each job runs next: cron + jitter, one catch-up, no bursts. No threads, no I/O
-    but the state file; ``clock`` gives the time."""
-
-    def __init__(self, jobs: list[Job], clock: Clock, state: ScheduleState, *, tz: str = "UTC",
-                 catch_up: bool = True, rng: random.Random | None = None) -> None:
-        self.jobs = jobs
-        self.clock = clock
-        self.state = state
-        self.tz = tz
-        self.catch_up = catch_up
-        self.rng = rng or random.Random()
-        self.nominal: dict[str, datetime] = {}
-        self.next: dict[str, datetime] = {}
-
-    def _plan(self, job: Job, after: datetime) -> None:
-        nominal = job.cron.next_after(after, self.tz)
-        self.nominal[job.name] = nominal
-        self.next[job.name] = nominal + job.jitter * self.rng.random()
-
-    def start(self) -> list[tuple[Job, datetime]]:
-        """Plan every job; return the catch-up runs due now (one per job that missed runs)."""
-        now = self.clock.now()
-        due = []
-        for job in self.jobs:
-            last = self.state.last(job.name)
-            if self.catch_up and last is not None and job.cron.fires_between(last, now, self.tz, limit=1):
-                due.append((job, now))
-            self._plan(job, now)
-        return due
-
-    def due(self, now: datetime) -> list[tuple[Job, datetime]]:
-        """Jobs whose time has come, each once, with their nominal time; re-planned after now."""
-        out = []
-        for job in self.jobs:
-            if self.next[job.name] <= now:
-                out.append((job, self.nominal[job.name]))
-                self._plan(job, now)
-        return out
-
-    def seconds_until_next(self, now: datetime) -> float:
-        if not self.next:
-            return MAX_SLEEP
-        return max(0.0, (min(self.next.values()) - now).total_seconds())
 
 
 @dataclass
@@ -185,12 +88,13 @@ class JobRun:
         return not self.errors and not self.abandoned
 
 
-def background_tasks(ctx: Context, alert: Callable[[str, str, str], Any] | None = None) -> list[Callable[[threading.Event], None]]:
-    """Long-running work beside the cron jobs (WAL streamers): each callable runs in its own
-    thread until the event is set."""
+def background_tasks(ctx: Context, alert: Callable[[str, str, str], Any] | None = None,
+                     metrics: Metrics | None = None) -> list[Callable[[threading.Event], None]]:
+    """Long-running work beside the cron jobs (WAL streamers, the archiving watch, the doctor's
+    checks at start): each callable runs in its own thread until the event is set."""
     from .background import tasks
 
-    return tasks(ctx, alert)
+    return tasks(ctx, alert, metrics)
 
 
 class Daemon:
@@ -221,6 +125,8 @@ class Daemon:
         self.check_interval = parse_duration(cfg.check_interval)
         self.stop_event = threading.Event()
         self.running: dict[str, threading.Thread] = {}
+        self.tokens: dict[str, cancel.CancelToken] = {}
+        self._wakes: dict[str, threading.Event] = {}  # set on stop or job timeout: ends a retry back-off
         self.runs: list[JobRun] = []
         self._source_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._failing: dict[str, bool] = {}
@@ -229,6 +135,7 @@ class Daemon:
         self._started = self.clock.now()
         self._next_check = self._started
         self.metrics_address: tuple[str, int] | None = None
+        self.web: Any = None  # the dashboard's server when [web] is configured
         self.background_threads: list[threading.Thread] = []
 
     # -- lifecycle --------------------------------------------------------------------
@@ -240,7 +147,11 @@ class Daemon:
         if listen:
             self.metrics_address = self.metrics.serve(listen)
             log.info("Serving metrics on http://%s:%d/metrics and /healthz.", *self.metrics_address)
-        for task in background_tasks(self.ctx, self.notifier.event):
+        if self.ctx.config.web is not None:
+            from ..web.server import serve_for_daemon
+
+            self.web = serve_for_daemon(self.ctx)
+        for task in background_tasks(self.ctx, self.notifier.event, self.metrics):
             t = threading.Thread(target=self._background, args=(task,), daemon=True,
                                  name=getattr(task, "__name__", "background"))
             t.start()
@@ -281,22 +192,34 @@ class Daemon:
             t.join(timeout)
 
     def shutdown(self) -> None:
+        """Stop within ``stop_timeout`` + ``CANCEL_GRACE`` seconds, whatever the runs do."""
         self.stop_event.set()
+        for wake in list(self._wakes.values()):
+            wake.set()
         live = [t for t in self.running.values() if t.is_alive()]
         if live:
             log.info("Stopping: waiting up to %.0fs for %d running job(s) to finish.", self.stop_timeout, len(live))
         deadline = self.clock_monotonic() + self.stop_timeout
         for t in live:
             t.join(max(0.0, deadline - self.clock_monotonic()))
-        for t in live:
-            if t.is_alive() and t.ident is not None:
-                log.warning("Abandoning the run in %s: nothing of it is committed.", t.name)
-                _raise_in_thread(t.ident, Abandoned)
-        for t in live:
-            t.join(30)
+        late = [name for name, t in self.running.items() if t.is_alive()]
+        for name in late:
+            log.warning("Abandoning the run of job %s: cancelling it; nothing of it is committed.", name)
+            token = self.tokens.get(name)
+            if token is not None:
+                token.cancel(Abandoned(f"job {name} abandoned: the daemon is stopping"))
+        final = self.clock_monotonic() + CANCEL_GRACE
+        for name in late:
+            t = self.running[name]
+            t.join(max(0.0, final - self.clock_monotonic()))
+            if t.is_alive():
+                log.error("The run of job %s did not unwind within %.0fs; exiting anyway (its lock is taken over "
+                          "as stale by the next run on this host).", name, CANCEL_GRACE)
         for t in self.background_threads:  # streamers store what they hold before they return
-            t.join(30)
+            t.join(max(0.0, final - self.clock_monotonic()))
         self.metrics.close()
+        if self.web is not None:
+            self.web.stop()
         log.info("Stopped.")
 
     @staticmethod
@@ -319,29 +242,33 @@ class Daemon:
 
     def run_job(self, job: Job, nominal: datetime) -> JobRun:
         run = JobRun(job.name, nominal)
+        token = cancel.CancelToken()
+        self.tokens[job.name] = token
+        wake = self._wakes[job.name] = threading.Event()
+        token.on_cancel(wake.set)
+        if self.stop_event.is_set():
+            wake.set()
+        if job.timeout is not None:
+            limit = job.timeout
+            token.deadline(limit.total_seconds(), lambda: DeadlineExceeded(
+                f"Job {job.name} ran longer than its timeout ({limit}) and was stopped; nothing of the backup "
+                "in flight was committed.", hint="Find out what was stuck, or raise the [[schedule]] timeout."))
         self.metrics.job_running.labels(job.name).set(1)
         log.info("Job %s started (due %s).", job.name, nominal.isoformat(timespec="seconds"))
         ping(job.ping_url, "start")
         try:
-            for source in job.sources if job.backup else ():
-                if self.stop_event.is_set():
-                    run.abandoned = True
-                    break
-                try:
-                    res = self._backup_with_retries(job, source)
-                except PosterityError as exc:
-                    run.errors[source] = exc
-                    self._on_failure(job, source, exc)
-                else:
-                    run.backups[source] = res
-                    self._on_success(source, res)
-            if job.drill and not run.abandoned and not self.stop_event.is_set():
-                self._drills(job, run)
-            if job.backup and self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set():
-                run.prune = self._prune(job)
+            with cancel.use(token):
+                self._run_steps(job, run, token)
         except Abandoned:
             run.abandoned = True
+        except Exception as exc:  # a bug, or an error nobody converted: record and tell, never lose it
+            err = _unexpected(exc)
+            log.exception("Job %s failed unexpectedly", job.name)
+            run.errors["job"] = err
+            self.notifier.event("failure", f"job {job.name} failed",
+                                f"Job {job.name} failed: {err.message}\nHint: {err.hint}")
         finally:
+            token.close()
             self.metrics.job_running.labels(job.name).set(0)
         result = "abandoned" if run.abandoned else ("succeeded" if run.ok else "failed")
         self.metrics.job_runs.labels(job.name, result).inc()
@@ -352,15 +279,49 @@ class Daemon:
         self.runs.append(run)
         return run
 
+    def _run_steps(self, job: Job, run: JobRun, token: cancel.CancelToken) -> None:
+        for source in job.sources if job.backup else ():
+            if self.stop_event.is_set():
+                run.abandoned = True
+                break
+            if token.cancelled:  # the job's timeout: the sources not reached fail too
+                if isinstance(token.error, PosterityError):
+                    run.errors[source] = token.error
+                    self._on_failure(job, source, token.error)
+                continue
+            try:
+                res = self._backup_with_retries(job, source)
+            except PosterityError as exc:
+                run.errors[source] = exc
+                self._on_failure(job, source, exc)
+            except Exception as exc:
+                log.exception("%s: the backup failed unexpectedly", source)
+                err = _unexpected(exc)
+                run.errors[source] = err
+                self._on_failure(job, source, err)
+            else:
+                run.backups[source] = res
+                self._on_success(source, res)
+        if job.drill and not run.abandoned and not self.stop_event.is_set() and not token.cancelled:
+            self._drills(job, run)
+        if (job.backup and self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set()
+                and not token.cancelled):
+            run.prune = self._prune(job)
+
     def _backup_with_retries(self, job: Job, source: str) -> BackupResult:
         delay = self.backoff
         attempt = 0
         while True:
             lock = self._source_locks[source]
+            token = cancel.current()
             while not lock.acquire(timeout=0.5):
                 if self.stop_event.is_set():
                     raise Abandoned()
+                if token is not None:
+                    token.check()
             try:
+                if token is not None:
+                    token.check()
                 res = self.backup(self.ctx, source, tags=list(job.tags))
                 log.info("%s: backup %s stored %d bytes in %.1fs.", source, res.manifest.id, res.manifest.size,
                          res.seconds)
@@ -372,8 +333,11 @@ class Daemon:
                 log.warning("%s: %s — retry %d/%d in %.0fs.", source, exc.message, attempt, self.retries, delay)
             finally:
                 lock.release()
-            if self.clock.sleep(delay, self.stop_event):
-                raise Abandoned()
+            if self.clock.sleep(delay, self._wakes.get(job.name, self.stop_event)):
+                if self.stop_event.is_set():
+                    raise Abandoned()
+                if token is not None:
+                    token.check()  # the job's timeout ran out during the back-off
             delay = min(delay * 2, MAX_BACKOFF)
 
     def _drills(self, job: Job, run: JobRun) -> None:
@@ -388,7 +352,10 @@ class Daemon:
             with lock:
                 try:
                     report = drill(self.ctx, source)
-                except PosterityError as exc:
+                except Exception as exc:
+                    if not isinstance(exc, PosterityError):
+                        log.exception("%s: the restore drill failed unexpectedly", source)
+                        exc = _unexpected(exc)
                     run.errors[f"drill:{source}"] = exc
                     log.error("%s: restore drill failed: %s", source, exc.message)
                     self.notifier.event("failure", f"{source}: restore drill failed",
@@ -403,7 +370,10 @@ class Daemon:
         except LockHeld as exc:
             log.info("Not pruning after %s: %s", job.name, exc.message)
             return None
-        except PosterityError as exc:
+        except Exception as exc:
+            if not isinstance(exc, PosterityError):
+                log.exception("Prune after %s failed unexpectedly", job.name)
+                exc = _unexpected(exc)
             log.error("Prune after %s failed: %s", job.name, exc.message)
             self.notifier.event("failure", "prune failed", f"{exc.message}\n{exc.hint}")
             return None
@@ -452,17 +422,27 @@ class Daemon:
                             f"Job {job.name}: the backup of {source} failed: {exc.message}\nHint: {exc.hint}")
 
     def check_freshness(self, now: datetime) -> None:
+        """``posterity_source_stale`` and the "stale" alert, agreeing with ``posterity status``:
+        a source never backed up is stale (status: NEVER), with or without max_age; one with
+        backups is stale once its newest is older than max_age."""
         for source in sorted(self.ctx.config.sources):
             max_age = max_age_of(self.ctx, source)
-            if not max_age:
-                continue
-            limit = parse_duration(max_age)
             last = self._last_success.get(source)
-            stale = (now - last > limit) if last else (now - self._started > limit)
+            if last is None:
+                stale = True
+            elif max_age:
+                stale = now - last > parse_duration(max_age)
+            else:
+                stale = False
             self.metrics.stale.labels(source).set(1 if stale else 0)
             if stale and source not in self._stale_alerted:
                 self._stale_alerted.add(source)
-                when = last.isoformat(timespec="seconds") if last else "never"
+                if last is None:
+                    log.warning("%s is stale: it has never been backed up.", source)
+                    self.notifier.event("stale", f"{source}: no fresh backup",
+                                        f"{source} has never been backed up successfully.")
+                    continue
+                when = last.isoformat(timespec="seconds")
                 log.warning("%s is stale: last successful backup %s, max_age %s.", source, when, max_age)
                 self.notifier.event("stale", f"{source}: no fresh backup",
                                     f"The newest backup of {source} is from {when}, older than max_age {max_age}.")
@@ -517,8 +497,7 @@ class Daemon:
                 self.stop_event.wait(30)
 
 
-def _raise_in_thread(ident: int, exc: type[BaseException]) -> None:
-    """Deliver ``exc`` inside another thread at its next Python instruction (how a backup
-    in flight is abandoned: it unwinds through its own cleanup — payloads removed, dump
-    process stopped, lock released — exactly as on Ctrl-C)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+def _unexpected(exc: BaseException) -> PosterityError:
+    """An exception outside the error tree, as one the daemon can record and notify."""
+    return PosterityError(f"unexpected {type(exc).__name__}: {exc}",
+                          hint="This is a bug: the traceback is in the daemon's log; please report it.")

@@ -9,6 +9,10 @@ one process — tests — never collide. Served on ``[daemon] metrics_listen``:
   ``posterity_last_success_timestamp_seconds`` for that).
 
 Alert example: ``time() - posterity_last_success_timestamp_seconds > 26 * 3600``.
+WAL archiving (``wal = "archive"`` sources, sampled every minute): alert on
+``posterity_wal_archiving_alerts > 0``, or on your own thresholds with
+``posterity_wal_archiving_failing_seconds``, ``posterity_wal_ready_files``,
+``posterity_wal_disk_used_ratio`` and ``posterity_wal_disk_seconds_left``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,7 +46,7 @@ class Metrics:
         self.backups = Counter("posterity_backups", "Successful backups by this daemon.", ["source"], registry=r)
         self.failures = Counter("posterity_backup_failures", "Backups that failed after their retries.",
                                 ["source"], registry=r)
-        self.stale = Gauge("posterity_source_stale", "1 while the source's newest backup is older than max_age.",
+        self.stale = Gauge("posterity_source_stale", "1 while the source's newest backup is older than max_age, or it has none.",
                            ["source"], registry=r)
         self.repository_size = Gauge("posterity_repository_size_bytes",
                                      "Bytes stored under backups/ and wal/ (as of the last prune).", registry=r)
@@ -54,9 +59,33 @@ class Metrics:
         self.prune_deleted = Counter("posterity_prune_deleted_bytes", "Bytes deleted by prune.", registry=r)
         self.prune_locked = Gauge("posterity_prune_locked_objects",
                                   "Objects the last prune could not delete yet (bucket lock).", registry=r)
+        self.wal_failing = Gauge("posterity_wal_archiving_failing_seconds",
+                                 "How long archive_command has been failing, or the oldest .ready segment has waited "
+                                 "(0 when neither).", ["source"], registry=r)
+        self.wal_ready = Gauge("posterity_wal_ready_files", "WAL segments waiting to be archived (.ready files).",
+                               ["source"], registry=r)
+        self.wal_disk_used = Gauge("posterity_wal_disk_used_ratio", "How full pg_wal's file system is (0-1).",
+                                   ["source"], registry=r)
+        self.wal_disk_left = Gauge("posterity_wal_disk_seconds_left",
+                                   "Seconds until pg_wal's file system is full at the current fill rate "
+                                   "(+Inf when it is not filling).", ["source"], registry=r)
+        self.wal_alerts = Gauge("posterity_wal_archiving_alerts", "Archiving alerts raised now (see the log).",
+                                ["source"], registry=r)
         self.heartbeat = time.monotonic()
         self.health_window = 120.0
         self._server: ThreadingHTTPServer | None = None
+
+    def archiving(self, source: str, s: Any, alerts: int) -> None:
+        """Record one archiving sample (``sources.postgres.archiving.ArchiveSample``)."""
+        failing = s.time - s.failing_since if s.failing and s.failing_since else 0
+        waited = s.time - s.oldest_ready if s.oldest_ready is not None else 0
+        self.wal_failing.labels(source).set(max(failing, waited))
+        if s.ready is not None:
+            self.wal_ready.labels(source).set(s.ready)
+        if s.wal_disk_used_fraction is not None:
+            self.wal_disk_used.labels(source).set(s.wal_disk_used_fraction)
+            self.wal_disk_left.labels(source).set(s.seconds_left if s.seconds_left is not None else float("inf"))
+        self.wal_alerts.labels(source).set(alerts)
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()

@@ -97,7 +97,11 @@ def units(config: Any, config_path: Path, binary: str) -> dict[str, str]:
         ]
         if config.daemon.prune:
             lines.append(f"ExecStart={base} prune {prune}")
-        lines += ["Nice=10", "IOSchedulingClass=best-effort", "IOSchedulingPriority=7", ""]
+        # A oneshot's start has no time limit by default: bound the whole run by the
+        # job's timeout (systemd then sends SIGTERM: a clean stop within seconds).
+        limit = int(parse_duration(job.timeout).total_seconds()) + 60
+        lines += [f"TimeoutStartSec={limit}", "TimeoutStopSec=30",
+                  "Nice=10", "IOSchedulingClass=best-effort", "IOSchedulingPriority=7", ""]
         out[f"posterity-{job.name}.service"] = "\n".join(lines)
         jitter = int(parse_duration(job.jitter).total_seconds())
         timer = [

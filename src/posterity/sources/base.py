@@ -25,6 +25,10 @@ class Artifact:
     facts: dict[str, Any] = field(default_factory=dict)
     finish: Callable[[], None] = lambda: None
     abort: Callable[[], None] = lambda: None
+    # Called from another thread when the backup is cancelled (deadline, SIGTERM, daemon
+    # stop): stop the producer now (kill its process) so a blocked read ends. Must not
+    # wait or close the stream; ``abort`` does that afterwards in the reading thread.
+    cancel: Callable[[], None] = lambda: None
 
 
 class Source(ABC):

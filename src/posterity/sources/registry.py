@@ -18,6 +18,7 @@ class SourceEntry:
     model: type[BaseModel]
     factory: str  # "module:Class", imported lazily so the CLI starts fast
     example_name: str
+    doctor: str  # "module:function" yielding `posterity doctor`'s checks for a source of this kind
 
 
 def _entries() -> dict[str, SourceEntry]:
@@ -27,13 +28,17 @@ def _entries() -> dict[str, SourceEntry]:
     from .postgres.physical_config import PhysicalConfig
 
     return {
-        "files": SourceEntry(FilesConfig, "posterity.sources.files.source:FilesSource", "config"),
+        "files": SourceEntry(FilesConfig, "posterity.sources.files.source:FilesSource", "config",
+                             "posterity.operations.doctor_sources:files"),
         "meilisearch": SourceEntry(
-            MeilisearchConfig, "posterity.sources.meilisearch.source:MeilisearchSource", "search"
+            MeilisearchConfig, "posterity.sources.meilisearch.source:MeilisearchSource", "search",
+            "posterity.operations.doctor_sources:meilisearch",
         ),
-        "postgres": SourceEntry(PostgresConfig, "posterity.sources.postgres.logical:PostgresSource", "db"),
+        "postgres": SourceEntry(PostgresConfig, "posterity.sources.postgres.logical:PostgresSource", "db",
+                                "posterity.operations.doctor_postgres:logical"),
         "postgres-physical": SourceEntry(
-            PhysicalConfig, "posterity.sources.postgres.physical:PhysicalSource", "pitr"
+            PhysicalConfig, "posterity.sources.postgres.physical:PhysicalSource", "pitr",
+            "posterity.operations.doctor_postgres:physical",
         ),
     }
 

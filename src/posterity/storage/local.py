@@ -20,6 +20,23 @@ from .base import ObjectInfo, ObjectStore
 CHUNK = 1 << 20
 
 
+def _os_error(exc: OSError, doing: str, location: str) -> StorageError | LocalResourceError:
+    """The folder *is* the repository: a folder we may not write is a storage problem
+    (exit 4, like a bucket the credentials may not write), a full disk a local one."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LocalResourceError(f"No space left on the device holding {location}.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        import getpass
+
+        return StorageError(
+            f"{doing} in {location} failed: permission denied ({exc.filename or exc.strerror}).",
+            hint=f"User {getpass.getuser()} must be able to write the repository folder: e.g. "
+            f"`chown -R {getpass.getuser()} {location.removeprefix('file://')}` (for archive_command, the "
+            "postgres user), or point [repository] url at a folder it owns.",
+        )
+    return StorageError(f"{doing} in {location} failed: {exc.strerror or exc}.")
+
+
 def _check_key(key: str) -> None:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -53,6 +70,8 @@ class LocalStore(ObjectStore):
             fd, tmpname = tempfile.mkstemp(dir=tmpdir, prefix="put-")
         except FileNotFoundError as exc:
             raise StorageError(f"Cannot write to {self.location}: {exc.strerror}.") from exc
+        except OSError as exc:
+            raise _os_error(exc, f"Writing {key}", self.location) from exc
         written = 0
         try:
             with os.fdopen(fd, "wb") as out:
@@ -71,9 +90,7 @@ class LocalStore(ObjectStore):
                 os.replace(tmpname, target)
             self._fsync_dir(target.parent)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise LocalResourceError(f"No space left on the device holding {self.location}.") from exc
-            raise StorageError(f"Writing {key} to {self.location} failed: {exc}.") from exc
+            raise _os_error(exc, f"Writing {key}", self.location) from exc
         finally:
             if os.path.exists(tmpname):
                 os.unlink(tmpname)
@@ -85,6 +102,8 @@ class LocalStore(ObjectStore):
             fh = open(path, "rb")  # noqa: SIM115 - closed by the generator
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"Object {key} does not exist in {self.location}.") from exc
+        except OSError as exc:
+            raise _os_error(exc, f"Reading {key}", self.location) from exc
         return self._stream(fh)
 
     @staticmethod
@@ -98,6 +117,8 @@ class LocalStore(ObjectStore):
             st = self._path(key).stat()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise _os_error(exc, f"Reading {key}", self.location) from exc
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -128,6 +149,8 @@ class LocalStore(ObjectStore):
                 path.unlink()
             except FileNotFoundError:
                 continue
+            except OSError as exc:
+                raise _os_error(exc, f"Deleting {key}", self.location) from exc
             # Remove folders left empty, up to the root.
             parent = path.parent
             while parent != self.root:

@@ -88,6 +88,12 @@ class _Process:
                 raise ToolVersionError(f"{self.what} refused the server: {err}")
             raise DumpFailed(f"{self.what} failed (exit {rc}): {err or 'no message'}")
 
+    def kill(self) -> None:
+        """From any thread: end the child now (SIGKILL also ends a stopped one); the reader
+        then sees end-of-file. Waiting and closing stay with the reading thread (``abort``)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+
     def abort(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -170,6 +176,7 @@ class PostgresSource(Source):
                 facts={"database": db, "format": "custom"},
                 finish=proc.finish,
                 abort=proc.abort,
+                cancel=proc.kill,
             ))
             # Stored concurrently (--jobs), the next artifact is asked for while pg_dump runs.
             tracker.wait()
@@ -203,7 +210,7 @@ class PostgresSource(Source):
 
     def _start(self, argv: list[str], env: dict[str, str], what: str) -> tuple:
         proc = _Process(argv, env, what)
-        return proc.stdout, proc.finish, proc.abort
+        return proc.stdout, proc.finish, proc.abort, proc.kill
 
     def _count_rows(self, conn: psycopg.Connection) -> None:
         counts: dict[str, int] = {}
@@ -242,6 +249,7 @@ class PostgresSource(Source):
             expected_size=1 << 20,
             finish=proc.finish,
             abort=proc.abort,
+            cancel=proc.kill,
         )
 
     def by_hand(self, manifest: Any) -> list[str]:

@@ -183,12 +183,12 @@ def split_artifacts(
 ) -> Iterator[Artifact]:
     """Yield the schema archive, then the data archives largest first.
 
-    ``start(argv, what)`` runs one pg_dump and returns (stdout, finish, abort); it is
+    ``start(argv, what)`` runs one pg_dump and returns (stdout, finish, abort, cancel); it is
     called only when the consumer asks for the next artifact, so at most as many pg_dumps
     run as the consumer has workers.
     """
     schema_argv = [*base, "--section=pre-data", "--section=post-data"]
-    stream, finish, abort = start(schema_argv, f"pg_dump (schema) of {db}")
+    stream, finish, abort, cancel = start(schema_argv, f"pg_dump (schema) of {db}")
     yield tracker.track(
         Artifact(
             name=f"{db}.schema.pgdump",
@@ -198,10 +198,11 @@ def split_artifacts(
             facts={"database": db, "format": "custom", "sections": ["pre-data", "post-data"]},
             finish=finish,
             abort=abort,
+            cancel=cancel,
         )
     )
     for part in sorted(parts, key=lambda p: -p.size):
-        stream, finish, abort = start(data_argv(base, part, parts), f"pg_dump ({part.name}) of {db}")
+        stream, finish, abort, cancel = start(data_argv(base, part, parts), f"pg_dump ({part.name}) of {db}")
         facts: dict = {"database": db, "format": "custom", "sections": ["data"]}
         if part.tables is not None:
             facts["tables"] = [f"{s}.{t}" for s, t in part.tables]
@@ -218,6 +219,7 @@ def split_artifacts(
                 facts=facts,
                 finish=finish,
                 abort=abort,
+                cancel=cancel,
             )
         )
 

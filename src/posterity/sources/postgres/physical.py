@@ -8,9 +8,10 @@ stored inside the artifact and lands in the restored directory, where
 
 ``-X none``: the WAL the backup needs arrives like every other WAL, through archiving
 (``posterity wal push``) or streaming (``wal = "stream"``, ``walstream.py``). The backup is
-committed only once the last segment it needs is archived (the server's pg_stat_archiver
-says so) or, streaming, stored in the repository, so a committed base backup is always
-restorable. The facts
+committed only once every segment it needs (first to last) is complete in THIS repository,
+whatever the server's pg_stat_archiver says, so a committed base backup is always
+restorable; the server's own wait for archiving and ours are bounded by ``archive_wait``
+(``archive_wait.py``). The facts
 the manifest records — start/stop LSN, timeline, first and last WAL segment needed, system
 identifier, server version, the backup_label — are read from the tar stream as it passes.
 """
@@ -22,7 +23,7 @@ import json
 import logging
 import re
 import struct
-import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,13 @@ from typing import Any
 from ...errors import DumpFailed, SourceAuthError, SourceError
 from ...repository import walnames as wal
 from ..base import Artifact, Source
+from .archive_wait import (
+    BasebackupWatch,
+    WalNotArchived,
+    archived_elsewhere,
+    archiver_text,
+    wait_in_repository,
+)
 from .logical import _Process
 from .physical_config import PhysicalConfig
 from .sizing import cluster_size
@@ -78,10 +86,12 @@ class PhysicalSource(Source):
                 # archive_command is readable by superusers and pg_read_all_settings only: NULL otherwise
                 "(select setting from pg_settings where name = 'archive_command'), pg_is_in_recovery(), "
                 "(select rolreplication or rolsuper from pg_roles where rolname = current_user), "
-                "(select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global'))"
+                "(select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global')), "
+                "(select last_archived_wal from pg_stat_archiver)"
             ).fetchone()
         assert row is not None
-        version_num, version, seg_size, archive_mode, archive_command, in_recovery, can_replicate, spaces = row
+        (version_num, version, seg_size, archive_mode, archive_command, in_recovery, can_replicate, spaces,
+         last_archived) = row
         where = describe(self.dsn)
         if spaces:
             raise SourceError(
@@ -114,8 +124,12 @@ class PhysicalSource(Source):
             "pg_basebackup_version": tool_version,
             "target": where,
         }
-        if self.config.wal == "archive" and archive_command is not None and "posterity" not in archive_command:
-            log.warning("archive_command on %s does not run posterity: %r", where, archive_command)
+        if self.config.wal == "archive":
+            # Judged by what archiving does (the newest archived segment is in this
+            # repository), not by the command's text: wrapper scripts are fine.
+            elsewhere = archived_elsewhere(getattr(self, "_store", None), self.name, last_archived)
+            if elsewhere:
+                log.warning("WAL archiving of %s: %s", where, elsewhere)
         self._facts.update(facts)
         return facts
 
@@ -153,14 +167,29 @@ class PhysicalSource(Source):
             argv.append("--no-manifest")
         else:
             argv.append(f"--manifest-checksums={self.config.manifest_checksums}")
-        proc = _Process(argv, client_env(self.dsn), f"pg_basebackup of {describe(self.dsn)}")
+        env = client_env(self.dsn)
+        env["PGAPPNAME"] = app_name = f"posterity-basebackup-{uuid.uuid4().hex[:12]}"
+        proc = _Process(argv, env, f"pg_basebackup of {describe(self.dsn)}")
+        watch = BasebackupWatch(self.dsn, app_name, self.name, self.config.archive_wait, proc.proc.kill).start()
         tap = TarTap(proc.stdout, WANTED)
         self._facts["start_time"] = datetime.now(UTC).isoformat()
 
         def finish() -> None:
-            proc.finish()
+            try:
+                if watch.failure is not None:
+                    proc.abort()
+                    raise watch.failure
+                proc.finish()
+            finally:
+                watch.stop()
+            if watch.failure is not None:  # fired after pg_basebackup's own exit: its cause
+                raise watch.failure
             self._record(tap)
-            self._wait_archived()
+            self._wait_archived(watch)
+
+        def abort() -> None:
+            watch.stop()
+            proc.abort()
 
         yield Artifact(
             name=BASE_ARTIFACT,
@@ -169,7 +198,7 @@ class PhysicalSource(Source):
             expected_size=cluster_size(self.dsn),  # R2's equal parts are sized from it
             facts={"format": "tar", "manifest_inside": self.config.manifest_checksums != "NONE"},
             finish=finish,
-            abort=proc.abort,
+            abort=abort,
         )
 
     def _record(self, tap: TarTap) -> None:
@@ -214,55 +243,38 @@ class PhysicalSource(Source):
         assert row is not None
         return wal.parse_lsn(row[0])
 
-    def _wait_archived(self) -> None:
-        """Wait until the server reports the backup's last WAL segment archived."""
-        if self.config.wal == "stream":
-            self._wait_streamed()
-            return
-        stop = self._facts["wal_stop_segment"]
-        seg_size = int(self._facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
-        want = (wal.parse_name(stop).timeline, wal.segno_of(stop, seg_size))
-        deadline = time.monotonic() + self.config.archive_wait
-        while True:
-            with connect(self.dsn) as conn:
-                row = conn.execute(
-                    "select last_archived_wal, last_failed_wal, last_failed_time, last_archived_time "
-                    "from pg_stat_archiver"
-                ).fetchone()
-            assert row is not None
-            done = row[0]
-            if done and len(done) >= 24 and re.match(r"^[0-9A-F]{24}", done):
-                got = (int(done[:8], 16), wal.segno_of(done[:24], seg_size))
-                if got[0] > want[0] or (got[0] == want[0] and got[1] >= want[1]):
-                    self._facts["archived_wait_seconds"] = round(self.config.archive_wait - (deadline - time.monotonic()), 3)
-                    return
-            if time.monotonic() > deadline:
-                failed = f"; last failure: {row[1]} at {row[2]}" if row[1] else ""
-                raise DumpFailed(
-                    f"The base backup needs WAL segment {stop}, which was not archived within "
-                    f"{self.config.archive_wait}s (last archived: {row[0]}{failed}). Nothing was committed.",
-                    hint="Check archive_command and the PostgreSQL log (`posterity wal status`), then back up again.",
-                )
-            time.sleep(0.2)
+    def _wait_archived(self, watch: BasebackupWatch) -> None:
+        """Wait (boundedly) until every WAL segment the backup needs is in this repository."""
+        facts = self._facts
+        seg_size = int(facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
+        first, last = facts.get("wal_start_segment") or facts["wal_stop_segment"], facts["wal_stop_segment"]
+        try:
+            facts["archived_wait_seconds"] = wait_in_repository(
+                getattr(self, "_store", None), self.name, first, last, seg_size, watch.deadline(),
+                lambda: self._archiver_text(watch),
+            )
+        except WalNotArchived as exc:
+            if self.config.wal != "stream":
+                raise
+            raise WalNotArchived(
+                exc.message.replace("did not reach", "was not streamed and stored in"),
+                hint=f"Nothing was committed. Is `posterity wal stream --source {self.name}` (or the daemon) "
+                "running? `posterity wal status` shows the streamer's last error.",
+            ) from None
 
-    def _wait_streamed(self) -> None:
-        """Streaming mode: wait until the backup's last WAL segment is stored in the repository."""
-        stop = self._facts["wal_stop_segment"]
-        key = wal.payload_key(self.name, stop)
-        store = getattr(self, "_store", None)
-        if store is None:
-            raise DumpFailed("A streaming base backup needs the repository to check its WAL (internal: not bound).")
-        t0 = time.monotonic()
-        while store.stat(key) is None:
-            if time.monotonic() - t0 > self.config.archive_wait:
-                raise DumpFailed(
-                    f"The base backup needs WAL segment {stop}, which was not streamed and stored within "
-                    f"{self.config.archive_wait}s. Nothing was committed.",
-                    hint=f"Is `posterity wal stream --source {self.name}` (or the daemon) running? "
-                    "`posterity wal status` shows the streamer's last error.",
-                )
-            time.sleep(0.2)
-        self._facts["archived_wait_seconds"] = round(time.monotonic() - t0, 3)
+    def _archiver_text(self, watch: BasebackupWatch) -> str:
+        """What the server says about archiving, for the error message (fresh when possible)."""
+        if self.config.wal == "stream":
+            return ""
+        try:
+            with connect(self.dsn) as conn:
+                row = conn.execute("select last_archived_wal, failed_count, last_failed_wal from pg_stat_archiver").fetchone()
+        except Exception:
+            row = watch.archiver
+        text = archiver_text(row, watch.failed_at_start)
+        if row is not None and row[0] and str(row[0])[:24] >= (self._facts.get("wal_stop_segment") or "~"):
+            text += " — the server counts it archived, so archive_command stores it somewhere else (or nowhere)"
+        return text
 
     def by_hand(self, manifest: Any) -> list[str]:
         art = manifest.artifacts[0] if manifest.artifacts else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .config import Check
 
@@ -87,9 +87,37 @@ class PhysicalConfig(BaseModel):
     archive_wait: int = Field(
         default=300,
         ge=5,
-        description="Seconds a base backup waits for its last WAL segment to be archived (or streamed and "
-        "stored) before it fails.",
+        description="Seconds a base backup waits for every WAL segment it needs to be stored in this repository "
+        "(archived or streamed), and at most how long the server may wait for archiving at its end, before it "
+        "fails (exit 5).",
         json_schema_extra={"example": 300},
+    )
+    archive_alert_after: str = Field(
+        default="15m",
+        description="Archiving alert: `posterity status` and the daemon alert when archive_command has been failing "
+        "this long (PostgreSQL keeps every unarchived segment in pg_wal meanwhile).",
+        json_schema_extra={"example": "15m"},
+    )
+    ready_alert: int = Field(
+        default=64,
+        ge=1,
+        description="Archiving alert: this many segments waiting to be archived (.ready files) is a backlog worth "
+        "an alert (64 = 1 GiB of 16 MiB segments).",
+        json_schema_extra={"example": 64},
+    )
+    wal_disk_alert: int = Field(
+        default=80,
+        ge=1,
+        le=99,
+        description="Archiving alert: percent full of pg_wal's file system at which to alert (needs this host to "
+        "see the data directory).",
+        json_schema_extra={"example": 80},
+    )
+    wal_disk_alert_within: str = Field(
+        default="1h",
+        description="Archiving alert: also alert when, at the current fill rate, pg_wal's disk would pass "
+        "wal_disk_alert within this time.",
+        json_schema_extra={"example": "1h"},
     )
     checks: list[PhysicalCheck] = Field(
         default_factory=list,
@@ -101,6 +129,14 @@ class PhysicalConfig(BaseModel):
         description="Freshness target for base backups: an older newest backup makes `posterity status` fail.",
         json_schema_extra={"example": "8d"},
     )
+
+    @field_validator("archive_alert_after", "wal_disk_alert_within")
+    @classmethod
+    def _durations_parse(cls, v: str) -> str:
+        from ...config.durations import parse_duration
+
+        parse_duration(v)
+        return v
 
     def slot_name(self, source: str) -> str:
         """The replication slot streaming mode uses for ``source``."""

@@ -123,8 +123,13 @@ def check_readable_by(owner: pwd.struct_passwd, paths: list[Path]) -> None:
                 "by PostgreSQL) needs; nothing was changed.",
                 hint=f"Let it read the file (e.g. chgrp {owner.pw_name} {p} && chmod g+r {p}) and every folder above it.")
     command = f"{posterity_command()} --version"
-    ran = subprocess.run(["sh", "-c", command], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
-                         check=False, capture_output=True, text=True, cwd="/")
+    try:
+        ran = subprocess.run(["sh", "-c", command], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
+                             check=False, capture_output=True, text=True, cwd="/", timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        raise RestoreTargetError(f"{command!r}, run as '{owner.pw_name}', did not finish within 60 s; nothing was "
+                                 "changed.", hint="Check that posterity starts for that user (try the command by "
+                                 "hand with runuser).") from exc
     if ran.returncode != 0:
         raise RestoreTargetError(
             f"The '{owner.pw_name}' OS user cannot run posterity ({command!r} failed: "

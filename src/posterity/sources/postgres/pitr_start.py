@@ -100,9 +100,13 @@ def start_and_wait(target: Path, req: Any, plan: Plan, owner: pwd.struct_passwd,
         "-p", str(port), "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock}",
         "-c", "logging_collector=off", "-c", "log_destination=stderr", "-c", "hot_standby=on",
     ])
-    proc = subprocess.run([str(pg_ctl), "start", "-D", str(target), "-l", str(log_file), "-W", "-o", opts],
-                          capture_output=True, text=True, check=False, env=_env(owner), cwd=str(target),
-                          **_as_owner(owner))
+    try:  # -W: pg_ctl returns once the postmaster is launched; _wait below bounds the recovery
+        proc = subprocess.run([str(pg_ctl), "start", "-D", str(target), "-l", str(log_file), "-W", "-o", opts],
+                              capture_output=True, text=True, check=False, env=_env(owner), cwd=str(target),
+                              timeout=PG_CTL_TIMEOUT, **_as_owner(owner))
+    except subprocess.TimeoutExpired as exc:
+        raise RestoreFailed(f"pg_ctl start did not return within {PG_CTL_TIMEOUT}s on {target}.",
+                            hint=f"The directory is restored and configured; see {log_file}.") from exc
     if proc.returncode != 0:
         raise RestoreFailed(f"pg_ctl start failed on {target}: {(proc.stderr or proc.stdout).strip()[:500]}",
                             hint=f"The directory is restored and configured; see {log_file}.")
@@ -150,13 +154,20 @@ def _wait(target: Path, log_file: Path, timeout: float, action: str) -> str:
                         hint=f"Follow {log_file}; stop it with pg_ctl -D {target} stop.")
 
 
+PG_CTL_TIMEOUT = 120
+QUERY_TIMEOUT = 30
+
+
 def _query(bin_dir: Path, sock: Path, port: int, owner: pwd.struct_passwd) -> dict[str, Any]:
     sql = ("select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), "
            "(select timeline_id from pg_control_checkpoint())")
     argv = [str(bin_dir / "psql"), "-X", "-At", "-F", "|", "-h", str(sock), "-p", str(port), "-d", "postgres",
             "-c", sql]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_env(owner), timeout=30,
-                          **_as_owner(owner))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_env(owner),
+                              timeout=QUERY_TIMEOUT, **_as_owner(owner))
+    except subprocess.TimeoutExpired:  # the server is up; only its facts are missing from the report
+        return {"query_error": f"psql did not answer within {QUERY_TIMEOUT}s"}
     if proc.returncode != 0:
         return {"query_error": proc.stderr.strip()[:300]}
     fields = (proc.stdout.strip().splitlines() or [""])[-1].split("|")

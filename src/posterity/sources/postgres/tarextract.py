@@ -8,12 +8,14 @@ Here the decoded chunks are parsed in place and handed to ``os.write`` as memory
 Safety is the standard library's: every member passes ``tarfile.data_filter`` (no absolute
 paths, nothing outside the target — symlinks already on disk included, no device files, no
 links pointing out, no setuid bits, no group/other write) before anything is created.
-Regular files are opened with ``O_NOFOLLOW``. Hard links, sparse files and other rare member
+On a Python without it (Debian 12's 3.11.2: it came in 3.11.4) ``_data_filter`` applies the
+same rules. Regular files are opened with ``O_NOFOLLOW``. Hard links, sparse files and other rare member
 types are refused: ``pg_basebackup`` writes none of them.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import tarfile
 from pathlib import Path
@@ -22,6 +24,41 @@ from ...errors import RestoreFailed
 
 BLOCK = 512
 _REG = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+
+
+class _Unsafe(Exception):
+    pass
+
+
+def _data_filter(info: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """``tarfile.data_filter``'s rules for Pythons older than 3.11.4, which lack it."""
+    name = info.name
+    if name.startswith("/") or os.path.isabs(name):
+        raise _Unsafe(f"{name!r} is an absolute path")
+    real_dest = os.path.realpath(dest)
+    target = os.path.realpath(os.path.join(real_dest, name))
+    if os.path.commonpath([real_dest, target]) != real_dest:
+        raise _Unsafe(f"{name!r} would be extracted outside the target")
+    if info.issym():
+        if os.path.isabs(info.linkname):
+            raise _Unsafe(f"{name!r} is a symlink to the absolute path {info.linkname!r}")
+        link = os.path.realpath(os.path.join(os.path.dirname(target), info.linkname))
+        if os.path.commonpath([real_dest, link]) != real_dest:
+            raise _Unsafe(f"{name!r} is a symlink pointing outside the target")
+    if info.ischr() or info.isblk() or info.isfifo() or info.isdev():
+        raise _Unsafe(f"{name!r} is a special file")
+    mode = info.mode
+    if mode is not None:
+        mode &= 0o755  # no setuid/setgid/sticky, no group/other write
+        if info.isreg() and not mode & 0o100:
+            mode &= ~0o111
+    out = copy.copy(info)
+    out.mode = mode
+    return out
+
+
+_DATA_FILTER = getattr(tarfile, "data_filter", None)
+_FILTER_ERROR: tuple[type[Exception], ...] = (_Unsafe, getattr(tarfile, "FilterError", _Unsafe))
 
 
 class TarExtractor:
@@ -101,8 +138,8 @@ class TarExtractor:
 
     def _create(self, info: tarfile.TarInfo) -> None:
         try:
-            member = tarfile.data_filter(info, self._dest_str)
-        except tarfile.FilterError as exc:
+            member = (_DATA_FILTER or _data_filter)(info, self._dest_str)
+        except _FILTER_ERROR as exc:
             raise RestoreFailed(f"The base backup holds an unsafe member, refused: {exc}.") from exc
         if member is None:
             return

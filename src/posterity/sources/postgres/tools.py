@@ -17,7 +17,14 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ...errors import SourceAuthError, SourceError, SourceUnreachable, ToolMissing, ToolVersionError
+from ...errors import (
+    SourceAuthError,
+    SourceError,
+    SourceTimeout,
+    SourceUnreachable,
+    ToolMissing,
+    ToolVersionError,
+)
 
 _ENV = {
     "host": "PGHOST",
@@ -160,7 +167,12 @@ def find_binary(name: str, server_major: int | None = None, bin_dir: Path | None
 
 def tool_version(path: Path) -> tuple[int, str]:
     """(major, full version string) of a PostgreSQL client program."""
-    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False).stdout
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False,
+                             timeout=30).stdout
+    except subprocess.TimeoutExpired as exc:
+        raise SourceTimeout(f"{path} --version did not answer within 30 s.",
+                            hint="Check the program (a wrapper script waiting for input?), or set bin_dir.") from exc
     m = re.search(r"(\d+)(?:\.(\d+))?", out)
     if not m:
         raise ToolMissing(f"Could not read the version of {path}.")

@@ -1,0 +1,143 @@
+"""A base backup commits only when its WAL is in THIS repository, and never waits unbounded.
+
+Found (issue 11.2): with ``archive_command = '/bin/true'`` `backup pitr` exited 0 — the
+wait trusted ``pg_stat_archiver`` — and `wal status` said "lag 0" with no gap. With a
+failing archive_command (issue 14) pg_basebackup waited on the server for ever ("still
+waiting for all required WAL segments to be archived"). And a wrapper script as
+archive_command drew a warning because its text lacks the word "posterity".
+
+One cluster (archive_mode = on, a REPLICATION role) for the module; each test sets its
+archive_command with ALTER SYSTEM and a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from tests.support.pitr import AS_ROOT, Env, chown_owner, wait_archived
+
+from posterity.pgcluster import TempCluster
+
+ARCHIVE_WAIT = 5
+MARGIN = 20  # the base backup itself, process start-up, polling
+
+
+@pytest.fixture(scope="module")
+def arch():
+    work = Path(tempfile.mkdtemp(prefix="bbwal-"))
+    work.chmod(0o755)
+    e = Env(work)
+    cluster = TempCluster(conf={"archive_mode": "on", "archive_command": "/bin/true"})
+    e.cluster = cluster
+    e.write_config(cluster.dsn(user="replicator"), pitr_extra=f"archive_wait = {ARCHIVE_WAIT}\n")
+    chown_owner(e.config, e.key)
+    e.ok("init")
+    (e.repo / "wal").mkdir()
+    if AS_ROOT:
+        subprocess.run(["chown", "-R", "postgres:postgres", str(e.repo)], check=True)
+    try:
+        cluster.start()
+        cluster.psql("create role replicator with login replication")
+        cluster.psql("create table t(id int primary key)")
+        yield e
+    finally:
+        cluster.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def set_archive_command(e: Env, command: str) -> None:
+    assert e.cluster is not None
+    e.cluster.psql(f"alter system set archive_command = '{command}'")
+    e.cluster.psql("select pg_reload_conf()")
+    time.sleep(0.5)
+
+
+def nothing_committed(e: Env) -> None:
+    listed = json.loads(e.ok("--json", "list").stdout)
+    assert [b for b in listed if b["source"] == "pitr"] == [], listed
+    assert not list((e.repo / "backups").glob("pitr/*/*")), "a payload of the failed backup is left"
+    assert not list((e.repo / "locks").glob("*")), "the lock is left"
+
+
+def no_basebackup_on_server(e: Env) -> None:
+    assert e.cluster is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        n = e.cluster.psql(
+            "select count(*) from pg_stat_activity where application_name like 'posterity-basebackup-%'"
+        ).strip()
+        if n == "0":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the server still runs the base backup's walsender")
+
+
+def test_server_counts_wal_archived_but_the_repository_lacks_it(arch: Env):
+    e = arch
+    set_archive_command(e, "/bin/true")
+    assert e.cluster is not None
+    e.cluster.psql("insert into t values (1)")
+    wait_archived(e.cluster)  # "archived" by /bin/true: nothing reaches the repository
+    t0 = time.monotonic()
+    r = e.run("backup", "pitr", timeout=ARCHIVE_WAIT + MARGIN + 30)
+    took = time.monotonic() - t0
+    assert r.returncode == 5, (r.returncode, r.stderr)  # was: 0, a committed unrestorable backup
+    assert "which did not reach this repository" in r.stderr, r.stderr
+    assert "the server counts it archived" in r.stderr, r.stderr
+    assert "archive_command = 'posterity wal push --source pitr %p'" in r.stderr, r.stderr  # hint
+    assert "does not push here" in r.stderr, r.stderr  # the behaviour check warned up front
+    assert took < ARCHIVE_WAIT + MARGIN, took
+    nothing_committed(e)
+
+    st = e.run("--json", "wal", "status", "--source", "pitr")
+    assert st.returncode != 0, st.stdout  # a gap: exit 1
+    status = json.loads(st.stdout)
+    assert status["server"]["lag_segments"] is None, status["server"]  # was: 0
+    (gap,) = status["gaps"]
+    assert gap["trailing"] and gap["last"] == status["server"]["last_archived_wal"][:24], status
+    human = e.run("wal", "status", "--source", "pitr").stdout
+    assert "lag ? segment(s)" in human and "does not store into this repository" in human, human
+
+
+def test_failing_archive_command_fails_the_base_backup_in_bounded_time(arch: Env):
+    e = arch
+    set_archive_command(e, "/bin/false")
+    t0 = time.monotonic()
+    try:
+        r = e.run("backup", "pitr", timeout=ARCHIVE_WAIT + MARGIN + 60)
+    except subprocess.TimeoutExpired:  # was: pg_basebackup waited on the server for ever
+        pytest.fail("the base backup did not end although archiving fails")
+    took = time.monotonic() - t0
+    assert r.returncode == 5, (r.returncode, r.stderr)
+    assert f"The server waited {ARCHIVE_WAIT}s for the WAL this base backup needs to be archived" in r.stderr, r.stderr
+    assert "archive_command failure(s) during the backup" in r.stderr, r.stderr
+    assert "hint: Nothing was committed. WAL archiving must store" in r.stderr, r.stderr
+    assert took < ARCHIVE_WAIT + MARGIN, took
+    nothing_committed(e)
+    no_basebackup_on_server(e)
+
+
+def test_wrapper_script_archive_command_is_recognised_by_what_it_does(arch: Env):
+    e = arch
+    script = e.work / "archive-wal.sh"  # its text and path do not say "posterity"
+    script.write_text(f'#!/bin/sh\nexec {e.command} -c {e.config} wal push --source pitr "$1"\n')
+    script.chmod(0o755)
+    set_archive_command(e, f"{script} %p")
+    assert e.cluster is not None
+    wait_archived(e.cluster)  # the backlog /bin/false left, then one more segment
+    r = e.run("--json", "backup", "pitr", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "does not run posterity" not in r.stderr and "does not push here" not in r.stderr, r.stderr
+    base = json.loads(r.stdout)["backups"][0]
+    facts = json.loads(e.ok("--json", "show", base["id"]).stdout)["facts"]
+    assert (e.repo / "wal" / "pitr").is_dir()
+    for seg in {facts["wal_start_segment"], facts["wal_stop_segment"]}:
+        assert (e.repo / "wal" / "pitr" / seg[:8] / f"{seg}.zst.age").is_file(), seg
+    status = json.loads(e.run("--json", "wal", "status", "--source", "pitr").stdout)
+    assert status["server"]["lag_segments"] is not None and not any(g.get("trailing") for g in status["gaps"]), status
