@@ -88,3 +88,30 @@ def _streamer(ctx: Any, name: str, alert: Any) -> Callable[[threading.Event], No
 
     run.__name__ = f"walstream-{name}"
     return run
+
+
+def supervise(task: Callable[[threading.Event], None], stop: threading.Event, notifier: Any,
+              monotonic: Callable[[], float]) -> None:
+    """Run a background task until ``stop`` is set, restarting it 30 s after a failure.
+    A streak of failures is notified once (it may fail every 30 s for hours)."""
+    from ..errors import PosterityError
+
+    name = getattr(task, "__name__", str(task))
+    streak = 0
+    while not stop.is_set():
+        began = monotonic()
+        try:
+            task(stop)
+            return
+        except Exception as exc:
+            if monotonic() - began > 600:
+                streak = 0  # it had run ten minutes: a new failure, worth telling
+            streak += 1
+            log.exception("Background task %s failed (%d in a row); restarting it in 30s.", name, streak)
+            if streak == 1:
+                message = exc.message if isinstance(exc, PosterityError) else f"{type(exc).__name__}: {exc}"
+                hint = f"\nHint: {exc.hint}" if isinstance(exc, PosterityError) and exc.hint else ""
+                notifier.event("failure", f"{name} failed",
+                               f"{name} stopped: {message}{hint}\nRetried every 30s; not notified again "
+                               "until it has run ten minutes.")
+            stop.wait(30)
