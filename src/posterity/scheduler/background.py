@@ -23,13 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def tasks(ctx: Any, alert: Callable[[str, str, str], Any] | None = None,
-          metrics: Any = None) -> list[Callable[[threading.Event], None]]:
+          metrics: Any = None, health: Any = None) -> list[Callable[[threading.Event], None]]:
     out: list[Callable[[threading.Event], None]] = [_doctor(ctx)]
     for name, cfg in sorted(ctx.config.sources.items()):
         if cfg.kind == "postgres-physical" and cfg.wal == "stream":
             out.append(_streamer(ctx, name, alert))
         elif cfg.kind == "postgres-physical":
-            out.append(_archiving_watch(ctx, name, cfg, alert, metrics))
+            out.append(_archiving_watch(ctx, name, cfg, alert, metrics, health))
     return out
 
 
@@ -51,9 +51,11 @@ def _doctor(ctx: Any) -> Callable[[threading.Event], None]:
     return run
 
 
-def _archiving_watch(ctx: Any, name: str, cfg: Any, alert: Any, metrics: Any) -> Callable[[threading.Event], None]:
+def _archiving_watch(ctx: Any, name: str, cfg: Any, alert: Any, metrics: Any,
+                     health: Any = None) -> Callable[[threading.Event], None]:
     def run(stop: threading.Event) -> None:
         from ..errors import PosterityError
+        from ..operations.health import ArchivingFact
         from ..sources.postgres import archiving
 
         active: set[str] = set()
@@ -62,10 +64,14 @@ def _archiving_watch(ctx: Any, name: str, cfg: Any, alert: Any, metrics: Any) ->
                 s, alerts = archiving.check(cfg.dsn.get_secret_value(), cfg, ctx.state_dir, name)
             except PosterityError as exc:
                 log.warning("%s: cannot check WAL archiving: %s", name, exc.message)
+                if health is not None:
+                    health.archived(name, ArchivingFact(error=exc.message))
                 stop.wait(ARCHIVING_INTERVAL)
                 continue
             if metrics is not None:
                 metrics.archiving(name, s, len(alerts))
+            if health is not None:  # the daemon's health snapshot: state "archiving", as `status` says
+                health.archived(name, ArchivingFact(archiving.summary(s, alerts), bool(alerts)))
             kinds = {a.kind for a in alerts}
             for a in alerts:
                 log.warning("%s: %s", name, a.message)

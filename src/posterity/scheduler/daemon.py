@@ -99,12 +99,12 @@ class JobRun:
 
 
 def background_tasks(ctx: Context, alert: Callable[[str, str, str], Any] | None = None,
-                     metrics: Metrics | None = None) -> list[Callable[[threading.Event], None]]:
+                     metrics: Metrics | None = None, health: Any = None) -> list[Callable[[threading.Event], None]]:
     """Long-running work beside the cron jobs (WAL streamers, the archiving watch, the doctor's
     checks at start): each callable runs in its own thread until the event is set."""
     from .background import tasks
 
-    return tasks(ctx, alert, metrics)
+    return tasks(ctx, alert, metrics, health)
 
 
 class Daemon:
@@ -159,7 +159,7 @@ class Daemon:
             from ..web.server import serve_for_daemon
 
             self.web = serve_for_daemon(self.ctx)
-        for task in background_tasks(self.ctx, self.notifier.event, self.metrics):
+        for task in background_tasks(self.ctx, self.notifier.event, self.metrics, self.health):
             t = threading.Thread(target=supervise, args=(task, self.stop_event, self.notifier, self.clock_monotonic),
                                  daemon=True,
                                  name=getattr(task, "__name__", "background"))

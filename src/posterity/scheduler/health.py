@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import PosterityError
 from ..operations.context import Context
-from ..operations.health import BackupFact, HealthSnapshot, StatusReport, evaluate
+from ..operations.health import ArchivingFact, BackupFact, HealthSnapshot, StatusReport, evaluate
 from .metrics import Metrics
 from .notify import Notifier
 
@@ -40,6 +40,7 @@ class DaemonHealth:
         self._lock = threading.Lock()
         self._backups: dict[str, deque[BackupFact]] = {}
         self._failures: dict[str, deque[dict[str, Any]]] = {}
+        self._archiving: dict[str, ArchivingFact] = {}  # the archiving watch's newest sample per source
         self._stale_alerted: set[str] = set()
         self.failing: dict[str, bool] = {}  # newest outcome per source was a failure ("works again" notice)
         self.report: StatusReport | None = None
@@ -106,11 +107,17 @@ class DaemonHealth:
                 kept = [b for b in facts if (source, b.id) not in gone]
                 self._backups[source] = deque(kept, maxlen=KEEP_BACKUPS)
 
+    def archived(self, source: str, fact: ArchivingFact) -> None:
+        """The archiving watch's newest sample (``background.py``)."""
+        with self._lock:
+            self._archiving[source] = fact
+
     def snapshot(self) -> HealthSnapshot:
         with self._lock:
             backups = {s: list(d) for s, d in self._backups.items()}
             failures = sorted((r for d in self._failures.values() for r in d), key=lambda r: str(r.get("time", "")))
-        return HealthSnapshot(backups, failures)
+            archiving = dict(self._archiving)
+        return HealthSnapshot(backups, failures, archiving=archiving)
 
     def evaluate(self, now: datetime) -> StatusReport:
         return evaluate(self.ctx.config, self.snapshot(), now)
