@@ -61,7 +61,7 @@ from .tarextract import TarExtractor
 log = logging.getLogger(__name__)
 
 SPOOL = "posterity_wal_spool"
-OWNER_WHEN_ROOT = "postgres"
+
 FETCH_WORKERS = 4
 
 
@@ -92,13 +92,13 @@ class PitrRequest:
 
 def os_owner() -> pwd.struct_passwd:
     """The OS user that will own and run the restored cluster (``postgres`` when root)."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid())
-    try:
-        return pwd.getpwnam(OWNER_WHEN_ROOT)
-    except KeyError as exc:
+    from ...localpg import server_owner
+
+    owner = server_owner()
+    if owner is None:
         raise RestoreTargetError("Running as root, but there is no 'postgres' OS user to own the restored cluster.",
-                                 hint="Install PostgreSQL (it creates the user), or run as the user that runs it.") from exc
+                                 hint="Install PostgreSQL (it creates the user), or run as the user that runs it.")
+    return owner
 
 
 def posterity_command() -> str:
@@ -323,7 +323,7 @@ def write_recovery(target: Path, settings: dict[str, str], plan: Plan, owner: pw
 
 
 def verify_files(target: Path, major: int, bin_dir: Path | None, owner: pwd.struct_passwd) -> str:
-    from .tools import find_binary
+    from ...localpg import find_binary
 
     tool = find_binary("pg_verifybackup", major, bin_dir)
     kw: dict[str, Any] = {}

@@ -1,5 +1,9 @@
 """PostgreSQL plumbing shared by the postgres sources: connections, binaries, versions.
 
+Finding a program is ``localpg.binaries.find_binary`` (re-exported here); running one as a
+local cluster's OS user is ``localpg``. This module is SQL over a DSN (psycopg, its errors
+converted by ``map_connect_error``) and the client tools' environment and versions.
+
 Secrets: the DSN may hold a password. Client programs get the connection through libpq's
 environment variables (PGHOST, PGPASSWORD, …) and no connection arguments, so nothing
 secret is visible in the process list; messages show only host, port, user and database.
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from ...errors import (
     ToolMissing,
     ToolVersionError,
 )
+from ...localpg.binaries import find_binary
 
 _ENV = {
     "host": "PGHOST",
@@ -137,32 +141,6 @@ def server_facts(conn: psycopg.Connection) -> dict[str, Any]:
         "in_recovery": row[4],
         "system_identifier": row[5],
     }
-
-
-def find_binary(name: str, server_major: int | None = None, bin_dir: Path | None = None) -> Path:
-    """The client program to use: ``bin_dir``, else the version that matches or exceeds the server."""
-    if bin_dir:
-        p = Path(bin_dir) / name
-        if p.is_file():
-            return p
-        raise ToolMissing(f"{name} is not in {bin_dir}.", hint="Fix bin_dir, or remove it to use the installed tools.")
-    candidates: list[tuple[int, Path]] = []
-    root = Path("/usr/lib/postgresql")
-    if root.is_dir():
-        for d in root.iterdir():
-            if d.name.isdigit() and (d / "bin" / name).is_file():
-                candidates.append((int(d.name), d / "bin" / name))
-    candidates.sort()
-    if server_major is not None:
-        fitting = [c for c in candidates if c[0] >= server_major]
-        if fitting:
-            return fitting[0][1]
-    if candidates:
-        return candidates[-1][1]
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    raise ToolMissing(f"{name} is not installed.", hint="Install the PostgreSQL client: apt-get install postgresql-client.")
 
 
 def tool_version(path: Path) -> tuple[int, str]:
