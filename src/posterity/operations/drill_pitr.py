@@ -31,8 +31,9 @@ from .drill import CheckResult, DrillRun, range_check
 
 
 def drill_pitr(run: DrillRun) -> None:
+    from ..sources.postgres.pitr_owner import os_owner
     from ..sources.postgres.pitr_plan import Target, plan_restore
-    from ..sources.postgres.pitr_restore import PitrRequest, os_owner, restore_pitr
+    from ..sources.postgres.pitr_restore import PitrRequest, restore_pitr
 
     ctx, report = run.ctx, run.report
     if ctx.config_path is None:
@@ -125,7 +126,7 @@ def _user_checks(run: DrillRun, result: dict, owner) -> list[CheckResult]:
 
 def _cleanup(run: DrillRun, parent: Path, target: Path) -> None:
     from ..localpg import find_binary, stop
-    from ..sources.postgres.pitr_restore import os_owner
+    from ..sources.postgres.pitr_owner import os_owner
 
     try:
         if (target / "postmaster.pid").exists():
