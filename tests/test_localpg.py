@@ -62,3 +62,19 @@ def test_psql_and_wait_ready_on_a_running_and_a_missing_server(pg_cluster):
     began = time.monotonic()
     answer = wait_ready(pg_cluster.bin_dir, owner, host="127.0.0.1", port=free_port(), timeout=1)
     assert answer and "no response" in answer and time.monotonic() - began < 5
+
+
+def test_psycopg_errors_after_connecting_are_converted_into_the_error_tree(pg_cluster):
+    from posterity.errors import SourceError, SourceUnreachable
+    from posterity.sources.postgres.tools import connect, query_errors
+
+    check = "the check"
+    with connect(pg_cluster.dsn()) as conn:
+        with pytest.raises(SourceError, match="refused the check: division by zero"), query_errors("test", check):
+            conn.execute("select 1/0")
+        conn.execute("set statement_timeout = '50ms'")
+        with pytest.raises(SourceTimeout, match="cancelled the check"), query_errors("test", check):
+            conn.execute("select pg_sleep(5)")
+    with connect(pg_cluster.dsn()) as conn, pytest.raises(SourceUnreachable, match="Lost the connection"), \
+            query_errors("test", check):
+        conn.execute("select pg_terminate_backend(pg_backend_pid())")

@@ -11,9 +11,11 @@ secret is visible in the process list; messages show only host, port, user and d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,24 @@ def map_connect_error(exc: Exception, where: str) -> SourceError:
     if "permission denied" in low or "not permitted" in low or "pg_hba.conf" in low:
         return SourceAuthError(f"PostgreSQL at {where} does not allow this connection: {_first_line(text)}")
     return SourceUnreachable(f"Cannot connect to PostgreSQL at {where}: {_first_line(text)}")
+
+
+@contextlib.contextmanager
+def query_errors(where: str, what: str = "a query") -> Iterator[None]:
+    """Convert psycopg errors raised after connecting (a lost connection, a statement timeout,
+    a permission) into the error tree: ``SourceTimeout`` for a cancelled statement,
+    ``SourceUnreachable`` for a dropped connection, ``SourceError`` otherwise."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled as exc:
+        raise SourceTimeout(f"PostgreSQL at {where} cancelled {what}: {_first_line(str(exc))}",
+                            hint="The server's statement_timeout stopped it; raise it for this role, or retry.") from None
+    except psycopg.OperationalError as exc:
+        raise SourceUnreachable(f"Lost the connection to PostgreSQL at {where} during {what}: "
+                                f"{_first_line(str(exc))}") from None
+    except psycopg.Error as exc:
+        raise SourceError(f"PostgreSQL at {where} refused {what}: {_first_line(str(exc))}",
+                          hint="Grant the role what the message names (e.g. pg_monitor), or fix the setting.") from None
 
 
 def _first_line(text: str) -> str:
