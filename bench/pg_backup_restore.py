@@ -15,6 +15,14 @@ Contenders (restore):  seed       gunzip -c db.sql.gz | psql
 
 The database: pgbench -i -s 100 plus 300,000 Posters.science rows (~2 GB), built once
 in a persistent throwaway cluster under --work (reused by later runs).
+
+--jobs 1,2 runs every Posterity contender once per value (backup --jobs J, restore --jobs J
+of the split backup the largest J made) and adds "restore posterity single archive
+--jobs 2", the old layout, for comparison. --shape picks the database:
+  mixed     pgbench + Posters.science rows (the default above);
+  dominant  pgbench alone: one table holds almost everything;
+  many      the pgbench rows spread over --tables tables of equal size, with primary keys.
+--no-seed skips the seed's slow sql+gzip contenders.
 """
 
 from __future__ import annotations
@@ -46,10 +54,11 @@ def sh(cmd: str, env=None) -> float:
     return time.monotonic() - t
 
 
-def run_measured(argv: list[str], env=None) -> tuple[float, int]:
-    """Wall seconds and the peak RSS (KiB, VmHWM) of the process itself."""
+def run_measured(argv: list[str], env=None, out: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and the peak RSS (KiB, VmHWM) of the process itself (stdout to ``out``)."""
     t = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    sink = open(out, "wb") if out else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(argv, env=env, stdout=sink)
     peak = 0
     status = Path(f"/proc/{proc.pid}/status")
     while proc.poll() is None:
@@ -60,9 +69,15 @@ def run_measured(argv: list[str], env=None) -> tuple[float, int]:
         except (FileNotFoundError, ProcessLookupError):
             pass
         time.sleep(0.05)
+    if out:
+        sink.close()  # type: ignore[union-attr]
     if proc.returncode != 0:
         raise SystemExit(f"{argv} failed with {proc.returncode}")
     return time.monotonic() - t, peak
+
+
+def backup_id(out: Path) -> str:
+    return json.loads(out.read_text())["backups"][0]["id"]
 
 
 def main() -> None:
@@ -72,7 +87,13 @@ def main() -> None:
     ap.add_argument("--posters", type=int, default=300_000)
     ap.add_argument("--work", default="/var/tmp/posterity-bench")
     ap.add_argument("--only", default="", help="comma list: backup,restore")
+    ap.add_argument("--jobs", default="1,2", help="comma list of posterity --jobs values")
+    ap.add_argument("--shape", choices=["mixed", "dominant", "many"], default="mixed")
+    ap.add_argument("--tables", type=int, default=32, help="--shape many: number of tables")
+    ap.add_argument("--no-seed", action="store_true")
     args = ap.parse_args()
+    jobs = [int(j) for j in args.jobs.split(",")]
+    dbname = "bench" if args.shape == "mixed" else f"bench_{args.shape}_{args.scale}"
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o755)
@@ -83,16 +104,23 @@ def main() -> None:
     env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(cluster.port), "PGUSER": "postgres"}
     env.pop("AWS_CA_BUNDLE", None)  # rclone refuses a custom CA bundle with its plain-HTTP transport
     bin_dir = cluster.bin_dir
-    exists = cluster.psql("select count(*) from pg_database where datname='bench'").strip() == "1"
+    exists = cluster.psql(f"select count(*) from pg_database where datname='{dbname}'").strip() == "1"
     if not exists:
-        print("building the benchmark database (once)…", flush=True)
-        cluster.psql("create database bench")
-        sh(f"{bin_dir}/pgbench -i -q -s {args.scale} bench", env)
-        from posterity.demo.sample_data import load_sample
+        print(f"building the benchmark database {dbname} (once)…", flush=True)
+        cluster.psql(f"create database {dbname}")
+        sh(f"{bin_dir}/pgbench -i -q -s {args.scale} {dbname}", env)
+        if args.shape == "mixed":
+            from posterity.demo.sample_data import load_sample
 
-        load_sample(cluster.dsn("bench"), posters=args.posters)
-        cluster.psql("vacuum analyze", dbname="bench")
-    size = int(cluster.psql("select pg_database_size('bench')", dbname="bench"))
+            load_sample(cluster.dsn(dbname), posters=args.posters)
+        elif args.shape == "many":
+            n = args.tables
+            for i in range(n):
+                cluster.psql(f"create table t{i:03d} as select * from pgbench_accounts where aid % {n} = {i}", dbname=dbname)
+                cluster.psql(f"alter table t{i:03d} add primary key (aid)", dbname=dbname)
+            cluster.psql("drop table pgbench_accounts", dbname=dbname)
+        cluster.psql("vacuum analyze", dbname=dbname)
+    size = int(cluster.psql(f"select pg_database_size('{dbname}')", dbname=dbname))
     print(f"database size: {size / 1e9:.2f} GB", flush=True)
 
     s3 = SeaweedS3(work / "s3")
@@ -118,7 +146,7 @@ state_dir = "{proj / 'state'}"
 staging_dir = "{work / 'staging'}"
 [sources.db]
 kind = "postgres"
-dsn = "{cluster.dsn('bench')}"
+dsn = "{cluster.dsn(dbname)}"
 """)
     (proj / "rclone.conf").write_text(f"""[s3]
 type = s3
@@ -144,7 +172,8 @@ region = {s3.region}
     dumps.mkdir(exist_ok=True)
     pg_dump = f"{bin_dir}/pg_dump"
     results: dict[str, list[float]] = {}
-    rss: list[int] = []
+    rss: dict[str, list[int]] = {}
+    ids: dict[int, str] = {}
     sizes: dict[str, int] = {}
 
     def record(name: str, secs: float) -> None:
@@ -156,45 +185,62 @@ region = {s3.region}
 
     # A local custom-format dump for the pg_restore baseline.
     if not only or "restore" in only:
-        sh(f"{pg_dump} -Fc -Z0 -f {dumps}/bench.pgdump bench", env)
+        sh(f"{pg_dump} -Fc -Z0 -f {dumps}/bench.pgdump {dbname}", env)
 
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds}", flush=True)
         if not only or "backup" in only:
-            record("backup floor (pg_dump -Fc -Z0)", sh(f"{pg_dump} -Fc -Z0 bench > /dev/null", env))
-            record("backup floor+zstd", sh(f"{pg_dump} -Fc -Z0 bench | zstd -q -T0 -3 > /dev/null", env))
-            t = sh(f"{pg_dump} bench > {dumps}/db.sql && gzip -f {dumps}/db.sql && "
-                   f"{rclone} copy {dumps}/db.sql.gz s3:bench/seed-{r}/", env)
-            record("backup seed (sql+gzip+rclone)", t)
-            sizes["seed gzip"] = (dumps / "db.sql.gz").stat().st_size
-            secs, peak = run_measured([*P, "backup", "db"])
-            record("backup posterity", secs)
-            rss.append(peak)
-            secs, peak = run_measured([*PL, "backup", "db"])
-            record("backup posterity (local folder)", secs)
-            rss.append(peak)
+            record("backup floor (pg_dump -Fc -Z0)", sh(f"{pg_dump} -Fc -Z0 {dbname} > /dev/null", env))
+            record("backup floor+zstd", sh(f"{pg_dump} -Fc -Z0 {dbname} | zstd -q -T0 -3 > /dev/null", env))
+            if max(jobs) > 1:
+                shutil.rmtree(dumps / "dir", ignore_errors=True)
+                record(f"backup pg_dump -Fd -Z0 -j {max(jobs)}",
+                       sh(f"{pg_dump} -Fd -Z0 -j {max(jobs)} -f {dumps}/dir {dbname}", env))
+                shutil.rmtree(dumps / "dir", ignore_errors=True)
+            if not args.no_seed:
+                t = sh(f"{pg_dump} {dbname} > {dumps}/db.sql && gzip -f {dumps}/db.sql && "
+                       f"{rclone} copy {dumps}/db.sql.gz s3:bench/seed-{r}/", env)
+                record("backup seed (sql+gzip+rclone)", t)
+                sizes["seed gzip"] = (dumps / "db.sql.gz").stat().st_size
+            for j in jobs:
+                secs, peak = run_measured([*P, "--json", "backup", "db", "--jobs", str(j)], out=work / "out.json")
+                record(f"backup posterity --jobs {j}", secs)
+                ids[j] = backup_id(work / "out.json")
+                rss.setdefault(f"backup --jobs {j}", []).append(peak)
+                secs, peak = run_measured([*PL, "backup", "db", "--jobs", str(j)])
+                record(f"backup posterity (local folder) --jobs {j}", secs)
+                rss.setdefault(f"backup local --jobs {j}", []).append(peak)
         if not only or "restore" in only:
-            if not (dumps / "db.sql.gz").exists():
-                sh(f"{pg_dump} bench | gzip > {dumps}/db.sql.gz", env)
-            drop("r_seed")
-            cluster.psql("create database r_seed")
-            record("restore seed (gunzip|psql)", sh(f"gunzip -c {dumps}/db.sql.gz | {bin_dir}/psql -q -X -d r_seed > /dev/null", env))
-            drop("r_seed")
+            if not args.no_seed:
+                if not (dumps / "db.sql.gz").exists():
+                    sh(f"{pg_dump} {dbname} | gzip > {dumps}/db.sql.gz", env)
+                drop("r_seed")
+                cluster.psql("create database r_seed")
+                record("restore seed (gunzip|psql)", sh(f"gunzip -c {dumps}/db.sql.gz | {bin_dir}/psql -q -X -d r_seed > /dev/null", env))
+                drop("r_seed")
             drop("r_pgr")
             cluster.psql("create database r_pgr")
             record("restore pg_restore -j 2", sh(f"{bin_dir}/pg_restore -j 2 -d r_pgr {dumps}/bench.pgdump", env))
             drop("r_pgr")
-            drop("r_post")
-            secs, peak = run_measured([*P, "restore", "db", "latest", "--to-database", "r_post", "--jobs", "2"])
-            record("restore posterity --jobs 2", secs)
-            rss.append(peak)
-            drop("r_post")
+            split = ids.get(max(jobs), "latest")
+            for j in jobs:
+                drop("r_post")
+                secs, peak = run_measured([*P, "restore", "db", split, "--to-database", "r_post", "--jobs", str(j)])
+                record(f"restore posterity --jobs {j}", secs)
+                rss.setdefault(f"restore --jobs {j}", []).append(peak)
+                drop("r_post")
+            if 1 in ids and max(jobs) > 1:  # the old single-archive layout (staged for -j 2)
+                drop("r_post")
+                secs, peak = run_measured([*P, "restore", "db", ids[1], "--to-database", "r_post", "--jobs", "2"])
+                record("restore posterity single archive --jobs 2", secs)
+                rss.setdefault("restore single --jobs 2", []).append(peak)
+                drop("r_post")
 
     drill_rto: list[float] = []
     if not only or "drill" in only:
         # The real RTO: `posterity drill` restores the latest backup into a fresh temporary
         # cluster (initdb included), checks row counts, and cleans up.
-        for _ in range(max(1, args.rounds // 2)):
+        for _ in range(max(1, args.rounds // 2)):  # the latest backup: the largest --jobs's layout
             out = subprocess.run([*P, "--json", "drill", "--source", "db"], capture_output=True, text=True, check=True)
             rep = json.loads(out.stdout)["drills"][0]
             drill_rto.append(rep["restore_seconds"])
@@ -213,17 +259,24 @@ region = {s3.region}
             print(f"  {a} / {b} = {med[a] / med[b]:.2f}")
 
     print("ratios:")
-    ratio("backup posterity", "backup floor (pg_dump -Fc -Z0)")
-    ratio("backup posterity", "backup floor+zstd")
-    ratio("backup posterity (local folder)", "backup floor (pg_dump -Fc -Z0)")
-    ratio("backup seed (sql+gzip+rclone)", "backup floor (pg_dump -Fc -Z0)")
-    ratio("restore posterity --jobs 2", "restore pg_restore -j 2")
-    ratio("restore posterity --jobs 2", "restore seed (gunzip|psql)")
+    floor = "backup floor (pg_dump -Fc -Z0)"
+    for j in jobs:
+        ratio(f"backup posterity --jobs {j}", floor)
+        ratio(f"backup posterity (local folder) --jobs {j}", floor)
+        ratio(f"restore posterity --jobs {j}", "restore pg_restore -j 2")
+        ratio(f"restore posterity --jobs {j}", "restore seed (gunzip|psql)")
+    ratio(f"backup pg_dump -Fd -Z0 -j {max(jobs)}", floor)
+    ratio("backup seed (sql+gzip+rclone)", floor)
+    ratio("restore posterity single archive --jobs 2", "restore pg_restore -j 2")
+    print("per-round ratios (backup --jobs J / floor, same round):")
+    for j in jobs:
+        a, b = results.get(f"backup posterity --jobs {j}", []), results.get(floor, [])
+        print(f"  --jobs {j}: " + ", ".join(f"{x / y:.2f}" for x, y in zip(a, b, strict=False)))
     print("sizes:", {k: f"{v / 1e6:.1f} MB" for k, v in sizes.items()})
     if drill_rto:
         print(f"drill RTO (restore into a temporary cluster): median {statistics.median(drill_rto):.1f}s")
-    if rss:
-        print(f"posterity peak RSS: max {max(rss) / 1024:.0f} MiB over {len(rss)} runs")
+    for k, v in rss.items():
+        print(f"posterity peak RSS, {k}: max {max(v) / 1024:.0f} MiB over {len(v)} runs")
     print(f"machine: {socket.gethostname()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     s3.stop()
     cluster.stop()

@@ -71,6 +71,10 @@ def test_killed_while_pg_dump_runs(proxy_setup: Setup, module_db):
         blocker.execute("lock table posters in access exclusive mode")  # pg_dump waits here
         proc = s.popen("backup", "db")
         wait_for(lambda: pg_dump_waits(module_db.dsn), what="pg_dump to wait for its lock")
+        # With --jobs > 1 (the default: the cores) globals are stored beside the dump, not
+        # before it: wait until they landed, so the kill leaves an uncommitted payload.
+        wait_for(lambda: any(k.endswith("globals.sql.zst.age") and first not in k for k in s.keys("backups/")),
+                 what="the globals payload")
         kill(proc)
     finally:
         blocker.rollback()

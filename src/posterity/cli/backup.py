@@ -11,9 +11,11 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.command("backup")
 @click.argument("sources", nargs=-1)
 @click.option("--tag", "tags", multiple=True, help="Tag the backup (retention can keep tags apart). Repeatable.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="postgres: parallel pg_dump workers (default: the source's jobs, else the cores, at most 8).")
 @json_option
 @pass_state
-def backup(state, sources: tuple[str, ...], tags: tuple[str, ...]) -> None:
+def backup(state, sources: tuple[str, ...], tags: tuple[str, ...], jobs: int | None) -> None:
     """Back up the named sources (all configured sources when none is named).
 
     With no names, the backups of all sources form one restore point (points/<id>.json,
@@ -35,7 +37,7 @@ def backup(state, sources: tuple[str, ...], tags: tuple[str, ...]) -> None:
     failures: list[tuple[str, PosterityError]] = []
     for name in names:
         try:
-            res = backup_source(ctx, name, tags=list(tags), progress=BarProgress(not state.json))
+            res = backup_source(ctx, name, tags=list(tags), progress=BarProgress(not state.json), jobs=jobs)
         except PosterityError as exc:
             if len(names) == 1:
                 raise

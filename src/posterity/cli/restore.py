@@ -15,7 +15,7 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.argument("ref", default="latest")
 @click.option("--to-database", help="postgres: database to restore into (created if missing; must be empty unless --clean).")
 @click.option("--target-dsn", envvar="POSTERITY_TARGET_DSN", help="postgres: restore onto another server (default: the source's server). Env: POSTERITY_TARGET_DSN.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="postgres: parallel pg_restore jobs (stages the dump on local disk when > 1).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="postgres: parallel pg_restore jobs (default: the source's jobs, else the cores, at most 8, for a split backup; 1 for a single-archive one, which is staged on local disk when > 1).")
 @click.option("--clean", is_flag=True, help="postgres: replace a non-empty target database: restore beside it, then switch names; the old one is kept as NAME_before_TIME.")
 @click.option("--with-roles", is_flag=True, help="postgres: also create the backup's roles and tablespaces that the server lacks (pg_dumpall globals); existing roles are left as they are.")
 @click.option("--overwrite-roles", is_flag=True, help="postgres: with --with-roles, also reset existing roles to the backup's (passwords, LOGIN, attributes, memberships).")
@@ -47,7 +47,7 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.option("--verify-files", "pitr_verify", is_flag=True, help="postgres-physical: check every restored file with pg_verifybackup against the backup_manifest.")
 @json_option
 @pass_state
-def restore(state, source: str | None, ref: str, to_database: str | None, target_dsn: str | None, jobs: int,
+def restore(state, source: str | None, ref: str, to_database: str | None, target_dsn: str | None, jobs: int | None,
             clean: bool, with_roles: bool, overwrite_roles: bool, no_owner: bool, check_counts: bool, staging_dir: Path | None,
             identity_file: str | None, to: Path | None = None, paths: tuple[str, ...] = (),
             overwrite: bool = False, point: str | None = None, meili_indexes: tuple[str, ...] = (),

@@ -18,10 +18,12 @@ so the failure path above runs even when the dump was stopped or blocked.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,7 @@ from ..repository.recipients import require_known as require_known_recipients
 from ..sources import make_source
 from . import cancel
 from .context import Context
+from .parallel_write import store_all
 from .unchanged import commit_if_unchanged
 
 log = logging.getLogger(__name__)
@@ -77,22 +80,25 @@ class BackupResult:
         }
 
 
-def backup_source(ctx: Context, name: str, *, tags: list[str] | None = None, progress: Progress | None = None) -> BackupResult:
+def backup_source(
+    ctx: Context, name: str, *, tags: list[str] | None = None, progress: Progress | None = None, jobs: int | None = None
+) -> BackupResult:
     token = cancel.CancelToken(parent=cancel.current())
     limit = ctx.config.general.backup_timeout
     token.deadline(parse_duration(limit).total_seconds(), lambda: DeadlineExceeded(
         f"The backup of {name} ran longer than its backup_timeout ({limit}) and was stopped; nothing was committed."))
     try:
-        return _backup_source(ctx, name, token, tags=tags, progress=progress)
+        return _backup_source(ctx, name, token, tags=tags, progress=progress, jobs=jobs)
     finally:
         token.close()
 
 
 def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: list[str] | None,
-                   progress: Progress | None) -> BackupResult:
+                   progress: Progress | None, jobs: int | None = None) -> BackupResult:
     progress = progress or NoProgress()
     cfg = ctx.config.source(name)
     source = make_source(name, cfg)
+    jobs = _jobs(source, cfg, jobs)
     repo = ctx.repo
     repo.descriptor()  # fail with "not initialised" before touching the source
     try:
@@ -120,15 +126,23 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
                 repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "unchanged_from": reused.facts["unchanged_from"]})
                 return BackupResult(reused, time.monotonic() - t0)
             dump = source.dump()
-            for art in dump:
-                token.check()
+
+            stages = ctx.stages
+            if jobs > 1 and stages.zstd_threads == -1:
+                # The streams already use the cores; zstd workers per stream (~20 MiB each) would
+                # only add memory and contention.
+                stages = dataclasses.replace(stages, zstd_threads=0)
+
+            def store(art, progress=progress, one=True) -> ArtifactRecord:
                 key = payload_key(name, backup_id, art.name)
-                progress.start(f"{name}: {art.name}", None)
+                if one:
+                    progress.start(f"{name}: {art.name}", None)
                 written.append(key)
                 unregister = token.on_cancel(art.cancel)
                 try:
+                    token.check()  # inside: a cancelled artifact is still aborted (its pg_dump ended)
                     size, sha, raw = repo.write_payload(
-                        key, token.checked(art.stream), ctx.stages, expected_size=art.expected_size,
+                        key, token.checked(art.stream), stages, expected_size=art.expected_size,
                         progress=progress.advance
                     )
                 except BaseException:
@@ -136,21 +150,30 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
                     raise
                 finally:
                     unregister()
-                    progress.stop()
+                    if one:
+                        progress.stop()
                 art.finish()
                 token.check()
-                records.append(
-                    ArtifactRecord(
-                        name=art.name,
-                        key=key,
-                        kind=art.kind,
-                        size=size,
-                        sha256=sha,
-                        raw_size=raw,
-                        stages=ctx.stages.specs(),
-                        facts=art.facts,
-                    )
+                return ArtifactRecord(
+                    name=art.name,
+                    key=key,
+                    kind=art.kind,
+                    size=size,
+                    sha256=sha,
+                    raw_size=raw,
+                    stages=ctx.stages.specs(),
+                    facts=art.facts,
                 )
+
+            if jobs > 1:  # artifacts stored concurrently (split pg_dump): see parallel_write
+                progress.start(f"{name}: {jobs} jobs", None)
+                try:
+                    records = store_all(dump, jobs, lambda a: store(a, _LockedProgress(progress), False))
+                finally:
+                    progress.stop()
+            else:
+                for art in dump:
+                    records.append(store(art))
             manifest = Manifest(
                 id=backup_id,
                 source=name,
@@ -186,6 +209,29 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
         raise
     repo.audit("backup", "succeeded", {"source": name, "backup": backup_id, "size": manifest.size})
     return BackupResult(manifest, time.monotonic() - t0)
+
+
+def _jobs(source, cfg, jobs: int | None) -> int:
+    """Workers for a source whose dump can be stored in parallel (it has a ``jobs`` attribute)."""
+    if not hasattr(source, "jobs"):
+        return 1
+    from ..sources.postgres.parallel_dump import default_jobs
+
+    source.jobs = jobs or getattr(cfg, "jobs", None) or default_jobs()
+    return source.jobs
+
+
+class _LockedProgress:
+    """Progress advanced from several workers at once."""
+
+    lock = threading.Lock()
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+
+    def advance(self, n: int) -> None:
+        with self.lock:
+            self.inner.advance(n)
 
 
 def _manifest_may_exist(repo, source: str, backup_id: str) -> bool:

@@ -138,6 +138,11 @@ class PgArchiveCheck:
         major = int(manifest.facts.get("server_version_num") or 0) // 10000 or None
         pg_restore = str(find_binary("pg_restore", major))
         self.expected_tables = sorted((manifest.facts.get("row_counts") or {}).keys())
+        self.needles: tuple[str, ...] = (" TABLE {} {} ", " MATERIALIZED VIEW {} {} ")
+        if artifact.kind == "pg_dump-custom-data":  # a split backup's data part: its tables' rows
+            patterns = artifact.facts.get("exclude_table_data")  # pg_dump patterns: not matched here
+            self.expected_tables = [] if patterns else sorted(artifact.facts.get("tables") or [])
+            self.needles = (" TABLE DATA {} {} ",)
         self.reader = _Feeder([pg_restore, "--file=/dev/null"])
         try:
             self.lister = _Feeder([pg_restore, "--list"])
@@ -163,13 +168,14 @@ class PgArchiveCheck:
         missing = []
         for name in self.expected_tables:
             schema, _, table = name.partition(".")
-            needles = (f" TABLE {schema} {table} ", f" MATERIALIZED VIEW {schema} {table} ")
+            needles = [n.format(schema, table) for n in self.needles]
             if not any(n in ln for ln in entries for n in needles):
                 missing.append(name)
         if missing:
             raise ContentInvalid(
-                f"{self.key}: the archive has no definition of {len(missing)} table(s) counted at "
-                f"backup time: {', '.join(missing[:10])}."
+                f"{self.key}: the archive has no {'rows' if len(self.needles) == 1 else 'definition'} of "
+                f"{len(missing)} table(s) {'it should hold' if len(self.needles) == 1 else 'counted at backup time'}: "
+                f"{', '.join(missing[:10])}."
             )
         data = sum(1 for ln in entries if " TABLE DATA " in ln)
         return {
@@ -356,6 +362,8 @@ class _Unchecked(CountOnly):
 
 
 register_content_check("pg_dump-custom", _pg_archive_check)
+register_content_check("pg_dump-custom-schema", _pg_archive_check)  # split backups (parallel_dump)
+register_content_check("pg_dump-custom-data", _pg_archive_check)
 register_content_check("pg_dumpall-globals", SqlScriptCheck)
 # Meilisearch dumps and snapshots are gzip-compressed tars.
 register_content_check("meilisearch-dump", _tar_gz_check)

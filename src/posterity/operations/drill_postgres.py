@@ -47,7 +47,9 @@ def drill_postgres(run: DrillRun) -> None:
         req = PostgresRestore(
             dsn=dsn,
             to_database=db,
-            jobs=1,
+            # A split backup loads its archives in parallel (cfg.jobs, else the cores); one
+            # archive streams (jobs > 1 would stage it on disk).
+            jobs=(cfg.jobs or 0) if run.manifest.artifacts_of_kind("pg_dump-custom-schema") else 1,
             with_roles=with_roles,
             no_owner=no_owner,
             bin_dir=cfg.bin_dir,

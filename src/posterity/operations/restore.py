@@ -16,7 +16,7 @@ def restore_postgres(
     ref: str,
     *,
     to_database: str,
-    jobs: int = 1,
+    jobs: int | None = None,
     clean: bool = False,
     with_roles: bool = False,
     overwrite_roles: bool = False,
@@ -40,7 +40,7 @@ def restore_postgres(
     req = PostgresRestore(
         dsn=target_dsn or cfg.dsn.get_secret_value(),
         to_database=to_database,
-        jobs=max(1, jobs),
+        jobs=jobs or cfg.jobs or 0,  # 0: the cores for a split backup, streaming for one archive
         clean=clean,
         with_roles=with_roles,
         overwrite_roles=overwrite_roles,

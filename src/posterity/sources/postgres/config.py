@@ -68,6 +68,22 @@ class PostgresConfig(BaseModel):
         "pg_dump ignores lock_timeout set elsewhere.",
         json_schema_extra={"example": "10min"},
     )
+    jobs: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Parallel pg_dump/pg_restore workers for backups and restores of this source "
+        "(`--jobs` overrides); by default the number of cores, at most 8. With more than one, a "
+        "database larger than part_size_mib is stored as a schema archive plus data archives.",
+        json_schema_extra={"example": 4},
+    )
+    part_size_mib: int = Field(
+        default=64,
+        ge=0,
+        description="With jobs > 1: tables at least this large (MiB, on disk) get their own data archive, "
+        "smaller ones are batched to about this size; a smaller database stays one archive.",
+        json_schema_extra={"example": 64},
+    )
     drill: Literal["temp-cluster", "scratch-db"] = Field(
         default="temp-cluster",
         description="Where `posterity drill` restores: a temporary PostgreSQL cluster started from the local "

@@ -22,6 +22,15 @@ from psycopg import sql
 from ...errors import DumpFailed, SourceError, ToolVersionError
 from ..base import Artifact, Source
 from .config import PostgresConfig
+from .parallel_dump import (
+    SCHEMA_KIND,
+    TABLE_SIZES,
+    Parts,
+    default_jobs,
+    plan_parts,
+    split_artifacts,
+    split_by_hand,
+)
 from .tools import client_env, connect, describe, require_client, server_facts
 
 log = logging.getLogger(__name__)
@@ -100,6 +109,7 @@ class PostgresSource(Source):
         super().__init__(name, config)
         self.dsn = config.dsn.get_secret_value()
         self._facts: dict[str, Any] = {}
+        self.jobs: int | None = None  # --jobs of this run; else config.jobs; else the cores (at most 8)
 
     def check(self) -> dict[str, Any]:
         with connect(self.dsn) as conn:
@@ -124,6 +134,7 @@ class PostgresSource(Source):
         env = client_env(self.dsn)
         conn = connect(self.dsn, autocommit=False)
         counter: threading.Thread | None = None
+        tracker = Parts()
         try:
             conn.execute("begin isolation level repeatable read read only")
             row = conn.execute(
@@ -135,6 +146,7 @@ class PostgresSource(Source):
             facts["snapshot_time"] = at.isoformat()
             facts["snapshot_lsn"] = lsn
             facts["consistency_marker"] = {"lsn": lsn, "time": at.isoformat()}
+            parts = self._plan(conn, facts)  # before the counter thread shares the connection
             if self.config.row_counts != "off":
                 counter = threading.Thread(target=self._count_rows, args=(conn,), daemon=True)
                 counter.start()
@@ -148,8 +160,15 @@ class PostgresSource(Source):
                 argv.append(f"--exclude-table-data={pattern}")
             if self.config.lock_wait_timeout:  # pg_dump sets lock_timeout = 0 itself: only this bounds it
                 argv.append(f"--lock-wait-timeout={self.config.lock_wait_timeout}")
+            if parts:
+                excluded = list(self.config.exclude_table_data)
+                yield from split_artifacts(db, argv, parts, lambda a, w: self._start(a, env, w), tracker, excluded)
+                tracker.wait()  # the snapshot must outlive every pg_dump that imports it
+                if counter is not None and not tracker.failed:
+                    counter.join()
+                return
             proc = _Process(argv, env, f"pg_dump of {describe(self.dsn)}")
-            yield Artifact(
+            yield tracker.track(Artifact(
                 name=f"{db}.pgdump",
                 kind=DUMP_KIND,
                 stream=proc.stdout,
@@ -158,10 +177,13 @@ class PostgresSource(Source):
                 finish=proc.finish,
                 abort=proc.abort,
                 cancel=proc.kill,
-            )
-            if counter is not None:
+            ))
+            # Stored concurrently (--jobs), the next artifact is asked for while pg_dump runs.
+            tracker.wait()
+            if counter is not None and not tracker.failed:  # else cancelled below
                 counter.join()
         finally:
+            tracker.abort_pending()  # the backup failed or was interrupted: stop its pg_dumps
             if counter is not None and counter.is_alive():
                 # The dump failed while the counts still run (e.g. both wait for a lock a
                 # migration holds): cancel them, or this backup would hang until it ends.
@@ -175,6 +197,20 @@ class PostgresSource(Source):
                 pass  # the server went away mid-dump; pg_dump's own error tells the user
             finally:
                 conn.close()
+
+    def _plan(self, conn: psycopg.Connection, facts: dict[str, Any]) -> list:
+        jobs = self.jobs or self.config.jobs or default_jobs()
+        facts["jobs"] = jobs
+        if jobs <= 1:
+            return []
+        tables = [(s, t, int(n or 0)) for s, t, n in conn.execute(TABLE_SIZES).fetchall()]
+        parts = plan_parts(tables, int(facts.get("database_size") or 0), jobs, self.config.part_size_mib << 20)
+        facts["layout"] = "split" if parts else "single"
+        return parts
+
+    def _start(self, argv: list[str], env: dict[str, str], what: str) -> tuple:
+        proc = _Process(argv, env, what)
+        return proc.stdout, proc.finish, proc.abort, proc.kill
 
     def _count_rows(self, conn: psycopg.Connection) -> None:
         counts: dict[str, int] = {}
@@ -217,6 +253,8 @@ class PostgresSource(Source):
         )
 
     def by_hand(self, manifest: Any) -> list[str]:
+        if manifest.artifacts_of_kind(SCHEMA_KIND):
+            return split_by_hand(manifest, GLOBALS_KIND)
         cmds = []
         for art in manifest.artifacts:
             if art.kind == DUMP_KIND:

@@ -81,10 +81,15 @@ def _maintenance_conn(dsn: str) -> psycopg.Connection:
 def restore_logical(
     repo: Repository, manifest: Manifest, identities: list, req: PostgresRestore, progress=None
 ) -> dict[str, Any]:
+    from .parallel_restore import default_jobs, is_split, restore_split, schema_archive
+
+    split = is_split(manifest)  # a schema archive plus data archives (parallel_dump)
     dumps = manifest.artifacts_of_kind(DUMP_KIND)
-    if not dumps:
+    if not dumps and not split:
         raise RestoreFailed(f"Backup {manifest.id} holds no pg_dump archive.")
-    dump = dumps[0]
+    if split:
+        req.jobs = req.jobs or default_jobs()
+    dump = dumps[0] if dumps else None
     target = req.to_database
     started = time.monotonic()
 
@@ -105,7 +110,7 @@ def restore_logical(
         )
     pg_restore, _ = require_client("pg_restore", server_major, req.bin_dir)
     try:
-        info = read_database_info(repo, dump, identities)
+        info = read_database_info(repo, dump or schema_archive(manifest), identities)
     except PosterityError as exc:
         exc.message += " Nothing was changed."
         exc.args = (exc.message,)
@@ -133,7 +138,11 @@ def restore_logical(
             argv += ["--no-owner", "--no-privileges"]
         env = client_env(req.dsn, dbname=into)
         # pg_restore --dbname=NAME would treat a name containing '=' as a conninfo; keep PGDATABASE too.
-        if req.jobs > 1:
+        loaded: dict[str, Any] = {}
+        if split:
+            loaded = restore_split(repo, manifest, identities, argv, env, jobs=req.jobs,
+                                   staging_dir=req.staging_dir, progress=progress)
+        elif req.jobs > 1:
             staged = _stage(repo, dump, identities, req, progress)
             _run([*argv, f"--jobs={req.jobs}", str(staged)], env, None)
         else:
@@ -168,8 +177,9 @@ def restore_logical(
         "database": target,
         "server": describe(with_database(req.dsn, target)),
         "created": created and not replace,
-        "bytes": dump.raw_size,
+        "bytes": dump.raw_size if dump else loaded.get("bytes"),
         "jobs": req.jobs,
+        **{k: v for k, v in loaded.items() if k != "bytes"},
     }
     if replace:
         with _maintenance_conn(req.dsn) as conn:
