@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from .. import __version__
 from ..config.durations import parse_duration
@@ -36,26 +36,10 @@ from ..repository.recipients import require_known as require_known_recipients
 from ..sources import make_source
 from . import cancel
 from .context import Context
+from .progress import NoProgress, Progress
 from .unchanged import commit_if_unchanged
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    def start(self, label: str, total: int | None) -> None: ...
-    def advance(self, n: int) -> None: ...
-    def stop(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, label: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 @dataclass

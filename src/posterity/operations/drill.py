@@ -25,9 +25,9 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError, ObjectNotFound, PosterityError, RestoreFailed
 from ..repository import Manifest, layout, new_backup_id
-from .backup import NoProgress, Progress
 from .context import Context
-from .verify import require_identity_for
+from .identity import require_identity_for
+from .progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
 

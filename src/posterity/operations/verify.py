@@ -31,7 +31,6 @@ from ..errors import (
     ConfigError,
     DecryptionFailed,
     IntegrityError,
-    KeyError_,
     ManifestInvalid,
     ObjectNotFound,
     TruncatedObject,
@@ -39,9 +38,10 @@ from ..errors import (
 from ..pipeline import decode_to
 from ..pipeline.stages import check_specs
 from ..repository import ArtifactRecord, Manifest, layout
-from .backup import NoProgress, Progress
 from .content_checks import ContentInvalid, content_check_for
 from .context import Context
+from .identity import require_identity_for
+from .progress import NoProgress, Progress
 from .verify_dependents import name_dependents
 
 
@@ -97,40 +97,6 @@ def parse_subset(text: str) -> float:
             hint="Write a percentage such as 10% (between 0% and 100%).",
         )
     return value
-
-
-def _identity_recipients(identities: list) -> set[str]:
-    out = set()
-    for ident in identities:
-        try:
-            out.add(str(ident.to_public()))
-        except Exception:  # an identity kind without a public form: cannot pre-check it
-            continue
-    return out
-
-
-def _stage_recipients(art: ArtifactRecord) -> set[str]:
-    for spec in art.stages:
-        if isinstance(spec, dict) and spec.get("name") == "age":
-            return {str(r) for r in spec.get("recipients", [])}
-    return set()
-
-
-def require_identity_for(identities: list, artifacts: list[ArtifactRecord]) -> None:
-    """Refuse before reading anything when no artifact is encrypted to any of ``identities``
-    (judged from the recipients each manifest records), instead of calling every object bad."""
-    mine = _identity_recipients(identities)
-    if (
-        artifacts
-        and mine
-        and all(_stage_recipients(a) and not (_stage_recipients(a) & mine) for a in artifacts)
-    ):
-        raise KeyError_(
-            f"None of the {len(artifacts)} objects to read is encrypted to the identity given "
-            f"({', '.join(sorted(r[:12] + '…' for r in mine))}); nothing was read.",
-            hint="Use the identity file whose public key is among [encryption] recipients "
-            "(`posterity key show key.txt` prints it).",
-        )
 
 
 def verify(
@@ -334,7 +300,7 @@ def _check_structure(m: Manifest, listing: dict[str, int], result: VerifyResult)
 def _check_points(
     store, listing: dict[str, int] | None, source: str | None, result: VerifyResult
 ) -> None:
-    from .points import Point
+    from ..repository.point import Point
 
     if listing is None:
         listing = {info.key: info.size for info in store.list("backups/")}

@@ -57,7 +57,7 @@ def _is_payload(key: str) -> bool:
 
 
 def _points_by_backup(ctx: Context) -> dict[str, set[str]]:
-    from .points import Point
+    from ..repository.point import Point
 
     out: dict[str, set[str]] = {}
     for info in ctx.store.list("points/"):
