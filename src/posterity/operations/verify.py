@@ -179,14 +179,13 @@ def _check_wal_chains(ctx: Context, manifests: list[Manifest], result: VerifyRes
     from it would stop short. (The segments' contents are checked by ``wal fetch`` and a
     restore; here we check the chain is complete.)"""
     from ..repository import walnames as wal
-    from ..repository.walarchive import list_archive
 
     physical = [m for m in manifests if m.kind == "postgres-physical" and m.facts.get("wal_start_segment")]
     by_source: dict[str, list[Manifest]] = {}
     for m in physical:
         by_source.setdefault(m.source, []).append(m)
     for name, bases in by_source.items():
-        listing = list_archive(ctx.store, name)
+        listing = ctx.repo.wal(name).listing()
         for m in bases:
             size = int(m.facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
             start = m.facts["wal_start_segment"]

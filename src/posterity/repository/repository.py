@@ -32,6 +32,8 @@ from ..storage import ObjectStore, choose_part_size
 from . import layout
 from .locks import exclusive_lock
 from .manifest import ArtifactRecord, Manifest
+from .probe import require_repository
+from .walarchive import WalArchive
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,11 @@ class Repository:
         #: Local mirror of the audit records (JSON lines), under the state folder.
         self.audit_log: Path | None = cache_dir.parent / "audit.jsonl" if cache_dir is not None else None
 
+    @property
+    def location(self) -> str:
+        """Where the repository is (URL-like, no secrets)."""
+        return self.store.location
+
     # -- descriptor -------------------------------------------------------------------
     def init(self, recipients: list[str]) -> dict[str, Any]:
         self.store.check()
@@ -70,6 +77,11 @@ class Repository:
             raise RepositoryExists(f"A Posterity repository already exists at {self.store.location}.") from exc
         self._descriptor = desc
         return desc
+
+    def require_initialised(self) -> None:
+        """The store answers and holds a repository, asked afresh (archive_command's dry run,
+        `posterity doctor`): never the cached descriptor."""
+        require_repository(self.store)
 
     def descriptor(self) -> dict[str, Any]:
         if self._descriptor is None:
@@ -128,6 +140,10 @@ class Repository:
 
     def lock(self, name: str, op: str):
         return exclusive_lock(self.store, name, op, ttl=self.lock_ttl)
+
+    def wal(self, source: str) -> WalArchive:
+        """The WAL archive of ``source`` (push, fetch, list, streaming snapshots)."""
+        return WalArchive(self.store, source)
 
     def audit(self, op: str, result: str, details: dict[str, Any]) -> dict[str, Any]:
         """Write one write-once audit record, and append it to the local JSONL mirror

@@ -44,9 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError, LockHeld, PosterityError, SourceError, StorageError
-from ...repository import walarchive
 from ...repository import walnames as wal
-from ...storage import ObjectStore
+from ...repository.walarchive import WalArchive, write_file
 from .physical_config import PhysicalConfig
 from .tools import client_env, connect, describe, require_client
 
@@ -196,10 +195,10 @@ def drop_slot(dsn: str, slot: str) -> bool:
 
 
 class WalStreamer:
-    def __init__(self, store: ObjectStore, source: str, cfg: PhysicalConfig, stages: Any, state_dir: Path,
+    def __init__(self, archive: WalArchive, cfg: PhysicalConfig, stages: Any, state_dir: Path,
                  alert: Callable[[str, str, str], Any] | None = None) -> None:
-        self.store = store
-        self.source = source
+        self.archive = archive
+        source = self.source = archive.source
         self.cfg = cfg
         self.stages = stages
         self.dsn = cfg.dsn.get_secret_value()
@@ -361,8 +360,7 @@ class WalStreamer:
         path = self.directory / name
         try:
             raw = path.read_bytes()
-            res = walarchive.push_bytes(self.store, self.source, name, raw, self.stages, sysid=self.sysid,
-                                        mtime=_mtime(path))
+            res = self.archive.push_bytes(name, raw, self.stages, sysid=self.sysid, mtime=_mtime(path))
         except FileNotFoundError:
             return True
         except (PosterityError, OSError) as exc:
@@ -408,7 +406,7 @@ class WalStreamer:
             return
         name = wal.stream_name(segment, len(written))
         try:
-            walarchive.push_bytes(self.store, self.source, name, written, self.stages, sysid=self.sysid)
+            self.archive.push_bytes(name, written, self.stages, sysid=self.sysid)
         except PosterityError as exc:
             self._error(f"Storing a snapshot of {segment} failed (retried): {exc.message}")
             return
@@ -423,7 +421,7 @@ class WalStreamer:
     def _delete_snapshot(self, name: str) -> None:
         """Best effort: a superseded snapshot left behind (bucket lock, outage) is pruned later."""
         try:
-            self.store.delete([wal.payload_key(self.source, name), wal.record_key(self.source, name)])
+            self.archive.forget(name)
         except (PosterityError, StorageError) as exc:
             log.debug("Could not delete superseded snapshot %s: %s", name, exc)
 
@@ -457,7 +455,7 @@ class WalStreamer:
     def _write_state(self) -> None:
         try:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            walarchive.write_file(self.state_path, json.dumps(self.state.to_dict(), indent=1).encode())
+            write_file(self.state_path, json.dumps(self.state.to_dict(), indent=1).encode())
         except OSError as exc:
             log.debug("Cannot write %s: %s", self.state_path, exc)
 
