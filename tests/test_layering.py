@@ -32,7 +32,6 @@ MAY_IMPORT_BACKENDS = ("posterity.storage", "posterity.repository")
 # module -> why it still imports ``posterity.storage`` (remove the entry when it stops).
 STORAGE_EXCEPTIONS: dict[str, str] = {
     "posterity.operations.context": "builds the Repository from [repository] and keeps ctx.store",
-    "posterity.operations.prune": "deletes payload and WAL keys through the raw store",
 }
 
 
@@ -195,3 +194,30 @@ def test_import_reader_sees_lazy_imports_and_skips_type_checking():
     assert "posterity.operations.identity" in GRAPH["posterity.operations.restore"]
     assert "posterity.operations.verify" not in GRAPH["posterity.operations.verify_dependents"]
     assert "posterity.repository.walarchive" in GRAPH["posterity.cli.walfast"]  # imported inside functions
+
+
+KEY_PREFIXES = ("backups/", "wal/", "locks/", "points/", "drills/", "audit/", "probes/", "keys/")
+LAYOUT_MODULES = {"posterity.repository.layout", "posterity.repository.walnames"}
+
+
+def _key_literals(path: Path) -> list[str]:
+    """String constants (f-string parts included) that start like a store key; docstrings and
+    comments do not count."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                and node.value.startswith(KEY_PREFIXES)):
+            found.append(f"{path.name}:{node.lineno}: {node.value[:40]!r}")
+    return found
+
+
+def test_keys_are_spelled_only_in_the_layout():
+    offenders = [hit for m, p in MODULES.items() if m not in LAYOUT_MODULES for hit in _key_literals(p)]
+    assert offenders == []

@@ -31,7 +31,7 @@ from .. import __version__
 from ..config.durations import parse_duration
 from ..errors import DeadlineExceeded, PosterityError
 from ..repository import ArtifactRecord, Manifest, new_backup_id
-from ..repository.layout import manifest_key, payload_key
+from ..repository.layout import payload_key
 from ..repository.recipients import require_known as require_known_recipients
 from ..sources import make_source
 from . import cancel
@@ -84,7 +84,7 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
     except PosterityError as exc:
         repo.audit("backup", "failed", {"source": name, "backup": None, "error": str(exc)})
         raise
-    source.bind(ctx.store)
+    source.bind(ctx.repo)
     t0 = time.monotonic()
     try:
         source.check()
@@ -174,7 +174,7 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
 
 def _manifest_may_exist(repo, source: str, backup_id: str) -> bool:
     try:
-        return repo.store.stat(manifest_key(source, backup_id)) is not None
+        return bool(repo.is_committed(source, backup_id))
     except Exception:  # cannot tell: keep the payloads
         return True
 

@@ -73,7 +73,7 @@ def write_point(
             for m in sorted(manifests, key=lambda m: m.source)
         ],
     )
-    ctx.repo.store.put(point.key, point.to_json(), if_absent=True)
+    ctx.repo.write_point(point)
     ctx.repo.audit(
         "point",
         "succeeded",
@@ -84,11 +84,7 @@ def write_point(
 
 def list_points(repo: Repository) -> list[Point]:
     """Every restore point, oldest first."""
-    out = [
-        Point.from_json(repo.store.get_bytes(i.key), i.key)
-        for i in repo.store.list("points/")
-        if i.key.endswith(".json")
-    ]
+    out = [repo.read_point(key) for key in repo.point_keys()]
     out.sort(key=lambda p: (p.started_at, p.id))  # ids have second resolution
     return out
 

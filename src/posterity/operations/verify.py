@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..pipeline import decode_to
 from ..pipeline.stages import check_specs
-from ..repository import ArtifactRecord, Manifest, layout
+from ..repository import ArtifactRecord, Manifest, Repository, layout
 from .content_checks import ContentInvalid, content_check_for
 from .context import Context
 from .identity import require_identity_for
@@ -124,22 +124,20 @@ def verify(
     repo.descriptor()
     identities = ctx.identities(identity_file) if reading else []
 
-    prefix = f"backups/{source}/" if source else "backups/"
-    listing = {info.key: info.size for info in repo.store.list(prefix)}
-    manifest_keys = sorted(
-        k for k in listing if k.endswith("/" + layout.MANIFEST) and layout.parse_backup_key(k)
-    )
+    inventory = repo.inventory(source)
+    listing = inventory.objects
+    manifest_keys = inventory.manifest_keys()
     selected = _select(manifest_keys, ref, latest, source)
 
     manifests: list[Manifest] = []
     for key in selected:
-        m = _read_manifest(repo.store, key, result)
+        m = _read_manifest(repo, key, result)
         if m is not None:
             manifests.append(m)
             result.backups.append(f"{m.source}/{m.id}")
             _check_structure(m, listing, result)
     if ref is None and not latest:
-        _check_points(repo.store, listing if not source else None, source, result)
+        _check_points(repo, listing if not source else None, source, result)
         # Objects no manifest names, outside any committed backup's folder: left by an
         # interrupted (or running) backup. Not an error; prune removes them.
         committed = {layout.parse_backup_key(k)[:2] for k in manifest_keys}  # type: ignore[index]
@@ -235,10 +233,10 @@ def _select(keys: list[str], ref: str | None, latest: bool, source: str | None) 
     return keys
 
 
-def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
+def _read_manifest(repo: Repository, key: str, result: VerifyResult) -> Manifest | None:
     src, bid, _ = layout.parse_backup_key(key)  # type: ignore[misc]
     try:
-        m = Manifest.from_json(store.get_bytes(key), key)
+        m = Manifest.from_json(repo.read_stored_bytes(key), key)
     except ObjectNotFound:
         result.findings.append(
             Finding(key, "missing", f"The manifest {key} disappeared during the check.", src, bid)
@@ -252,7 +250,7 @@ def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
         problems.append(f"it says backup {m.source}/{m.id} but is stored as {src}/{bid}")
     for a in m.artifacts:
         # An unchanged backup may name the payloads of an earlier one of the same source.
-        if not a.key.startswith(f"backups/{src}/"):
+        if not a.key.startswith(layout.backups_prefix(src)):
             problems.append(f"artifact {a.name!r} points outside its source's backups ({a.key})")
         try:
             check_specs(a.stages)
@@ -297,22 +295,18 @@ def _check_structure(m: Manifest, listing: dict[str, int], result: VerifyResult)
 
 
 def _check_points(
-    store, listing: dict[str, int] | None, source: str | None, result: VerifyResult
+    repo: Repository, listing: dict[str, int] | None, source: str | None, result: VerifyResult
 ) -> None:
-    from ..repository.point import Point
-
     if listing is None:
-        listing = {info.key: info.size for info in store.list("backups/")}
-    for info in store.list("points/"):
-        if not info.key.endswith(".json"):
-            continue
+        listing = repo.inventory().objects
+    for key in repo.point_keys():
         result.points += 1
         try:
-            point = Point.from_json(store.get_bytes(info.key), info.key)
+            point = repo.read_point(key)
         except ObjectNotFound:
             continue
         except ManifestInvalid as exc:
-            result.findings.append(Finding(info.key, "point", exc.message))
+            result.findings.append(Finding(key, "point", exc.message))
             continue
         missing = [
             f"{m.source}/{m.backup}"
@@ -321,14 +315,14 @@ def _check_points(
         ]
         if not point.backups:
             result.findings.append(
-                Finding(info.key, "point", f"The restore point {info.key} names no backups.")
+                Finding(key, "point", f"The restore point {key} names no backups.")
             )
         elif missing:
             result.findings.append(
                 Finding(
-                    info.key,
+                    key,
                     "point",
-                    f"The restore point {info.key} names backups that do not exist: {', '.join(missing)}.",
+                    f"The restore point {key} names backups that do not exist: {', '.join(missing)}.",
                 )
             )
 
@@ -380,7 +374,7 @@ def _read_one(
     counted = _Counted(sink, progress)
     try:
         raw = decode_to(
-            ctx.repo.store.get(a.key),
+            ctx.repo.read_stored(a.key),
             cast(IO[bytes], counted),
             identities,
             key=a.key,

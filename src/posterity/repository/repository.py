@@ -33,6 +33,7 @@ from . import layout
 from .locks import exclusive_lock
 from .manifest import ArtifactRecord, Manifest
 from .probe import require_repository
+from .records import RecordsMixin
 from .walarchive import WalArchive
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def fingerprint(recipient: str) -> str:
     return "sha256:" + hashlib.sha256(recipient.encode()).hexdigest()[:16]
 
 
-class Repository:
+class Repository(RecordsMixin):
+    """The only door to the store: everything above ``repository/`` goes through it."""
+
     def __init__(self, store: ObjectStore, cache_dir: Path | None = None, lock_ttl: int = 3600) -> None:
         self.store = store
         self.cache_dir = cache_dir
@@ -172,9 +175,7 @@ class Repository:
 
     # -- reading ----------------------------------------------------------------------
     def manifest_keys(self, source: str | None = None) -> list[str]:
-        prefix = f"backups/{source}/" if source else "backups/"
-        keys = [i.key for i in self.store.list(prefix) if i.key.endswith("/" + layout.MANIFEST)]
-        return [k for k in keys if layout.parse_backup_key(k)]
+        return self.inventory(source).manifest_keys()
 
     def manifests(self, source: str | None = None) -> list[Manifest]:
         """Every committed backup (oldest first)."""
