@@ -31,7 +31,6 @@ MAY_IMPORT_BACKENDS = ("posterity.storage", "posterity.repository")
 
 # module -> why it still imports ``posterity.storage`` (remove the entry when it stops).
 STORAGE_EXCEPTIONS: dict[str, str] = {
-    "posterity.operations.context": "builds the Repository from [repository] and keeps ctx.store",
 }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import IO, Any, cast
 
 from ..errors import (
@@ -43,45 +43,8 @@ from .context import Context
 from .identity import require_identity_for
 from .progress import NoProgress, Progress
 from .verify_dependents import name_dependents
-
-
-@dataclass
-class Finding:
-    key: str
-    #: missing | size | manifest | checksum | truncated | decrypt | decode | content | point
-    problem: str
-    message: str
-    source: str = ""
-    backup: str = ""
-    #: every committed backup whose manifest names ``key`` ("source/id"), and every
-    #: restore point holding one of them (``verify_dependents``)
-    backups_affected: list[str] = field(default_factory=list)
-    points_affected: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VerifyResult:
-    mode: str
-    backups: list[str] = field(default_factory=list)
-    points: int = 0
-    objects: int = 0
-    objects_read: int = 0
-    bytes_read: int = 0
-    raw_bytes: int = 0
-    seconds: float = 0.0
-    findings: list[Finding] = field(default_factory=list)
-    uncommitted: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    checked: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ok"] = self.ok
-        return d
+from .verify_result import Finding, VerifyResult
+from .verify_wal import check_wal_chains
 
 
 def parse_subset(text: str) -> float:
@@ -150,7 +113,7 @@ def verify(
             and k not in named
         )
 
-    _check_wal_chains(ctx, manifests, result)
+    check_wal_chains(ctx, manifests, result)
     if reading:
         _read_objects(ctx, manifests, identities, subset, result, progress)
     name_dependents(ctx, manifests, result, partial=bool(ref or latest or source))
@@ -169,49 +132,6 @@ def verify(
         },
     )
     return result
-
-
-def _check_wal_chains(ctx: Context, manifests: list[Manifest], result: VerifyResult) -> None:
-    """Every physical base backup's own WAL (start to stop segment) is archived, and the
-    archive after the oldest checked base backup has no gap — else point-in-time recovery
-    from it would stop short. (The segments' contents are checked by ``wal fetch`` and a
-    restore; here we check the chain is complete.)"""
-    from ..repository import walnames as wal
-
-    physical = [m for m in manifests if m.kind == "postgres-physical" and m.facts.get("wal_start_segment")]
-    by_source: dict[str, list[Manifest]] = {}
-    for m in physical:
-        by_source.setdefault(m.source, []).append(m)
-    for name, bases in by_source.items():
-        listing = ctx.repo.wal(name).listing()
-        for m in bases:
-            size = int(m.facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
-            start = m.facts["wal_start_segment"]
-            stop = m.facts.get("wal_stop_segment") or start
-            tli = wal.parse_name(start).timeline
-            for segno in range(wal.segno_of(start, size), wal.segno_of(stop, size) + 1):
-                seg = wal.segment_name(tli, segno, size)
-                if not listing.has(seg):
-                    result.findings.append(Finding(
-                        wal.payload_key(name, seg), "missing",
-                        f"WAL segment {seg}, needed to make base backup {m.id} consistent, is not archived.",
-                        name, m.id))
-        # Gaps: on each timeline, from the oldest checked base backup's start (or the first
-        # archived segment) to the newest archived one.
-        size = int(bases[0].facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
-        starts = [m.facts["wal_start_segment"] for m in bases]
-        for tli in listing.timelines():
-            have = {wal.segno_of(f.name, size) for f in listing.complete("segment") if f.timeline == tli}
-            if not have:
-                continue
-            floor = min([min(have)] + [wal.segno_of(x, size) for x in starts if wal.parse_name(x).timeline == tli])
-            missing = [n for n in range(floor, max(have) + 1) if n not in have]
-            if missing:
-                first, last = wal.segment_name(tli, missing[0], size), wal.segment_name(tli, missing[-1], size)
-                result.findings.append(Finding(
-                    wal.payload_key(name, first), "missing",
-                    f"The WAL archive of {name} has a gap on timeline {tli}: {len(missing)} segment(s) "
-                    f"from {first} to {last} are missing; recovery cannot pass it.", name))
 
 
 def _select(keys: list[str], ref: str | None, latest: bool, source: str | None) -> list[str]:

@@ -21,7 +21,7 @@ from ..repository import Manifest, layout
 
 if TYPE_CHECKING:
     from .context import Context
-    from .verify import VerifyResult
+    from .verify_result import VerifyResult
 
 log = logging.getLogger(__name__)
 
