@@ -105,8 +105,12 @@ def test_restore_refuses_non_empty_database_and_clean_replaces_it(project, sampl
     assert "not empty" in refused.stderr and "--clean" in refused.stderr
     assert fingerprint(sample_db.dsn) == changed  # untouched
 
-    project.run("restore", "db", "latest", "--to-database", sample_db.name, "--clean", check=True)
+    done = project.run("--json", "restore", "db", "latest", "--to-database", sample_db.name, "--clean", check=True)
     assert fingerprint(sample_db.dsn) == original
+    # --clean keeps the replaced database, whole, under a new name until the user drops it.
+    kept = json.loads(done.stdout)["kept"]
+    assert kept.startswith(f"{sample_db.name}_before_") and fingerprint(sample_db.cluster.dsn(kept)) == changed
+    drop_db(sample_db.cluster, kept)
 
 
 def test_roles_come_back_with_with_roles(project, sample_db):

@@ -116,7 +116,7 @@ def test_failed_clean_restore_leaves_the_target_untouched(tmp_path, sample_db):
     assert "was not changed" in proc.stdout + proc.stderr
     assert fingerprint(sample_db.dsn) == before
     names = cluster.psql("select datname from pg_database").split()
-    assert not [d for d in names if "_restoring_" in d or "_before_" in d]
+    assert not [d for d in names if d.startswith(f"{sample_db.name}_")]  # no _restoring_/_before_ copy
 
 
 # -- item 4: --with-roles never revives a revoked credential --------------------------------
