@@ -200,7 +200,7 @@ def test_locks_are_exclusive_listed_and_removable(repo):
             pass
         assert [h["name"] for h in repo.locks()] == ["backup-db"]
     assert not repo.lock_held("backup-db") and repo.locks() == []
-    with repo.lock_for("prune", "prune", ttl=60):
+    with repo.lock("prune", "prune", ttl=60):
         assert repo.unlock("prune")  # `posterity unlock` of a lock left behind
         assert not repo.lock_held("prune")
     assert not repo.unlock("prune")

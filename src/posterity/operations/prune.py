@@ -328,7 +328,7 @@ def _hold_source_lock(report: PruneReport, stack: ExitStack, repo: Repository, s
             report.warnings.append(f"{src}: the lock {name} is held (a backup may be running); prune would skip it")
         return
     try:
-        stack.enter_context(repo.lock_for(name, "prune", ttl=ttl))
+        stack.enter_context(repo.lock(name, "prune", ttl=ttl))
     except LockHeld as exc:
         report.skipped[src] = exc.message
 

@@ -12,14 +12,13 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ObjectNotFound
 from ..storage import ObjectStore
 from . import layout
-from .locks import exclusive_lock, list_locks, remove_lock
+from .locks import list_locks, remove_lock
 from .point import Point
 from .probe import WriteProbe, write_probe
 
@@ -133,9 +132,6 @@ class RecordsMixin:
         return out
 
     # -- locks ------------------------------------------------------------------------
-    def lock_for(self, name: str, op: str, ttl: int | None = None) -> AbstractContextManager[dict]:
-        return exclusive_lock(self.store, name, op, ttl=self.lock_ttl if ttl is None else ttl)
-
     def lock_held(self, name: str) -> bool:
         return self.store.stat(layout.lock_key(name)) is not None
 

@@ -141,8 +141,9 @@ class Repository(RecordsMixin):
         except Exception as exc:  # the orphan is harmless: unlisted, and prune removes it
             log.warning("Could not remove uncommitted payloads (%s); `posterity prune` will.", exc)
 
-    def lock(self, name: str, op: str):
-        return exclusive_lock(self.store, name, op, ttl=self.lock_ttl)
+    def lock(self, name: str, op: str, ttl: int | None = None):
+        """Hold lock ``name`` (create-if-absent, expiring after ``ttl`` or ``[general] lock_ttl``)."""
+        return exclusive_lock(self.store, name, op, ttl=self.lock_ttl if ttl is None else ttl)
 
     def wal(self, source: str) -> WalArchive:
         """The WAL archive of ``source`` (push, fetch, list, streaming snapshots)."""
