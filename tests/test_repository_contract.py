@@ -159,6 +159,16 @@ def test_a_wrong_identity_reads_nothing(repo, stages):
         _read(repo, m.artifacts[0], pyrage.x25519.Identity.generate())
 
 
+def test_a_damaged_manifest_hides_no_other_backup(repo, stages):
+    good = _backup(repo, stages, "db", {"db": b"good"})
+    bad_id = new_backup_id()
+    bad_key = layout.manifest_key("db", bad_id)
+    repo.store.put(bad_key, b"{not json")
+    assert [m.id for m in repo.manifests("db")] == [good.id]  # list and restore latest still work
+    got = dict(repo.read_manifests(repo.inventory("db").manifest_keys()))
+    assert isinstance(got[bad_key], ManifestInvalid) and got[layout.manifest_key("db", good.id)].id == good.id
+
+
 # -- inventory and forget --------------------------------------------------------------------
 
 

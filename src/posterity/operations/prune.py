@@ -30,7 +30,6 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.durations import parse_duration
-from ..errors import LockHeld, ManifestInvalid, PosterityError, StorageAuthError
+from ..errors import LockHeld, PosterityError, StorageAuthError
 from ..repository import Manifest, Repository, layout
 from ..repository.retention import Decision, Snapshot, decide, resolver
 from ..repository.wal_retention import wal_keys_needed
@@ -215,19 +214,12 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
     manifests: dict[tuple[str, str], Manifest] = {}
     unreadable: dict[str, str] = {}
 
-    def read(key: str) -> tuple[str, Manifest | PosterityError]:
-        try:
-            return key, repo.read_manifest(key)
-        except (ManifestInvalid, PosterityError) as exc:
-            return key, exc
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for key, got in pool.map(read, manifest_keys):
-            src, bid, _ = layout.parse_backup_key(key)  # type: ignore[misc]
-            if isinstance(got, Manifest):
-                manifests[(src, bid)] = got
-            else:
-                unreadable.setdefault(src, f"manifest {key} is unreadable ({got.message}); run `posterity verify`")
+    for key, got in repo.read_manifests(manifest_keys):
+        src, bid, _ = layout.parse_backup_key(key)  # type: ignore[misc]
+        if isinstance(got, Manifest):
+            manifests[(src, bid)] = got
+        else:
+            unreadable.setdefault(src, f"manifest {key} is unreadable ({got.message}); run `posterity verify`")
 
     all_sources = {s for s, _ in prefixes}
     selected = sorted((all_sources & wanted) if wanted else all_sources)

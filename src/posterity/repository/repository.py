@@ -23,6 +23,7 @@ from ..errors import (
     ManifestInvalid,
     ObjectExists,
     ObjectNotFound,
+    PosterityError,
     RepositoryExists,
     RepositoryNotInitialised,
 )
@@ -180,26 +181,33 @@ class Repository(RecordsMixin):
 
     def manifests(self, source: str | None = None) -> list[Manifest]:
         """Every committed backup (oldest first)."""
-        def read(key: str) -> Manifest | None:
-            # One damaged manifest must not hide every other backup (list, restore latest).
-            try:
-                return self.read_manifest(key)
-            except ManifestInvalid as exc:
-                log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", exc.message)
-                return None
+        out = []
+        for _, got in self.read_manifests(self.manifest_keys(source)):
+            if isinstance(got, ManifestInvalid):
+                # One damaged manifest must not hide every other backup (list, restore latest).
+                log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", got.message)
+            elif isinstance(got, PosterityError):
+                raise got
+            else:
+                out.append(got)
+        # Ids have one-second resolution: order by the recorded start time first.
+        out.sort(key=lambda m: (m.started_at, m.id, m.source))
+        return out
 
-        keys = self.manifest_keys(source)
+    def read_manifests(self, keys: list[str]) -> list[tuple[str, Manifest | PosterityError]]:
+        """Each manifest at ``keys``, or the error reading it, in order (list and prune)."""
+        def read(key: str) -> tuple[str, Manifest | PosterityError]:
+            try:
+                return key, self.read_manifest(key)
+            except PosterityError as exc:
+                return key, exc
+
         if len(keys) > 8:  # manifests not in the local cache are one GET each: overlap them
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
-                found = list(pool.map(read, keys))
-        else:
-            found = [read(k) for k in keys]
-        out = [m for m in found if m is not None]
-        # Ids have one-second resolution: order by the recorded start time first.
-        out.sort(key=lambda m: (m.started_at, m.id, m.source))
-        return out
+                return list(pool.map(read, keys))
+        return [read(k) for k in keys]
 
     def read_manifest(self, key: str) -> Manifest:
         cached = self._cache_get(key)
