@@ -18,7 +18,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,109 +27,26 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+from .errors import SourceTimeout, ToolMissing
+from .localpg import binaries, owner, server
+from .localpg.ports import free_port, port_is_free
+
 __all__ = ["ClusterError", "TempCluster", "find_bin_dir", "free_port"]
 
-INSTALL_HINT = "install postgresql: apt-get install postgresql"
-_SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
-_OWNER_WHEN_ROOT = "postgres"
-
-# Environment variables that would silently change what libpq/psql/pg_ctl do.
-_PG_ENV_VARS = (
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGDATABASE",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGOPTIONS",
-    "PGDATA",
-    "PGSSLMODE",
-    "PGTZ",
-    "PGDATESTYLE",
-    "PGCLIENTENCODING",
-    "PSQLRC",
-)
+INSTALL_HINT = binaries.INSTALL_HINT
 
 
 class ClusterError(Exception):
     """A throwaway cluster could not be created, started, stopped or queried."""
 
 
-def _has_server_binaries(bin_dir: Path) -> bool:
-    return all(os.access(bin_dir / name, os.X_OK) for name in _SERVER_BINARIES)
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", path.parent.name)) or (0,)
-
-
 def find_bin_dir(version: int | None = None) -> Path:
-    """Locate a directory holding ``initdb``, ``pg_ctl``, ``postgres`` and friends.
-
-    Order: ``$POSTERITY_PG_BINDIR``; ``/usr/lib/postgresql/<version>/bin`` when a
-    version is requested; ``pg_config --bindir``; the newest
-    ``/usr/lib/postgresql/*/bin``; ``initdb`` on ``$PATH``.
-    """
-    override = os.environ.get("POSTERITY_PG_BINDIR")
-    if override:
-        path = Path(override)
-        if _has_server_binaries(path):
-            return path
-        raise ClusterError(
-            f"POSTERITY_PG_BINDIR={override} does not contain {', '.join(_SERVER_BINARIES)}"
-        )
-
-    if version is not None:
-        path = Path(f"/usr/lib/postgresql/{version}/bin")
-        if _has_server_binaries(path):
-            return path
-        raise ClusterError(
-            f"PostgreSQL {version} server binaries not found in {path}; "
-            f"install postgresql: apt-get install postgresql-{version}"
-        )
-
-    candidates: list[Path] = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
-            ).stdout.strip()
-            if out:
-                candidates.append(Path(out))
-    candidates.extend(
-        sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
-    )
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).resolve().parent)
-    for path in candidates:
-        if _has_server_binaries(path):
-            return path
-    raise ClusterError(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found "
-        f"(looked in pg_config --bindir, /usr/lib/postgresql/*/bin and $PATH); {INSTALL_HINT}"
-    )
-
-
-def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Locate a directory holding ``initdb``, ``pg_ctl``, ``postgres`` and friends
+    (``localpg.binaries.find_server_bin_dir``, as a ``ClusterError``)."""
+    try:
+        return binaries.find_server_bin_dir(version)
+    except ToolMissing as exc:
+        raise ClusterError(f"{exc.message}; {exc.hint}") from None
 
 
 def _conf_value(value: str) -> str:
@@ -222,25 +138,17 @@ class TempCluster:
     # ------------------------------------------------------------ OS identity
 
     def _resolve_owner(self) -> pwd.struct_passwd:
-        if not self._as_root:
-            return pwd.getpwuid(os.geteuid())
-        try:
-            return pwd.getpwnam(_OWNER_WHEN_ROOT)
-        except KeyError:
+        who = owner.server_owner()
+        if who is None:
             raise ClusterError(
                 "running as root, but PostgreSQL refuses to run as root and there is no "
-                f"'{_OWNER_WHEN_ROOT}' OS user to run it as; {INSTALL_HINT} "
+                f"'{owner.OWNER_WHEN_ROOT}' OS user to run it as; {INSTALL_HINT} "
                 "(it creates the user) or run as an unprivileged user"
-            ) from None
+            )
+        return who
 
     def _owner_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _PG_ENV_VARS}
-        if self._as_root:
-            env["HOME"] = self._owner.pw_dir if os.path.isdir(self._owner.pw_dir) else "/tmp"
-            env["USER"] = env["LOGNAME"] = self._owner.pw_name
-        if extra:
-            env.update(extra)
-        return env
+        return owner.owner_env(self._owner, extra)
 
     def _make_dir(self) -> Path:
         if self._parent_dir is not None:
@@ -264,32 +172,23 @@ class TempCluster:
         return path
 
     def run_as_owner(self, argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
-        """Run a command as the OS user that owns the cluster.
+        """Run a command as the OS user that owns the cluster (``localpg.owner.run_as``).
 
-        Defaults: ``capture_output=True, text=True, check=False, cwd=<cluster dir or />``.
-        Any :func:`subprocess.run` keyword argument may be overridden; ``env`` is
-        merged over a sanitised copy of the environment (no ``PG*`` variables).
+        Defaults: ``capture_output=True, text=True, check=False, cwd=<cluster dir or />``,
+        ``timeout=120``; any :func:`subprocess.run` keyword may be overridden; ``env`` is merged
+        over a sanitised copy of the environment (no ``PG*`` variables).
         """
-        if "stdout" not in kw and "stderr" not in kw:
-            kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        kw.setdefault("check", False)
         kw.setdefault("cwd", str(self._dir) if self._dir is not None else "/")
-        kw["env"] = self._owner_env(kw.get("env"))
-        if self._as_root:
-            kw.setdefault("user", self._owner.pw_uid)
-            kw.setdefault("group", self._owner.pw_gid)
-            kw.setdefault("extra_groups", [])
-        return subprocess.run(list(argv), **kw)
+        return owner.run_as(self._owner, argv, timeout=kw.pop("timeout", 120.0), **kw)
 
     def _run_checked(
         self, argv: Sequence[str], what: str, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[Any]:
         try:
             proc = self.run_as_owner(argv, timeout=timeout)
-        except FileNotFoundError as exc:
-            raise ClusterError(f"{what}: {exc}; {INSTALL_HINT}") from exc
-        except subprocess.TimeoutExpired as exc:
+        except ToolMissing as exc:
+            raise ClusterError(f"{what}: {exc.message}; {INSTALL_HINT}") from exc
+        except SourceTimeout as exc:
             raise ClusterError(f"{what}: timed out after {timeout:.0f}s{self._log_tail()}") from exc
         if proc.returncode != 0:
             raise ClusterError(
@@ -311,16 +210,8 @@ class TempCluster:
     # -------------------------------------------------------------- lifecycle
 
     def _initdb(self) -> None:
-        base = [
-            str(self.bin_dir / "initdb"),
-            "-D",
-            str(self.data_dir),
-            "-U",
-            self.superuser,
-            "-E",
-            self.encoding,
-            "--auth=trust",
-        ]
+        base = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser, "-E", self.encoding,
+                "--auth=trust"]
         if not self.fsync:
             base.append("--no-sync")
         locales = [self.locale] if self.locale else ["C.UTF-8", "C"]
@@ -373,7 +264,7 @@ class TempCluster:
                 self._pg_ctl_start()
                 break
             except ClusterError:
-                if attempt + 1 >= attempts or _port_is_free(self.port):
+                if attempt + 1 >= attempts or port_is_free(self.port):
                     raise
                 # Someone grabbed the auto-picked port between choosing and binding.
                 self.port = free_port(self.host)
@@ -386,50 +277,14 @@ class TempCluster:
         self._wait_accepting()
 
     def _pg_ctl_start(self) -> None:
-        self._run_checked(
-            [
-                str(self.bin_dir / "pg_ctl"),
-                "start",
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.log_file),
-                "-w",
-                "-t",
-                str(int(self.start_timeout)),
-            ],
-            "pg_ctl start",
-            timeout=self.start_timeout + 10,
-        )
+        self._run_checked([str(self.bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+                           "-w", "-t", str(int(self.start_timeout))], "pg_ctl start", timeout=self.start_timeout + 10)
 
     def _wait_accepting(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last = ""
-        while time.monotonic() < deadline:
-            proc = subprocess.run(
-                [
-                    str(self.bin_dir / "pg_isready"),
-                    "-h",
-                    self.host,
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    self.superuser,
-                    "-d",
-                    "postgres",
-                    "-t",
-                    "2",
-                ],
-                capture_output=True,
-                text=True,
-                env=self._owner_env(),
-                check=False,
-            )
-            if proc.returncode == 0:
-                return
-            last = (proc.stdout + proc.stderr).strip()
-            time.sleep(0.05)
-        raise ClusterError(f"server did not accept connections: {last}{self._log_tail()}")
+        last = server.wait_ready(self.bin_dir, self._owner, host=self.host, port=self.port, user=self.superuser,
+                                 timeout=self.start_timeout)
+        if last is not None:
+            raise ClusterError(f"server did not accept connections: {last}{self._log_tail()}")
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``smart``, ``fast`` or ``immediate``); no-op if stopped."""
@@ -450,7 +305,7 @@ class TempCluster:
         os.kill(pid, signal.SIGKILL)
         self._running = False
         deadline = time.monotonic() + 10
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while server.pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def restart(self) -> None:
@@ -458,23 +313,9 @@ class TempCluster:
         if not self._running:
             self.start()
             return
-        self._run_checked(
-            [
-                str(self.bin_dir / "pg_ctl"),
-                "restart",
-                "-D",
-                str(self.data_dir),
-                "-m",
-                "fast",
-                "-l",
-                str(self.log_file),
-                "-w",
-                "-t",
-                str(int(self.start_timeout)),
-            ],
-            "pg_ctl restart",
-            timeout=self.start_timeout + 30,
-        )
+        self._run_checked([str(self.bin_dir / "pg_ctl"), "restart", "-D", str(self.data_dir), "-m", "fast", "-l",
+                           str(self.log_file), "-w", "-t", str(int(self.start_timeout))], "pg_ctl restart",
+                          timeout=self.start_timeout + 30)
         self._wait_accepting()
 
     def cleanup(self) -> None:
@@ -527,48 +368,17 @@ class TempCluster:
         The SQL is fed on stdin, so several statements (including ones that cannot
         run inside a transaction block, like ``CREATE DATABASE``) are allowed.
         """
-        argv = [
-            str(self.bin_dir / "psql"),
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-At",
-            "-q",
-            "-h",
-            self.host,
-            "-p",
-            str(self.port),
-            "-U",
-            self.superuser,
-            "-d",
-            dbname,
-            "-f",
-            "-",
-        ]
         try:
-            proc = subprocess.run(
-                argv,
-                input=sql,
-                capture_output=True,
-                text=True,
-                env=self._owner_env({"PGCONNECT_TIMEOUT": "10"}),
-                check=False,
-                timeout=600,
-            )
-        except FileNotFoundError as exc:
-            raise ClusterError(f"psql not found: {exc}; {INSTALL_HINT}") from exc
+            proc = server.psql(self.bin_dir, self._owner, host=self.host, port=self.port, dbname=dbname,
+                               user=self.superuser, sql=sql, flags=("-X", "-v", "ON_ERROR_STOP=1", "-At", "-q"),
+                               env={"PGCONNECT_TIMEOUT": "10"}, timeout=600, switch_user=False)
+        except ToolMissing as exc:
+            raise ClusterError(f"psql not found: {exc.message}; {INSTALL_HINT}") from exc
+        except SourceTimeout as exc:
+            raise ClusterError(f"psql on {dbname}: {exc.message}") from exc
         if proc.returncode != 0:
             raise ClusterError(
                 f"psql failed (exit {proc.returncode}) on {dbname}: {proc.stderr.strip()}"
             )
         return proc.stdout
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

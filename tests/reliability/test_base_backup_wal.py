@@ -13,7 +13,9 @@ archive_command with ALTER SYSTEM and a reload.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -141,3 +143,41 @@ def test_wrapper_script_archive_command_is_recognised_by_what_it_does(arch: Env)
         assert (e.repo / "wal" / "pitr" / seg[:8] / f"{seg}.zst.age").is_file(), seg
     status = json.loads(e.run("--json", "wal", "status", "--source", "pitr").stdout)
     assert status["server"]["lag_segments"] is not None and not any(g.get("trailing") for g in status["gaps"]), status
+
+
+def test_backup_timeout_ends_a_stopped_pg_basebackup(arch: Env):
+    """`[general] backup_timeout` ends a base backup whose pg_basebackup is stopped (SIGSTOP):
+    the cancel kills it (it would otherwise hold the reading thread for ever). Archiving fails
+    so that pg_basebackup lives long enough to be stopped; the deadline (4 s) comes long before
+    archive_wait (60 s here)."""
+    e = arch
+    set_archive_command(e, "/bin/false")
+    original = e.config.read_text()
+    e.config.write_text(original.replace("[general]\n", '[general]\nbackup_timeout = "4s"\n')
+                        .replace(f"archive_wait = {ARCHIVE_WAIT}\n", "archive_wait = 60\n"))
+    before = sorted(str(p) for p in (e.repo / "backups").glob("pitr/*/*"))
+    env = {k: v for k, v in os.environ.items() if k not in ("POSTERITY_CONFIG", "POSTERITY_EXECUTABLE")}
+    try:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([str(e.posterity), "-c", str(e.config), "backup", "pitr"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        base = None
+        while base is None and time.monotonic() - t0 < 30:
+            found = subprocess.run(["pgrep", "-P", str(proc.pid), "-x", "pg_basebackup"],
+                                   capture_output=True, text=True).stdout.split()
+            base = int(found[0]) if found else None
+            time.sleep(0.05)
+        assert base is not None, "pg_basebackup never started"
+        os.kill(base, signal.SIGSTOP)
+        _out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        e.config.write_text(original)
+    assert proc.returncode == 14, (proc.returncode, err)
+    assert "ran longer than its backup_timeout (4s) and was stopped; nothing was committed." in err, err
+    assert took < 4 + MARGIN, took
+    assert not Path(f"/proc/{base}").exists() or Path(f"/proc/{base}/stat").read_text().split()[2] == "Z"
+    # nothing new: the backups folder holds just what it held (no payload, no manifest), no lock
+    assert sorted(str(p) for p in (e.repo / "backups").glob("pitr/*/*")) == before
+    assert not list((e.repo / "locks").glob("*")), "the lock is left"
+    no_basebackup_on_server(e)

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -275,8 +276,11 @@ def test_status_alerts_before_pg_wal_disk_passes_the_threshold(doc: Doc) -> None
 def test_daemon_archiving_watch_sets_metrics_and_notifies(doc: Doc, monkeypatch: pytest.MonkeyPatch) -> None:
     from posterity.config import load_config
     from posterity.operations.context import Context
+    from posterity.operations.status import status
     from posterity.scheduler import background
+    from posterity.scheduler.health import DaemonHealth
     from posterity.scheduler.metrics import Metrics
+    from posterity.scheduler.notify import Notifier
 
     assert doc.cluster is not None
     doc.extra = 'archive_alert_after = "1s"\nready_alert = 1\n'
@@ -292,7 +296,8 @@ def test_daemon_archiving_watch_sets_metrics_and_notifies(doc: Doc, monkeypatch:
     try:
         _wait_failed(doc.cluster)
         ctx = Context(load_config(str(doc.config))[0], doc.config)
-        watch = next(t for t in background.tasks(ctx, lambda *e: events.append(e), metrics)
+        health = DaemonHealth(ctx, metrics, Notifier([], set()))
+        watch = next(t for t in background.tasks(ctx, lambda *e: events.append(e), metrics, health)
                      if t.__name__ == "archiving-pitr")
         thread = threading.Thread(target=watch, args=(stop,), daemon=True)
         thread.start()
@@ -304,6 +309,11 @@ def test_daemon_archiving_watch_sets_metrics_and_notifies(doc: Doc, monkeypatch:
         assert metrics.wal_failing.labels("pitr")._value.get() >= 1
         assert metrics.wal_alerts.labels("pitr")._value.get() >= 2
         assert 0 < metrics.wal_disk_used.labels("pitr")._value.get() < 1
+        # the daemon's health (metrics, /healthz?sources) and `posterity status` agree: archiving
+        now = datetime.now(UTC)
+        assert health.check(now).by_source()["pitr"].state == "archiving"
+        assert status(ctx, now=now).by_source()["pitr"].state == "archiving"
+        assert metrics.state.labels("pitr", "archiving")._value.get() == 1
         doc.set_archive_command(doc.good_command)
         wait_archived(doc.cluster)
         deadline = time.monotonic() + 20

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..localpg.owner import as_owner, owner_of, switching
 from ..repository.probe import PROBE_ENV
 from .context import Context
 from .doctor import FAIL, OK, WARN, Check, guarded
@@ -155,7 +156,7 @@ def run_archive_command(command: str, data_dir: str | None) -> Check:
         return Check(name, WARN, f"the data directory {data_dir} is not on this host; archive_command was not run",
                      "Run `posterity doctor` on the database server (as root) to run archive_command as its owner.")
     st = os.stat(data_dir)
-    owner = pwd.getpwuid(st.st_uid)
+    owner = owner_of(Path(data_dir))
     if os.geteuid() not in (0, st.st_uid):
         return Check(name, WARN, f"archive_command runs as {owner.pw_name}; this user cannot switch to it, not run",
                      "Run `posterity doctor` as root (or as the data directory's owner).")
@@ -163,10 +164,7 @@ def run_archive_command(command: str, data_dir: str | None) -> Check:
     env[PROBE_ENV] = "1"
     line = command.replace("%%", "\0").replace("%p", f"pg_wal/{FAKE_SEGMENT}").replace("%f", FAKE_SEGMENT)
     line = line.replace("%r", FAKE_SEGMENT).replace("\0", "%")
-    kwargs: dict[str, Any] = {}
-    if os.geteuid() == 0 and owner.pw_uid != 0:
-        kwargs = {"user": owner.pw_uid, "group": owner.pw_gid,
-                  "extra_groups": os.getgrouplist(owner.pw_name, owner.pw_gid)}
+    kwargs: dict[str, Any] = as_owner(owner, groups=True) if switching(owner) else {}
     try:
         proc = subprocess.run(["/bin/sh", "-c", line], cwd=data_dir, env=env, capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT, check=False, **kwargs)

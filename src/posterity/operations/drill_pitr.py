@@ -25,14 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SourceTimeout
 from ..repository import walnames as wal
 from .drill import CheckResult, DrillRun, range_check
 
 
 def drill_pitr(run: DrillRun) -> None:
+    from ..sources.postgres.pitr_owner import os_owner
     from ..sources.postgres.pitr_plan import Target, plan_restore
-    from ..sources.postgres.pitr_restore import PitrRequest, os_owner, restore_pitr
+    from ..sources.postgres.pitr_restore import PitrRequest, restore_pitr
 
     ctx, report = run.ctx, run.report
     if ctx.config_path is None:
@@ -87,15 +88,12 @@ def _recovery_check(plan, result: dict) -> CheckResult:
 
 def _psql(run: DrillRun, result: dict, owner, database: str, sql: str) -> subprocess.CompletedProcess[str]:
     """Run one read-only query on the recovered server, over its socket, as its OS user."""
-    from ..sources.postgres.pitr_start import _as_owner, _env
-    from ..sources.postgres.tools import find_binary
+    from ..localpg import find_binary, psql
 
-    psql = find_binary("psql", None, run.config.bin_dir)
-    argv = [str(psql), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", result["socket_dir"], "-p", str(result["port"]),
-            "-d", database, "-c", "set default_transaction_read_only = on; set statement_timeout = '120s'",
-            "-c", sql]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, env=_env(owner),
-                          timeout=CHECK_TIMEOUT, **_as_owner(owner))
+    bin_dir = find_binary("psql", None, run.config.bin_dir).parent
+    return psql(bin_dir, owner, host=result["socket_dir"], port=int(result["port"]), dbname=database,
+                commands=["set default_transaction_read_only = on; set statement_timeout = '120s'", sql],
+                flags=("-X", "-At", "-v", "ON_ERROR_STOP=1"), timeout=CHECK_TIMEOUT)
 
 
 CHECK_TIMEOUT = 180  # seconds a user check may run (its statement_timeout is 120 s)
@@ -109,7 +107,7 @@ def _user_checks(run: DrillRun, result: dict, owner) -> list[CheckResult]:
         name = chk.description or chk.sql
         try:
             proc = _psql(run, result, owner, chk.database, chk.sql)
-        except subprocess.TimeoutExpired:  # a failed check, reported and stored like any other
+        except SourceTimeout:  # a failed check, reported and stored like any other
             out.append(CheckResult(name, False, f"the query did not finish within {CHECK_TIMEOUT}s"))
             continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.strip() and ln.strip().upper() != "SET"]
@@ -127,17 +125,14 @@ def _user_checks(run: DrillRun, result: dict, owner) -> list[CheckResult]:
 
 
 def _cleanup(run: DrillRun, parent: Path, target: Path) -> None:
-    from ..sources.postgres.pitr_restore import os_owner
-    from ..sources.postgres.pitr_start import _as_owner, _env
-    from ..sources.postgres.tools import find_binary
+    from ..localpg import find_binary, stop
+    from ..sources.postgres.pitr_owner import os_owner
 
     try:
         if (target / "postmaster.pid").exists():
-            pg_ctl = find_binary("pg_ctl", None, run.config.bin_dir)
-            owner = os_owner()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                subprocess.run([str(pg_ctl), "stop", "-D", str(target), "-m", "immediate", "-w"], capture_output=True,
-                               check=False, env=_env(owner), timeout=60, **_as_owner(owner))
+            bin_dir = find_binary("pg_ctl", None, run.config.bin_dir).parent
+            with contextlib.suppress(SourceTimeout):
+                stop(bin_dir, os_owner(), target, mode="immediate", timeout=60)
         shutil.rmtree(parent)
         run.report.cleanup = "temporary server stopped and its directory removed"
     except Exception as exc:  # never hide the drill's own result behind a cleanup failure

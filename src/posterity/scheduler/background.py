@@ -23,13 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def tasks(ctx: Any, alert: Callable[[str, str, str], Any] | None = None,
-          metrics: Any = None) -> list[Callable[[threading.Event], None]]:
+          metrics: Any = None, health: Any = None) -> list[Callable[[threading.Event], None]]:
     out: list[Callable[[threading.Event], None]] = [_doctor(ctx)]
     for name, cfg in sorted(ctx.config.sources.items()):
         if cfg.kind == "postgres-physical" and cfg.wal == "stream":
             out.append(_streamer(ctx, name, alert))
         elif cfg.kind == "postgres-physical":
-            out.append(_archiving_watch(ctx, name, cfg, alert, metrics))
+            out.append(_archiving_watch(ctx, name, cfg, alert, metrics, health))
     return out
 
 
@@ -51,9 +51,11 @@ def _doctor(ctx: Any) -> Callable[[threading.Event], None]:
     return run
 
 
-def _archiving_watch(ctx: Any, name: str, cfg: Any, alert: Any, metrics: Any) -> Callable[[threading.Event], None]:
+def _archiving_watch(ctx: Any, name: str, cfg: Any, alert: Any, metrics: Any,
+                     health: Any = None) -> Callable[[threading.Event], None]:
     def run(stop: threading.Event) -> None:
         from ..errors import PosterityError
+        from ..operations.health import ArchivingFact
         from ..sources.postgres import archiving
 
         active: set[str] = set()
@@ -62,10 +64,14 @@ def _archiving_watch(ctx: Any, name: str, cfg: Any, alert: Any, metrics: Any) ->
                 s, alerts = archiving.check(cfg.dsn.get_secret_value(), cfg, ctx.state_dir, name)
             except PosterityError as exc:
                 log.warning("%s: cannot check WAL archiving: %s", name, exc.message)
+                if health is not None:
+                    health.archived(name, ArchivingFact(error=exc.message))
                 stop.wait(ARCHIVING_INTERVAL)
                 continue
             if metrics is not None:
                 metrics.archiving(name, s, len(alerts))
+            if health is not None:  # the daemon's health snapshot: state "archiving", as `status` says
+                health.archived(name, ArchivingFact(archiving.summary(s, alerts), bool(alerts)))
             kinds = {a.kind for a in alerts}
             for a in alerts:
                 log.warning("%s: %s", name, a.message)
@@ -88,3 +94,30 @@ def _streamer(ctx: Any, name: str, alert: Any) -> Callable[[threading.Event], No
 
     run.__name__ = f"walstream-{name}"
     return run
+
+
+def supervise(task: Callable[[threading.Event], None], stop: threading.Event, notifier: Any,
+              monotonic: Callable[[], float]) -> None:
+    """Run a background task until ``stop`` is set, restarting it 30 s after a failure.
+    A streak of failures is notified once (it may fail every 30 s for hours)."""
+    from ..errors import PosterityError
+
+    name = getattr(task, "__name__", str(task))
+    streak = 0
+    while not stop.is_set():
+        began = monotonic()
+        try:
+            task(stop)
+            return
+        except Exception as exc:
+            if monotonic() - began > 600:
+                streak = 0  # it had run ten minutes: a new failure, worth telling
+            streak += 1
+            log.exception("Background task %s failed (%d in a row); restarting it in 30s.", name, streak)
+            if streak == 1:
+                message = exc.message if isinstance(exc, PosterityError) else f"{type(exc).__name__}: {exc}"
+                hint = f"\nHint: {exc.hint}" if isinstance(exc, PosterityError) and exc.hint else ""
+                notifier.event("failure", f"{name} failed",
+                               f"{name} stopped: {message}{hint}\nRetried every 30s; not notified again "
+                               "until it has run ten minutes.")
+            stop.wait(30)

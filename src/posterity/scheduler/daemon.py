@@ -26,7 +26,13 @@ How it behaves, and why:
   seconds the daemon exits regardless. Its run is not recorded, so the next start catches
   it up. The generated unit's ``TimeoutStopSec`` is ``stop_timeout`` + 10 s, above both.
 - **Reports**: logs to stdout, notifications (``notify``), healthchecks pings, Prometheus
-  metrics and ``/healthz`` (``metrics``).
+  metrics and ``/healthz`` (``metrics``). Whether a source is fresh, stale, never backed up
+  or failing is judged by ``operations/health.py`` — the evaluator ``posterity status`` and
+  the dashboard ask — over a snapshot the daemon keeps (``health.py``).
+- **Bounded memory**: the newest ``RUN_HISTORY`` runs are kept; the health snapshot keeps a
+  bounded number of backups and failures per source.
+- Drill and prune steps are in ``steps.py``; background tasks and their supervisor in
+  ``background.py``.
 
 When each job runs is planned in ``plan.py``. The clock is injected (``cron.ManualClock``
 in tests) and ``tick()`` is one turn of the loop, so schedules are tested without waiting.
@@ -37,10 +43,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..config.durations import parse_duration
@@ -54,12 +60,15 @@ from ..errors import (
 from ..operations import cancel
 from ..operations.backup import BackupResult, backup_source
 from ..operations.context import Context
+from ..operations.health import size_anomaly
 from ..operations.prune import PruneReport, prune
-from ..operations.status import max_age_of, size_anomaly
+from .background import supervise
 from .cron import Clock, SystemClock
+from .health import DaemonHealth
 from .metrics import Metrics
 from .notify import Notifier, ping
 from .plan import MAX_SLEEP, Job, Scheduler, ScheduleState, jobs_from_config
+from .steps import drill_sources, prune_after, unexpected
 
 __all__ = ["CANCEL_GRACE", "Abandoned", "Daemon", "Job", "JobRun", "ScheduleState", "Scheduler", "jobs_from_config"]
 
@@ -67,6 +76,7 @@ log = logging.getLogger("posterity.daemon")
 
 TRANSIENT = (StorageUnreachable, SourceUnreachable, LockHeld)
 MAX_BACKOFF = 600.0
+RUN_HISTORY = 100  # finished runs kept in memory (tests and debugging look at them)
 CANCEL_GRACE = 5.0  # after stop_timeout: seconds a cancelled run gets to unwind (unit: stop_timeout + 10 s)
 
 
@@ -89,12 +99,12 @@ class JobRun:
 
 
 def background_tasks(ctx: Context, alert: Callable[[str, str, str], Any] | None = None,
-                     metrics: Metrics | None = None) -> list[Callable[[threading.Event], None]]:
+                     metrics: Metrics | None = None, health: Any = None) -> list[Callable[[threading.Event], None]]:
     """Long-running work beside the cron jobs (WAL streamers, the archiving watch, the doctor's
     checks at start): each callable runs in its own thread until the event is set."""
     from .background import tasks
 
-    return tasks(ctx, alert, metrics)
+    return tasks(ctx, alert, metrics, health)
 
 
 class Daemon:
@@ -127,11 +137,9 @@ class Daemon:
         self.running: dict[str, threading.Thread] = {}
         self.tokens: dict[str, cancel.CancelToken] = {}
         self._wakes: dict[str, threading.Event] = {}  # set on stop or job timeout: ends a retry back-off
-        self.runs: list[JobRun] = []
+        self.runs: deque[JobRun] = deque(maxlen=RUN_HISTORY)  # the newest runs only: a daemon runs for months
         self._source_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._failing: dict[str, bool] = {}
-        self._last_success: dict[str, datetime] = {}
-        self._stale_alerted: set[str] = set()
+        self.health = DaemonHealth(ctx, self.metrics, self.notifier)
         self._started = self.clock.now()
         self._next_check = self._started
         self.metrics_address: tuple[str, int] | None = None
@@ -151,8 +159,9 @@ class Daemon:
             from ..web.server import serve_for_daemon
 
             self.web = serve_for_daemon(self.ctx)
-        for task in background_tasks(self.ctx, self.notifier.event, self.metrics):
-            t = threading.Thread(target=self._background, args=(task,), daemon=True,
+        for task in background_tasks(self.ctx, self.notifier.event, self.metrics, self.health):
+            t = threading.Thread(target=supervise, args=(task, self.stop_event, self.notifier, self.clock_monotonic),
+                                 daemon=True,
                                  name=getattr(task, "__name__", "background"))
             t.start()
             self.background_threads.append(t)
@@ -262,7 +271,7 @@ class Daemon:
         except Abandoned:
             run.abandoned = True
         except Exception as exc:  # a bug, or an error nobody converted: record and tell, never lose it
-            err = _unexpected(exc)
+            err = unexpected(exc)
             log.exception("Job %s failed unexpectedly", job.name)
             run.errors["job"] = err
             self.notifier.event("failure", f"job {job.name} failed",
@@ -296,17 +305,17 @@ class Daemon:
                 self._on_failure(job, source, exc)
             except Exception as exc:
                 log.exception("%s: the backup failed unexpectedly", source)
-                err = _unexpected(exc)
+                err = unexpected(exc)
                 run.errors[source] = err
                 self._on_failure(job, source, err)
             else:
                 run.backups[source] = res
                 self._on_success(source, res)
         if job.drill and not run.abandoned and not self.stop_event.is_set() and not token.cancelled:
-            self._drills(job, run)
+            drill_sources(self, job, run)
         if (job.backup and self.ctx.config.daemon.prune and not run.abandoned and not self.stop_event.is_set()
                 and not token.cancelled):
-            run.prune = self._prune(job)
+            run.prune = prune_after(self, job)
 
     def _backup_with_retries(self, job: Job, source: str) -> BackupResult:
         delay = self.backoff
@@ -340,66 +349,14 @@ class Daemon:
                     token.check()  # the job's timeout ran out during the back-off
             delay = min(delay * 2, MAX_BACKOFF)
 
-    def _drills(self, job: Job, run: JobRun) -> None:
-        """Restore-drill each drillable source of the job; a failure counts as the job's."""
-        from ..operations.drill import DRILLS, drill
-
-        for source in job.sources:
-            cfg = self.ctx.config.sources.get(source)
-            if cfg is None or cfg.kind not in DRILLS or self.stop_event.is_set():
-                continue
-            lock = self._source_locks[source]
-            with lock:
-                try:
-                    report = drill(self.ctx, source)
-                except Exception as exc:
-                    if not isinstance(exc, PosterityError):
-                        log.exception("%s: the restore drill failed unexpectedly", source)
-                        exc = _unexpected(exc)
-                    run.errors[f"drill:{source}"] = exc
-                    log.error("%s: restore drill failed: %s", source, exc.message)
-                    self.notifier.event("failure", f"{source}: restore drill failed",
-                                        f"Job {job.name}: the drill of {source} failed: {exc.message}\nHint: {exc.hint}")
-                    continue
-            log.info("%s: restore drill of %s passed (restore %.1fs).", source, report.backup,
-                     report.restore_seconds or 0.0)
-
-    def _prune(self, job: Job) -> PruneReport | None:
-        try:
-            report = self.prune_fn(self.ctx, sources=list(job.sources))
-        except LockHeld as exc:
-            log.info("Not pruning after %s: %s", job.name, exc.message)
-            return None
-        except Exception as exc:
-            if not isinstance(exc, PosterityError):
-                log.exception("Prune after %s failed unexpectedly", job.name)
-                exc = _unexpected(exc)
-            log.error("Prune after %s failed: %s", job.name, exc.message)
-            self.notifier.event("failure", "prune failed", f"{exc.message}\n{exc.hint}")
-            return None
-        removed = sum(1 for b in report.backups if b.action == "removed")
-        log.info("Pruned after %s: removed %d backup(s), freed %d bytes%s.", job.name, removed, report.deleted_bytes,
-                 f"; {len(report.locked_keys)} object(s) still under a bucket lock" if report.locked_keys else "")
-        self.metrics.repository_size.set(report.stored_bytes)
-        self.metrics.prune_deleted.inc(report.deleted_bytes)
-        self.metrics.prune_locked.set(len(report.locked_keys))
-        return report
-
     # -- outcomes ---------------------------------------------------------------------
     def _on_success(self, source: str, res: BackupResult) -> None:
         m = res.manifest
-        finished = m.finished if m.finished.tzinfo else m.finished.replace(tzinfo=UTC)
-        self._last_success[source] = finished
-        self.metrics.last_success.labels(source).set(finished.timestamp())
         self.metrics.last_duration.labels(source).set(res.seconds)
-        self.metrics.last_size.labels(source).set(m.size)
         self.metrics.backups.labels(source).inc()
-        self.metrics.stale.labels(source).set(0)
-        self._stale_alerted.discard(source)
-        if self._failing.get(source):
+        if self.health.succeeded(m):
             self.notifier.event("recovery", f"{source}: backups work again",
                                 f"Backup {m.id} of {source} succeeded after earlier failures.")
-        self._failing[source] = False
         self.notifier.event("success", f"{source}: backup {m.id}", f"{m.size} bytes stored in {res.seconds:.1f}s.")
         n = self.ctx.config.notify
         try:
@@ -417,87 +374,14 @@ class Daemon:
     def _on_failure(self, job: Job, source: str, exc: PosterityError) -> None:
         log.error("%s: backup failed: %s", source, exc.message)
         self.metrics.failures.labels(source).inc()
-        self._failing[source] = True
+        self.health.failed(source, self.clock.now(), exc)
         self.notifier.event("failure", f"{source}: backup failed",
                             f"Job {job.name}: the backup of {source} failed: {exc.message}\nHint: {exc.hint}")
 
     def check_freshness(self, now: datetime) -> None:
-        """``posterity_source_stale`` and the "stale" alert, agreeing with ``posterity status``:
-        a source never backed up is stale (status: NEVER), with or without max_age; one with
-        backups is stale once its newest is older than max_age."""
-        for source in sorted(self.ctx.config.sources):
-            max_age = max_age_of(self.ctx, source)
-            last = self._last_success.get(source)
-            if last is None:
-                stale = True
-            elif max_age:
-                stale = now - last > parse_duration(max_age)
-            else:
-                stale = False
-            self.metrics.stale.labels(source).set(1 if stale else 0)
-            if stale and source not in self._stale_alerted:
-                self._stale_alerted.add(source)
-                if last is None:
-                    log.warning("%s is stale: it has never been backed up.", source)
-                    self.notifier.event("stale", f"{source}: no fresh backup",
-                                        f"{source} has never been backed up successfully.")
-                    continue
-                when = last.isoformat(timespec="seconds")
-                log.warning("%s is stale: last successful backup %s, max_age %s.", source, when, max_age)
-                self.notifier.event("stale", f"{source}: no fresh backup",
-                                    f"The newest backup of {source} is from {when}, older than max_age {max_age}.")
-            elif not stale:
-                self._stale_alerted.discard(source)
+        """The stale metrics and alert, from the evaluator ``posterity status`` asks (``health.py``)."""
+        self.health.check(now)
 
     def _seed(self) -> None:
         """Start from what the repository knows: last successes, failing sources, size."""
-        from ..operations.audit import read_audit
-
-        try:
-            manifests = self.ctx.repo.manifests()
-            records = read_audit(self.ctx, since=self.clock.now() - timedelta(days=30), op="backup")
-        except PosterityError as exc:
-            log.warning("Could not read the repository at start-up (%s); continuing.", exc.message)
-            return
-        total = 0
-        for m in manifests:
-            total += m.size
-            t = m.finished if m.finished.tzinfo else m.finished.replace(tzinfo=UTC)
-            if m.source not in self._last_success or t > self._last_success[m.source]:
-                self._last_success[m.source] = t
-                self.metrics.last_success.labels(m.source).set(t.timestamp())
-                self.metrics.last_size.labels(m.source).set(m.size)
-        self.metrics.repository_size.set(total)
-        for r in records:
-            src = r.get("source")
-            if src:
-                self._failing[src] = r.get("result") == "failed"
-
-    def _background(self, task: Callable[[threading.Event], None]) -> None:
-        """Run a background task until the daemon stops, restarting it 30 s after a failure.
-        A streak of failures is notified once (it may fail every 30 s for hours)."""
-        name = getattr(task, "__name__", str(task))
-        streak = 0
-        while not self.stop_event.is_set():
-            began = self.clock_monotonic()
-            try:
-                task(self.stop_event)
-                return
-            except Exception as exc:
-                if self.clock_monotonic() - began > 600:
-                    streak = 0  # it had run ten minutes: a new failure, worth telling
-                streak += 1
-                log.exception("Background task %s failed (%d in a row); restarting it in 30s.", name, streak)
-                if streak == 1:
-                    message = exc.message if isinstance(exc, PosterityError) else f"{type(exc).__name__}: {exc}"
-                    hint = f"\nHint: {exc.hint}" if isinstance(exc, PosterityError) and exc.hint else ""
-                    self.notifier.event("failure", f"{name} failed",
-                                        f"{name} stopped: {message}{hint}\nRetried every 30s; not notified again "
-                                        "until it has run ten minutes.")
-                self.stop_event.wait(30)
-
-
-def _unexpected(exc: BaseException) -> PosterityError:
-    """An exception outside the error tree, as one the daemon can record and notify."""
-    return PosterityError(f"unexpected {type(exc).__name__}: {exc}",
-                          hint="This is a bug: the traceback is in the daemon's log; please report it.")
+        self.health.seed(self.clock.now())

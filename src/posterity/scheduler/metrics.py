@@ -6,7 +6,10 @@ one process — tests — never collide. Served on ``[daemon] metrics_listen``:
 - ``GET /metrics``: the Prometheus text format;
 - ``GET /healthz``: 200 while the scheduler loop is alive (it ticked recently), 503 if it
   is stuck; a backup that fails does not make the daemon unhealthy (alert on
-  ``posterity_last_success_timestamp_seconds`` for that).
+  ``posterity_source_state`` or ``posterity_last_success_timestamp_seconds`` for that).
+  ``GET /healthz?sources`` answers the same code with JSON: ``{"loop": "ok"|"stalled",
+  "sources": {name: state}}``, each source's state at the last freshness check — the state
+  ``posterity status`` shows (both ask ``operations/health.py``).
 
 Alert example: ``time() - posterity_last_success_timestamp_seconds > 26 * 3600``.
 WAL archiving (``wal = "archive"`` sources, sampled every minute): alert on
@@ -17,9 +20,11 @@ WAL archiving (``wal = "archive"`` sources, sampled every minute): alert on
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,6 +53,9 @@ class Metrics:
                                 ["source"], registry=r)
         self.stale = Gauge("posterity_source_stale", "1 while the source's newest backup is older than max_age, or it has none.",
                            ["source"], registry=r)
+        self.state = Gauge("posterity_source_state",
+                           "1 for the source's health state (ok, never, stale, archiving, failing: as `posterity "
+                           "status` says), 0 for the others.", ["source", "state"], registry=r)
         self.repository_size = Gauge("posterity_repository_size_bytes",
                                      "Bytes stored under backups/ and wal/ (as of the last prune).", registry=r)
         self.job_runs = Counter("posterity_job_runs", "Scheduled job runs by result.", ["job", "result"], registry=r)
@@ -73,6 +81,7 @@ class Metrics:
                                 ["source"], registry=r)
         self.heartbeat = time.monotonic()
         self.health_window = 120.0
+        self.health: Callable[[], dict[str, str]] = dict  # per-source states for /healthz?sources
         self._server: ThreadingHTTPServer | None = None
 
     def archiving(self, source: str, s: Any, alerts: int) -> None:
@@ -86,6 +95,12 @@ class Metrics:
             self.wal_disk_used.labels(source).set(s.wal_disk_used_fraction)
             self.wal_disk_left.labels(source).set(s.seconds_left if s.seconds_left is not None else float("inf"))
         self.wal_alerts.labels(source).set(alerts)
+
+    def source_state(self, source: str, state: str) -> None:
+        from ..operations.health import STATES
+
+        for s in STATES:
+            self.state.labels(source, s).set(1 if s == state else 0)
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -104,7 +119,12 @@ class Metrics:
                     body, status, ctype = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
                 elif self.path.split("?")[0] == "/healthz":
                     ok = metrics.healthy()
-                    body, status, ctype = (b"ok\n" if ok else b"scheduler loop stalled\n"), (200 if ok else 503), "text/plain"
+                    status = 200 if ok else 503
+                    if self.path.partition("?")[2].split("&")[0].split("=")[0] == "sources":
+                        body = json.dumps({"loop": "ok" if ok else "stalled", "sources": metrics.health()}).encode()
+                        ctype = "application/json"
+                    else:
+                        body, ctype = (b"ok\n" if ok else b"scheduler loop stalled\n"), "text/plain"
                 else:
                     body, status, ctype = b"not found; try /metrics or /healthz\n", 404, "text/plain"
                 self.send_response(status)

@@ -9,6 +9,7 @@ its ``/api/…`` twin and the terminal can never disagree. Reads are cached for
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,17 +23,20 @@ FAILURE_LOOKBACK = timedelta(days=30)
 
 
 class Dashboard:
-    def __init__(self, ctx: Context, cache_seconds: float = 30.0) -> None:
+    def __init__(self, ctx: Context, cache_seconds: float = 30.0,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.ctx = ctx
         self.cache = TTLCache(cache_seconds)
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     # -- the CLI's --json shapes -------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """``posterity --json status``: the one health evaluator every surface asks."""
+        """``posterity --json status``: the one health evaluator every surface asks
+        (``operations/health.py``)."""
         from ..operations.status import status
 
-        return self.cache.get("status", lambda: status(self.ctx).to_dict())
+        return self.cache.get("status", lambda: status(self.ctx, now=self.clock()).to_dict())
 
     def backups(self, source: str) -> list[dict[str, Any]]:
         """``posterity --json list --source SOURCE``."""

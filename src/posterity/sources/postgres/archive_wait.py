@@ -88,6 +88,20 @@ class BasebackupWatch:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=15)
 
+    def end_server_side(self) -> None:
+        """End this backup's walsender, if one is left: a pg_basebackup killed while the server
+        waits for archiving (a deadline, SIGTERM) leaves it waiting for ever otherwise — the
+        server notices a gone client only when it next writes to it."""
+        try:
+            with connect(self.dsn) as conn:
+                conn.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where application_name = %s and pid <> pg_backend_pid()",
+                    (self.app_name,),
+                )
+        except Exception as exc:  # best effort: the failure being reported matters more
+            log.warning("Could not end the server's side of the base backup (%s): %s", self.app_name, exc)
+
     def deadline(self) -> float:
         """When the wait for this backup's WAL ends (counted from the server's own wait)."""
         return (self.waiting_since or time.monotonic()) + self.archive_wait

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ...config.durations import parse_duration
-from .tools import connect
+from .tools import connect, describe, query_errors
 
 
 @dataclass
@@ -74,7 +74,7 @@ def sample(dsn: str, data_directory: str | Path | None = None, now: float | None
     import time
 
     s = ArchiveSample(time=now if now is not None else time.time())
-    with connect(dsn) as conn:
+    with connect(dsn) as conn, query_errors(describe(dsn), "the archiver's state"):
         row = conn.execute(
             "select failed_count, last_failed_wal, extract(epoch from last_failed_time)::float8, "
             "extract(epoch from last_archived_time)::float8, "

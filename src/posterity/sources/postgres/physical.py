@@ -192,6 +192,7 @@ class PhysicalSource(Source):
         def abort() -> None:
             watch.stop()
             proc.abort()
+            watch.end_server_side()
 
         yield Artifact(
             name=BASE_ARTIFACT,
@@ -201,6 +202,7 @@ class PhysicalSource(Source):
             facts={"format": "tar", "manifest_inside": self.config.manifest_checksums != "NONE"},
             finish=finish,
             abort=abort,
+            cancel=proc.proc.kill,  # a deadline or SIGTERM ends a stopped or stuck pg_basebackup too
         )
 
     def _record(self, tap: TarTap) -> None:

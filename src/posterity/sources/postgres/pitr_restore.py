@@ -27,8 +27,6 @@ import pwd
 import queue
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,10 +41,10 @@ from ...errors import (
     LocalResourceError,
     PosterityError,
     RestoreFailed,
-    RestoreTargetError,
 )
 from ...repository import Repository
 from ...repository.walarchive import write_file
+from .pitr_owner import check_readable_by, os_owner, posterity_command, verify_files
 from .pitr_plan import Plan, Target
 from .pitr_target import (
     Aside,
@@ -61,7 +59,7 @@ from .tarextract import TarExtractor
 log = logging.getLogger(__name__)
 
 SPOOL = "posterity_wal_spool"
-OWNER_WHEN_ROOT = "postgres"
+
 FETCH_WORKERS = 4
 
 
@@ -88,54 +86,6 @@ class PitrRequest:
     extra_settings: dict[str, str] = field(default_factory=dict)  # appended after the recovery settings
     protected: list[Path] = field(default_factory=list)  # repository, state folder, config: never under the target
     archive_mode: str = "off"  # "off": the copy never archives into the source; "preserve": keep the backup's
-
-
-def os_owner() -> pwd.struct_passwd:
-    """The OS user that will own and run the restored cluster (``postgres`` when root)."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid())
-    try:
-        return pwd.getpwnam(OWNER_WHEN_ROOT)
-    except KeyError as exc:
-        raise RestoreTargetError("Running as root, but there is no 'postgres' OS user to own the restored cluster.",
-                                 hint="Install PostgreSQL (it creates the user), or run as the user that runs it.") from exc
-
-
-def posterity_command() -> str:
-    """How restore_command runs posterity, as shell words: ``$POSTERITY_EXECUTABLE`` verbatim
-    (it may be a wrapper with arguments), else the ``posterity`` beside this Python."""
-    if os.environ.get("POSTERITY_EXECUTABLE"):
-        return os.environ["POSTERITY_EXECUTABLE"]
-    beside = Path(sys.executable).parent / "posterity"
-    return shlex.quote(str(beside) if beside.is_file() else shutil.which("posterity") or "posterity")
-
-
-def check_readable_by(owner: pwd.struct_passwd, paths: list[Path]) -> None:
-    """restore_command runs as the PostgreSQL user: it must read the config and identity, and run posterity."""
-    if os.geteuid() == owner.pw_uid:
-        return
-    for p in paths:
-        proc = subprocess.run(["test", "-r", str(p)], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
-                              check=False, capture_output=True)
-        if proc.returncode != 0:
-            raise RestoreTargetError(
-                f"The '{owner.pw_name}' OS user cannot read {p}, which restore_command (`posterity wal fetch`, run "
-                "by PostgreSQL) needs; nothing was changed.",
-                hint=f"Let it read the file (e.g. chgrp {owner.pw_name} {p} && chmod g+r {p}) and every folder above it.")
-    command = f"{posterity_command()} --version"
-    try:
-        ran = subprocess.run(["sh", "-c", command], user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
-                             check=False, capture_output=True, text=True, cwd="/", timeout=60)
-    except subprocess.TimeoutExpired as exc:
-        raise RestoreTargetError(f"{command!r}, run as '{owner.pw_name}', did not finish within 60 s; nothing was "
-                                 "changed.", hint="Check that posterity starts for that user (try the command by "
-                                 "hand with runuser).") from exc
-    if ran.returncode != 0:
-        raise RestoreTargetError(
-            f"The '{owner.pw_name}' OS user cannot run posterity ({command!r} failed: "
-            f"{(ran.stderr or ran.stdout).strip()[:200]}); restore_command would fail. Nothing was changed.",
-            hint="Install posterity where that user can run it (its Python too), or set POSTERITY_EXECUTABLE to a "
-                 "command it can run.")
 
 
 def prefetch(repo: Repository, plan: Plan, identities: list, staging: Path, progress=None) -> int:
@@ -321,19 +271,6 @@ def write_recovery(target: Path, settings: dict[str, str], plan: Plan, owner: pw
         os.chmod(p, 0o600)
         if os.geteuid() == 0:
             os.chown(p, owner.pw_uid, owner.pw_gid)
-
-
-def verify_files(target: Path, major: int, bin_dir: Path | None, owner: pwd.struct_passwd) -> str:
-    from .tools import find_binary
-
-    tool = find_binary("pg_verifybackup", major, bin_dir)
-    kw: dict[str, Any] = {}
-    if os.geteuid() == 0:
-        kw = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
-    proc = subprocess.run([str(tool), "-n", "-q", str(target)], capture_output=True, text=True, check=False, **kw)
-    if proc.returncode != 0:
-        raise RestoreFailed(f"pg_verifybackup found damage in {target}: {(proc.stderr or proc.stdout).strip()[:500]}")
-    return "pg_verifybackup: every file matches backup_manifest"
 
 
 def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrRequest, progress=None) -> dict[str, Any]:

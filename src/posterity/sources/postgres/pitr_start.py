@@ -17,41 +17,21 @@ import os
 import pwd
 import re
 import shlex
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from ...errors import RestoreFailed
+from ...errors import RestoreFailed, SourceTimeout
+from ...localpg import find_binary, pg_ctl, postmaster_alive, psql
+from ...localpg.ports import free_port
 from .pitr_plan import Plan
-from .tools import find_binary
 
 LOG_NAME = "posterity-restore.log"
 _STOP = re.compile(r"recovery stopping (before|after) .*", re.I)
 _LAST_TX = re.compile(r"last completed transaction was at log time (.+)$", re.M)
 _TIMELINE = re.compile(r"selected new timeline ID: (\d+)")
 _FAIL = re.compile(r"^.*\b(FATAL|PANIC):\s+(.*)$", re.M)
-
-
-def _free_port() -> int:
-    from ...pgcluster import free_port
-
-    return free_port()
-
-
-def _as_owner(owner: pwd.struct_passwd) -> dict[str, Any]:
-    if os.geteuid() == 0:
-        return {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
-    return {}
-
-
-def _env(owner: pwd.struct_passwd) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    if os.geteuid() == 0:
-        env["HOME"] = owner.pw_dir if os.path.isdir(owner.pw_dir) else "/tmp"
-        env["USER"] = env["LOGNAME"] = owner.pw_name
-    return env
 
 
 def _socket_dir(target: Path, owner: pwd.struct_passwd) -> Path:
@@ -80,19 +60,9 @@ def _ensure_configs(target: Path, owner: pwd.struct_passwd, notes: list[str]) ->
             notes.append(f"wrote a minimal {name} (the backup held none)")
 
 
-def _alive(target: Path) -> bool:
-    try:
-        pid = int((target / "postmaster.pid").read_text().splitlines()[0])
-        os.kill(pid, 0)
-        return True
-    except (OSError, ValueError, IndexError):
-        return False
-
-
 def start_and_wait(target: Path, req: Any, plan: Plan, owner: pwd.struct_passwd, major: int) -> dict[str, Any]:
-    pg_ctl = find_binary("pg_ctl", major or None, req.bin_dir)
-    bin_dir = pg_ctl.parent
-    port = req.port or _free_port()
+    bin_dir = find_binary("pg_ctl", major or None, req.bin_dir).parent
+    port = req.port or free_port()
     sock = _socket_dir(target, owner)
     log_file = target / LOG_NAME
     _ensure_configs(target, owner, req.notes)
@@ -101,10 +71,9 @@ def start_and_wait(target: Path, req: Any, plan: Plan, owner: pwd.struct_passwd,
         "-c", "logging_collector=off", "-c", "log_destination=stderr", "-c", "hot_standby=on",
     ])
     try:  # -W: pg_ctl returns once the postmaster is launched; _wait below bounds the recovery
-        proc = subprocess.run([str(pg_ctl), "start", "-D", str(target), "-l", str(log_file), "-W", "-o", opts],
-                              capture_output=True, text=True, check=False, env=_env(owner), cwd=str(target),
-                              timeout=PG_CTL_TIMEOUT, **_as_owner(owner))
-    except subprocess.TimeoutExpired as exc:
+        proc = pg_ctl(bin_dir, owner, ["start", "-D", str(target), "-l", str(log_file), "-W", "-o", opts],
+                      cwd=str(target), timeout=PG_CTL_TIMEOUT)
+    except SourceTimeout as exc:
         raise RestoreFailed(f"pg_ctl start did not return within {PG_CTL_TIMEOUT}s on {target}.",
                             hint=f"The directory is restored and configured; see {log_file}.") from exc
     if proc.returncode != 0:
@@ -138,7 +107,7 @@ def _wait(target: Path, log_file: Path, timeout: float, action: str) -> str:
             return "promoted"
         if action == "shutdown" and "shutdown at recovery target" in text:
             return "shut down"
-        alive = _alive(target)
+        alive = postmaster_alive(target)
         seen_pid = seen_pid or alive
         if not alive and (seen_pid or time.monotonic() - began > 15):
             fails = [f"{lvl}: {msg}" for lvl, msg in _FAIL.findall(text)]
@@ -161,12 +130,10 @@ QUERY_TIMEOUT = 30
 def _query(bin_dir: Path, sock: Path, port: int, owner: pwd.struct_passwd) -> dict[str, Any]:
     sql = ("select pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), "
            "(select timeline_id from pg_control_checkpoint())")
-    argv = [str(bin_dir / "psql"), "-X", "-At", "-F", "|", "-h", str(sock), "-p", str(port), "-d", "postgres",
-            "-c", sql]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_env(owner),
-                              timeout=QUERY_TIMEOUT, **_as_owner(owner))
-    except subprocess.TimeoutExpired:  # the server is up; only its facts are missing from the report
+        proc = psql(bin_dir, owner, host=sock, port=port, commands=[sql], flags=("-X", "-At", "-F", "|"),
+                    timeout=QUERY_TIMEOUT)
+    except SourceTimeout:  # the server is up; only its facts are missing from the report
         return {"query_error": f"psql did not answer within {QUERY_TIMEOUT}s"}
     if proc.returncode != 0:
         return {"query_error": proc.stderr.strip()[:300]}

@@ -1,5 +1,9 @@
 """PostgreSQL plumbing shared by the postgres sources: connections, binaries, versions.
 
+Finding a program is ``localpg.binaries.find_binary`` (re-exported here); running one as a
+local cluster's OS user is ``localpg``. This module is SQL over a DSN (psycopg, its errors
+converted by ``map_connect_error``) and the client tools' environment and versions.
+
 Secrets: the DSN may hold a password. Client programs get the connection through libpq's
 environment variables (PGHOST, PGPASSWORD, …) and no connection arguments, so nothing
 secret is visible in the process list; messages show only host, port, user and database.
@@ -7,10 +11,11 @@ secret is visible in the process list; messages show only host, port, user and d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ from ...errors import (
     ToolMissing,
     ToolVersionError,
 )
+from ...localpg.binaries import find_binary
 
 _ENV = {
     "host": "PGHOST",
@@ -117,6 +123,24 @@ def map_connect_error(exc: Exception, where: str) -> SourceError:
     return SourceUnreachable(f"Cannot connect to PostgreSQL at {where}: {_first_line(text)}")
 
 
+@contextlib.contextmanager
+def query_errors(where: str, what: str = "a query") -> Iterator[None]:
+    """Convert psycopg errors raised after connecting (a lost connection, a statement timeout,
+    a permission) into the error tree: ``SourceTimeout`` for a cancelled statement,
+    ``SourceUnreachable`` for a dropped connection, ``SourceError`` otherwise."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled as exc:
+        raise SourceTimeout(f"PostgreSQL at {where} cancelled {what}: {_first_line(str(exc))}",
+                            hint="The server's statement_timeout stopped it; raise it for this role, or retry.") from None
+    except psycopg.OperationalError as exc:
+        raise SourceUnreachable(f"Lost the connection to PostgreSQL at {where} during {what}: "
+                                f"{_first_line(str(exc))}") from None
+    except psycopg.Error as exc:
+        raise SourceError(f"PostgreSQL at {where} refused {what}: {_first_line(str(exc))}",
+                          hint="Grant the role what the message names (e.g. pg_monitor), or fix the setting.") from None
+
+
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return re.sub(r"password=\S+", "password=***", line)[:300]
@@ -137,32 +161,6 @@ def server_facts(conn: psycopg.Connection) -> dict[str, Any]:
         "in_recovery": row[4],
         "system_identifier": row[5],
     }
-
-
-def find_binary(name: str, server_major: int | None = None, bin_dir: Path | None = None) -> Path:
-    """The client program to use: ``bin_dir``, else the version that matches or exceeds the server."""
-    if bin_dir:
-        p = Path(bin_dir) / name
-        if p.is_file():
-            return p
-        raise ToolMissing(f"{name} is not in {bin_dir}.", hint="Fix bin_dir, or remove it to use the installed tools.")
-    candidates: list[tuple[int, Path]] = []
-    root = Path("/usr/lib/postgresql")
-    if root.is_dir():
-        for d in root.iterdir():
-            if d.name.isdigit() and (d / "bin" / name).is_file():
-                candidates.append((int(d.name), d / "bin" / name))
-    candidates.sort()
-    if server_major is not None:
-        fitting = [c for c in candidates if c[0] >= server_major]
-        if fitting:
-            return fitting[0][1]
-    if candidates:
-        return candidates[-1][1]
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    raise ToolMissing(f"{name} is not installed.", hint="Install the PostgreSQL client: apt-get install postgresql-client.")
 
 
 def tool_version(path: Path) -> tuple[int, str]:
