@@ -67,7 +67,7 @@ def manifest(capsys, project, bid: str) -> dict:
 
 def store_keys(project) -> set[str]:
     ctx = Context(load_config(project.config)[0])
-    return {i.key for i in ctx.store.list("backups/")}
+    return {i.key for i in ctx.repo.store.list("backups/")}
 
 
 # -- round trip ---------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def test_latest_restore_promotes_and_the_new_timeline_is_archived_and_restorable
                 time.sleep(0.1)
     finally:
         stop_restored(dest)
-    listing = walarchive.list_archive(env.store, "pitr")
+    listing = walarchive.WalArchive(env.store, "pitr").listing()
     assert listing.has("00000002.history") and listing.has(seg) and seg.startswith("00000002")
     # Timeline 1 was not clobbered: its segments are all still there, beside timeline 2's.
     assert any(f.timeline == 1 for f in listing.complete("segment"))
@@ -272,7 +272,7 @@ def test_drill_recovers_to_the_newest_wal_runs_checks_and_archives_nothing(env: 
         '[[sources.pitr.checks]]\nsql = "select count(*) from t where id <= 3"\nmin = 3\nmax = 3\n'
         'description = "rows 1-3 survived"\n'
         '[[sources.pitr.checks]]\nsql = "select count(*) from t"\nmin = 1000\ndescription = "impossible"\n'))
-    before = {n for n in walarchive.list_archive(env.store, "pitr").files}
+    before = {n for n in walarchive.WalArchive(env.store, "pitr").listing().files}
     try:
         proc = env.run("--json", "drill", "--source", "pitr", timeout=300)
     finally:
@@ -289,7 +289,7 @@ def test_drill_recovers_to_the_newest_wal_runs_checks_and_archives_nothing(env: 
     assert report["restore_seconds"] > 0 and "removed" in report["cleanup"]
     assert not Path(report["target"].split()[-1]).exists()
     time.sleep(1)
-    after = {n for n in walarchive.list_archive(env.store, "pitr").files}
+    after = {n for n in walarchive.WalArchive(env.store, "pitr").listing().files}
     assert after == before, f"the drill archived {after - before}"
 
 
@@ -342,14 +342,14 @@ def test_push_twice_same_content_succeeds_different_content_fails(env: Env, tmp_
     assert third.returncode == 4, third.stderr
     assert "already archived" in third.stderr and "different content" in third.stderr
     assert stored.read_bytes() == stored_bytes
-    raw, _ = walarchive.fetch_bytes(env.store, "other", name, load_identities(env.key))
+    raw, _ = walarchive.WalArchive(env.store, "other").fetch_bytes(name, load_identities(env.key))
     assert raw == seg.read_bytes()
 
 
 def test_fetch_restores_exact_bytes_and_is_quiet_for_missing_files(env: Env, tmp_path: Path) -> None:
     name = wal.segment_name(0x12, 3)
     seg = _segment(tmp_path, name, b"fetch me")
-    walarchive.push(env.store, "other", seg, Stages((env.recipient,)))
+    walarchive.WalArchive(env.store, "other").push(seg, Stages((env.recipient,)))
     for cmd in ([str(env.posterity), "-c", str(env.config), "wal", "fetch"],
                 [sys.executable, "-m", "posterity.cli.walfast", "fetch", "-c", str(env.config)]):
         dest = tmp_path / "RECOVERYXLOG"
@@ -382,16 +382,16 @@ def test_push_and_fetch_on_s3_including_history_and_partial(s3_server, s3_bucket
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-        assert walarchive.push(store, "db", tmp_path / name, stages).status == "stored"
-        assert walarchive.push(store, "db", tmp_path / name, stages).status == "already archived"
-        assert walarchive.fetch_bytes(store, "db", name, ids)[0] == data
+        assert walarchive.WalArchive(store, "db").push(tmp_path / name, stages).status == "stored"
+        assert walarchive.WalArchive(store, "db").push(tmp_path / name, stages).status == "already archived"
+        assert walarchive.WalArchive(store, "db").fetch_bytes(name, ids)[0] == data
     (tmp_path / "000000020000000000000003").write_bytes(os.urandom(8192))
     with pytest.raises(walarchive.WalConflict):
-        walarchive.push(store, "db", tmp_path / "000000020000000000000003", stages)
-    assert walarchive.read_history(store, "db", 2, ids) == [wal.TimelineEntry(1, 0, 0x3000158),
+        walarchive.WalArchive(store, "db").push(tmp_path / "000000020000000000000003", stages)
+    assert walarchive.WalArchive(store, "db").read_history(2, ids) == [wal.TimelineEntry(1, 0, 0x3000158),
                                                              wal.TimelineEntry(2, 0x3000158, None)]
     with pytest.raises(walarchive.WalNotArchived):
-        walarchive.fetch_bytes(store, "db", "00000003.history", ids)
+        walarchive.WalArchive(store, "db").fetch_bytes("00000003.history", ids)
 
 
 def test_whole_cycle_on_an_s3_repository(s3_server, s3_bucket, tmp_path: Path) -> None:

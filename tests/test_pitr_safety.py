@@ -220,7 +220,7 @@ def test_a_promoted_copy_does_not_archive_into_the_source(env: Env) -> None:
         time.sleep(1.5)
     finally:
         stop_restored(dest)
-    listing = walarchive.list_archive(env.store, "pitr")
+    listing = walarchive.WalArchive(env.store, "pitr").listing()
     assert not listing.has("00000002.history")
     assert not [f for f in listing.complete("segment") if f.timeline == 2]
 
@@ -242,7 +242,7 @@ def test_a_branch_only_a_copy_made_is_not_followed_by_default(env: Env) -> None:
                 time.sleep(0.1)
     finally:
         stop_restored(copy)
-    assert walarchive.list_archive(env.store, "pitr").has("00000002.history")
+    assert walarchive.WalArchive(env.store, "pitr").listing().has("00000002.history")
     status = json.loads(env.ok("--json", "wal", "status", "--source", "pitr").stdout)
     tls = {t["timeline"]: t for t in status["timelines"]}
     assert tls[1]["base_backups"] == 1 and tls[2]["base_backups"] == 0

@@ -289,7 +289,7 @@ def _listing_with(store, source: str, names: list[str]) -> None:
 
     stages = Stages(recipients=(str(pyrage.x25519.Identity.generate().to_public()),), zstd_level=1)
     for n in names:
-        walarchive.push_bytes(store, source, n, n.encode(), stages)
+        walarchive.WalArchive(store, source).push_bytes(n, n.encode(), stages)
 
 
 def _base() -> Any:
@@ -311,17 +311,17 @@ def test_plan_uses_the_newest_snapshot_after_the_last_segment_only_when_it_cover
     stale = wal.stream_name(wal.segment_name(1, 3), 0x10)  # segment 3 is archived whole: ignored
     _listing_with(store, "pitr", [wal.segment_name(1, 2), wal.segment_name(1, 3), stale,
                                   wal.stream_name(seg3, 0x400), wal.stream_name(seg3, 0x800)])
-    plan = plan_restore(store, "pitr", _base(), Target(), [])
+    plan = plan_restore(walarchive.WalArchive(store, "pitr"), _base(), Target(), [])
     assert plan.segments[-1] == wal.segment_name(1, 3) and plan.tail == wal.stream_name(seg3, 0x800)
-    covered = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x7FF)), [])
+    covered = plan_restore(walarchive.WalArchive(store, "pitr"), _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x7FF)), [])
     assert covered.tail == wal.stream_name(seg3, 0x800)
-    inside = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(3 * SEG + 5)), [])
+    inside = plan_restore(walarchive.WalArchive(store, "pitr"), _base(), Target(lsn=wal.format_lsn(3 * SEG + 5)), [])
     assert inside.segments[-1] == wal.segment_name(1, 3)  # its record may end in the next segment: tail kept
     assert inside.tail == wal.stream_name(seg3, 0x800)
-    earlier = plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(2 * SEG + 5)), [])
+    earlier = plan_restore(walarchive.WalArchive(store, "pitr"), _base(), Target(lsn=wal.format_lsn(2 * SEG + 5)), [])
     assert earlier.tail is None and earlier.segments[-1] == wal.segment_name(1, 2)
     with pytest.raises(TargetBeyondArchive):
-        plan_restore(store, "pitr", _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x800)), [])
+        plan_restore(walarchive.WalArchive(store, "pitr"), _base(), Target(lsn=wal.format_lsn(4 * SEG + 0x800)), [])
 
 
 @pytest.mark.parametrize("meanwhile", ["longer snapshot", "segment stored whole"])
@@ -341,20 +341,20 @@ def test_restore_fetches_the_current_tail_when_the_planned_snapshot_was_supersed
     seg4 = wal.segment_name(1, 4)
     for name, data in ((wal.segment_name(1, 2), b"2" * 64), (wal.segment_name(1, 3), b"3" * 64),
                        (wal.stream_name(seg4, 3), b"abc")):
-        walarchive.push_bytes(store, "pitr", name, data, stages)
-    plan = plan_restore(store, "pitr", _base(), Target(), [ident])
+        walarchive.WalArchive(store, "pitr").push_bytes(name, data, stages)
+    plan = plan_restore(walarchive.WalArchive(store, "pitr"), _base(), Target(), [ident])
     assert plan.tail == wal.stream_name(seg4, 3)
     store.delete([wal.payload_key("pitr", plan.tail), wal.record_key("pitr", plan.tail)])
     if meanwhile == "longer snapshot":
-        walarchive.push_bytes(store, "pitr", wal.stream_name(seg4, 5), b"abcde", stages)
+        walarchive.WalArchive(store, "pitr").push_bytes(wal.stream_name(seg4, 5), b"abcde", stages)
     else:
-        walarchive.push_bytes(store, "pitr", seg4, b"abcdefgh" + bytes(SEG - 8), stages)
+        walarchive.WalArchive(store, "pitr").push_bytes(seg4, b"abcdefgh" + bytes(SEG - 8), stages)
 
     class Repo:
         pass
 
     repo = Repo()
-    repo.store = store  # type: ignore[attr-defined]
+    repo.wal = lambda source: walarchive.WalArchive(store, source)  # type: ignore[attr-defined]
     staging = tmp_path / "staging"
     staging.mkdir()
     prefetch(repo, plan, [ident], staging)  # type: ignore[arg-type]

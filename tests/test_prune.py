@@ -47,7 +47,7 @@ def repo_env(request, tmp_path, sample_db, monkeypatch):
     def factory(retention: str = ""):
         text = config_text(url, recipient, identity, tmp_path / "state", {"db": sample_db.dsn}, retention, extra)
         ctx = make_context(text)
-        ctx.__dict__["store"] = RecordingStore(ctx.store)
+        ctx.repo.store = RecordingStore(ctx.repo.store)
         return ctx
 
     ctx = factory()
@@ -75,8 +75,8 @@ def test_dry_run_shows_every_backup_with_its_rule_and_deletes_nothing(repo_env):
     factory, clock = repo_env
     ctx = factory("[retention]\nkeep_last = 2\n")
     made = [take(ctx, clock, START + i * DAY) for i in range(4)]
-    before = keys_of(ctx.store)
-    ctx.store.deletes.clear()  # the backups' lock releases
+    before = keys_of(ctx.repo.store)
+    ctx.repo.store.deletes.clear()  # the backups' lock releases
 
     from posterity.cli.main import State, cli
 
@@ -92,8 +92,8 @@ def test_dry_run_shows_every_backup_with_its_rule_and_deletes_nothing(repo_env):
     assert rows[made[3].id]["rule"] == "newest of source; last 1/2"
     assert rows[made[2].id]["rule"] == "last 2/2"
     assert rows[made[0].id]["rule"] == "matched no keep rule"
-    assert keys_of(ctx.store) == before
-    assert ctx.store.deletes == []
+    assert keys_of(ctx.repo.store) == before
+    assert ctx.repo.store.deletes == []
     assert read_audit(ctx, op="prune") == []  # a dry run changes nothing, so it is not audited
 
     state.json = False
@@ -114,9 +114,9 @@ def test_prune_deletes_manifests_before_payloads_and_keeps_what_the_policy_keeps
     assert removed == {daily[0].id, daily[1].id, daily[2].id, weekly[0].id}
     for m in [daily[0], daily[1], daily[2], weekly[0]]:
         mkey = layout.manifest_key("db", m.id)
-        first_payload = min(ctx.store.delete_position(a.key) for a in m.artifacts)
-        assert ctx.store.delete_position(mkey) < first_payload
-        assert keys_of(ctx.store, layout.backup_prefix("db", m.id)) == set()
+        first_payload = min(ctx.repo.store.delete_position(a.key) for a in m.artifacts)
+        assert ctx.repo.store.delete_position(mkey) < first_payload
+        assert keys_of(ctx.repo.store, layout.backup_prefix("db", m.id)) == set()
     survivors = {m.id for m in ctx.repo.manifests("db")}
     assert survivors == {daily[3].id, daily[4].id, weekly[1].id, weekly[2].id}
     # The kept backups still decode to the same dump (payloads untouched).
@@ -162,11 +162,11 @@ def test_payload_referenced_by_a_kept_manifest_is_never_deleted(repo_env):
     raw["artifacts"][0]["key"] = shared.key
     raw["artifacts"][0]["facts"] = {**raw["artifacts"][0]["facts"], "unchanged_from": old.id}
     raw["artifacts"][0].update(size=shared.size, sha256=shared.sha256, raw_size=shared.raw_size)
-    ctx.store.put(layout.manifest_key("db", ref_id), json.dumps(raw).encode())
+    ctx.repo.store.put(layout.manifest_key("db", ref_id), json.dumps(raw).encode())
 
     report = prune(ctx, now=START + 10 * DAY)
     assert {b.id for b in report.backups if b.action == "removed"} == {old.id, new.id}
-    left = keys_of(ctx.store, "backups/")
+    left = keys_of(ctx.repo.store, "backups/")
     assert shared.key in left  # still needed by the kept manifest
     assert layout.manifest_key("db", old.id) not in left
     assert new.artifacts[0].key not in left
@@ -184,7 +184,7 @@ def test_uncommitted_payloads_are_removed_only_after_the_grace_period(repo_env):
     killed_old = layout.new_backup_id(now - timedelta(hours=30))
     killed_young = layout.new_backup_id(now - timedelta(hours=2))
     for bid in (killed_old, killed_young):
-        ctx.store.put(layout.payload_key("db", bid, "db"), b"x" * 1000)
+        ctx.repo.store.put(layout.payload_key("db", bid, "db"), b"x" * 1000)
 
     # A parallel restore killed two days ago left its staged dump behind; one is running now.
     staging = ctx.staging_dir
@@ -202,7 +202,7 @@ def test_uncommitted_payloads_are_removed_only_after_the_grace_period(repo_env):
     assert {o.id: o.action for o in report.orphans} == {killed_old: "removed", killed_young: "within grace"}
     assert sorted(p.name for p in staging.iterdir()) == ["posterity-restore-new.pgdump", "unrelated.txt"]
     assert report.staging_removed == [str(staging / "posterity-restore-old.pgdump")]
-    left = keys_of(ctx.store, "backups/")
+    left = keys_of(ctx.repo.store, "backups/")
     assert layout.payload_key("db", killed_old, "db") not in left
     assert layout.payload_key("db", killed_young, "db") in left
     assert [m.id for m in ctx.repo.manifests("db")] == [kept.id]
@@ -213,18 +213,18 @@ def test_prune_skips_a_source_whose_backup_is_running_and_refuses_a_second_prune
     ctx = factory("[retention]\nkeep_last = 1\n")
     for i in range(3):
         take(ctx, clock, START + i * DAY)
-    before = keys_of(ctx.store, "backups/")
-    with exclusive_lock(ctx.store, "backup-db", "backup"):
+    before = keys_of(ctx.repo.store, "backups/")
+    with exclusive_lock(ctx.repo.store, "backup-db", "backup"):
         report = prune(ctx, now=START + 5 * DAY)
         assert "db" in report.skipped and "backup-db" in report.skipped["db"]
-        assert report.backups == [] and keys_of(ctx.store, "backups/") == before
-    with exclusive_lock(ctx.store, "prune", "prune"), pytest.raises(LockHeld):
+        assert report.backups == [] and keys_of(ctx.repo.store, "backups/") == before
+    with exclusive_lock(ctx.repo.store, "prune", "prune"), pytest.raises(LockHeld):
         prune(ctx, now=START + 5 * DAY)
     (failed,) = [r for r in read_audit(ctx, op="prune") if r["result"] == "failed"]
     assert "prune" in failed["error"]
     report = prune(ctx, now=START + 5 * DAY)
     assert len([b for b in report.backups if b.action == "removed"]) == 2
-    assert keys_of(ctx.store, "locks/") == set()  # every lock prune took is released
+    assert keys_of(ctx.repo.store, "locks/") == set()  # every lock prune took is released
 
 
 def test_keys_a_bucket_lock_protects_are_reported_not_errors(tmp_path, sample_db, s3_server, s3_bucket, r2_proxy,
@@ -262,7 +262,7 @@ def test_prune_removes_wal_only_a_removed_base_backup_needed(tmp_path):
     for start, when in [(2, START), (5, START + DAY)]:
         bid = layout.new_backup_id(when)
         key = layout.payload_key("pitr", bid, "base")
-        ctx.store.put(key, b"base backup bytes")
+        ctx.repo.store.put(key, b"base backup bytes")
         ctx.repo.commit(Manifest(
             id=bid, source="pitr", kind="postgres-physical", started_at=when.isoformat(),
             finished_at=when.isoformat(), posterity_version="t", host="h",
@@ -272,14 +272,14 @@ def test_prune_removes_wal_only_a_removed_base_backup_needed(tmp_path):
     wal = [f"wal/pitr/00000001/{seg(n)}{suffix}" for n in range(1, 8) for suffix in (".zst.age", ".json")]
     wal.append("wal/pitr/00000002/00000002.history.zst.age")
     for k in wal:
-        ctx.store.put(k, b"w")
+        ctx.repo.store.put(k, b"w")
 
     dry = prune(ctx, dry_run=True)
-    assert dry.wal_deleted == 8 and keys_of(ctx.store, "wal/") == set(wal)
+    assert dry.wal_deleted == 8 and keys_of(ctx.repo.store, "wal/") == set(wal)
     report = prune(ctx)
     assert report.wal_deleted == 8
     # Once the base backup starting at segment 2 is removed, segments 1..4 (payload and
     # record each) precede the kept one's start 5; the history file and 5..7 stay.
     gone = {k for k in wal if any(seg(n) in k for n in (1, 2, 3, 4))}
-    assert keys_of(ctx.store, "wal/") == set(wal) - gone
+    assert keys_of(ctx.repo.store, "wal/") == set(wal) - gone
     assert [m.facts["wal_start_segment"] for m in ctx.repo.manifests("pitr")] == [seg(5)]

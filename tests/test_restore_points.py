@@ -30,7 +30,7 @@ def file_hashes(base: Path, roots: list[str]) -> dict[str, str]:
 
 def point_keys(project) -> list[str]:
     ctx = Context(load_config(project.config)[0])
-    return sorted(i.key for i in ctx.store.list("points/"))
+    return sorted(i.key for i in ctx.repo.store.list("points/"))
 
 
 @pytest.fixture

@@ -233,7 +233,7 @@ def test_the_lean_wal_entry_passes_the_timeouts_and_ceiling_on(tmp_path):
     path = tmp_path / "posterity.toml"
     path.write_text(text)
     lean, full = LeanContext(path), loads_config(text)
-    store = lean.store
+    store = lean.archive("pitr")._store
     assert store.timeouts.connect == full.repository.connect_timeout == 2
     assert store.timeouts.request == full.repository.request_timeout == 7.5
     assert store.max_part_size == full.repository.max_part_size_mib * MiB == 64 * MiB

@@ -150,7 +150,7 @@ def test_audit_holds_one_record_per_operation_including_failures(env, pg_cluster
     ]
     for r in records:
         assert r["host"] == socket.gethostname() and r["user"] and r["key"].startswith("audit/")
-        assert ctx.store.stat(r["key"]) is not None
+        assert ctx.repo.store.stat(r["key"]) is not None
     # The local mirror has the same records.
     local = read_audit(ctx, local=True)
     assert [(r["operation"], r["result"], r["key"]) for r in local] == [

@@ -29,7 +29,7 @@ from tests.support.pitr import (
 
 from posterity.pgcluster import TempCluster, free_port
 from posterity.repository import walnames as wal
-from posterity.repository.walarchive import list_archive
+from posterity.repository.walarchive import WalArchive
 
 INTERVAL = 0.5
 
@@ -78,7 +78,7 @@ class StreamEnv(Env):
     def wait_stored(self, what, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if what(list_archive(self.store, "pitr")):
+            if what(WalArchive(self.store, "pitr").listing()):
                 return
             time.sleep(0.1)
         raise AssertionError(f"not stored within {timeout}s; status: {self.status()}")
@@ -145,7 +145,7 @@ def test_base_backup_waits_for_streamed_wal_and_segments_leave_the_local_folder(
     manifest = json.loads(senv.ok("--json", "show", out["backups"][0]["id"]).stdout)
     facts = manifest["facts"]
     assert facts["wal_method"] == "stream" and facts["slot"] == "posterity_pitr"
-    assert list_archive(senv.store, "pitr").has(facts["wal_stop_segment"])  # stored before the commit
+    assert WalArchive(senv.store, "pitr").listing().has(facts["wal_stop_segment"])  # stored before the commit
     assert senv.cluster is not None
     for row in (1, 2, 3):
         insert_row(senv.cluster, row)
@@ -186,7 +186,7 @@ def test_streamer_restart_leaves_no_gap(senv: StreamEnv) -> None:
     for row in (4, 5):
         insert_row(senv.cluster, row)
         seg = senv.cluster.psql("select pg_walfile_name(pg_switch_wal())").strip()
-    assert not list_archive(senv.store, "pitr").has(seg)
+    assert not WalArchive(senv.store, "pitr").listing().has(seg)
     st = senv.status()
     assert st["stream"]["slot_state"]["active"] is False and st["stream"]["failing"] is True
     assert senv.run("wal", "status", "--source", "pitr").returncode == 1
@@ -317,7 +317,7 @@ def test_streaming_into_s3_restores_the_last_commit(s3_server, s3_bucket) -> Non
 
         store = open_store(f"s3://{s3_bucket}/prod", **s3_server.store_kwargs())
         deadline = time.monotonic() + 20
-        while not _stored_through(flushed)(list_archive(store, "pitr")):
+        while not _stored_through(flushed)(WalArchive(store, "pitr").listing()):
             assert time.monotonic() < deadline, "no snapshot stored on S3 after the commit"
             time.sleep(0.1)
         assert e.streamer is not None

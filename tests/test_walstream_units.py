@@ -37,7 +37,10 @@ def streamer(tmp_path: Path):
     ident = pyrage.x25519.Identity.generate()
     cfg = PhysicalConfig(kind="postgres-physical", dsn="postgresql://x@127.0.0.1:1/postgres", wal="stream",
                          stream_directory=tmp_path / "spool")
-    s = walstream.WalStreamer(FlakyStore(), "pitr", cfg, Stages(recipients=(str(ident.to_public()),)), tmp_path / "state")
+    store = FlakyStore()
+    s = walstream.WalStreamer(walarchive.WalArchive(store, "pitr"), cfg, Stages(recipients=(str(ident.to_public()),)),
+                              tmp_path / "state")
+    s.store = store  # type: ignore[attr-defined]
     s.directory.mkdir(parents=True)
     s.identity = ident  # type: ignore[attr-defined]
     return s
@@ -51,7 +54,7 @@ def _partial(s: walstream.WalStreamer, segment: str, written: bytes) -> Path:
 
 
 def _names(s: walstream.WalStreamer) -> set[str]:
-    return {f.name for f in walarchive.list_archive(s.store, "pitr").complete()}
+    return {f.name for f in walarchive.WalArchive(s.store, "pitr").listing().complete()}
 
 
 def test_completed_segments_are_stored_then_removed_and_snapshots_follow_the_open_segment(streamer) -> None:
@@ -63,9 +66,9 @@ def test_completed_segments_are_stored_then_removed_and_snapshots_follow_the_ope
     assert not (s.directory / S5).exists()
     first = wal.stream_name(S6, 500)
     assert _names(s) == {S5, first}
-    raw, _ = walarchive.fetch_bytes(s.store, "pitr", S5, [s.identity])  # type: ignore[attr-defined]
+    raw, _ = walarchive.WalArchive(s.store, "pitr").fetch_bytes(S5, [s.identity])  # type: ignore[attr-defined]
     assert raw == seg5
-    raw, _ = walarchive.fetch_bytes(s.store, "pitr", first, [s.identity])  # type: ignore[attr-defined]
+    raw, _ = walarchive.WalArchive(s.store, "pitr").fetch_bytes(first, [s.identity])  # type: ignore[attr-defined]
     assert raw == b"first" * 100  # the written part only; restore pads the zeros back
     assert s.sweep() == 0 and _names(s) == {S5, first}  # unchanged file: no new snapshot
     path = _partial(s, S6, b"first" * 100 + b"second" * 10)
@@ -102,7 +105,7 @@ def test_a_store_outage_keeps_files_in_order_and_alerts_once_then_recovers(strea
 
 def test_a_second_streamer_on_the_same_folder_is_refused(streamer, tmp_path: Path) -> None:
     streamer._lock()
-    other = walstream.WalStreamer(streamer.store, "pitr", streamer.cfg, streamer.stages, tmp_path / "state")
+    other = walstream.WalStreamer(streamer.archive, streamer.cfg, streamer.stages, tmp_path / "state")
     with pytest.raises(walstream.StreamerBusy) as err:
         other._lock()
     assert err.value.exit_code == 8 and "Another streamer" in err.value.message

@@ -138,7 +138,7 @@ dsn = "{self.dsn}"
                     os.environ[k] = v
 
     def keys(self, prefix: str = "") -> list[str]:
-        return sorted(i.key for i in self.context().store.list(prefix))
+        return sorted(i.key for i in self.context().repo.store.list(prefix))
 
     def backup_ids(self) -> list[str]:
         """Committed backups as `posterity list --json` shows them."""

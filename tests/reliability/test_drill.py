@@ -19,7 +19,7 @@ description = "posters survived"
 
 
 def stored_report(s: Setup, key: str) -> dict:
-    return json.loads(s.context().store.get_bytes(key))
+    return json.loads(s.context().repo.store.get_bytes(key))
 
 
 def port_open(port: int) -> bool:
@@ -126,7 +126,7 @@ def test_drill_and_verify_of_a_restore_point(local_setup: Setup):
     r = s.run("verify", "--json")
     assert r.code == 0 and r.json()["points"] == 1, r
     # The point's backup disappears (say, deleted by hand): verify names the point.
-    store = s.context().store
+    store = s.context().repo.store
     store.delete([point["backups"][0]["manifest"]])
     r = s.run("verify")
     assert r.code == 6, r
@@ -137,7 +137,7 @@ def test_drill_and_verify_of_a_restore_point(local_setup: Setup):
 
 
 def _audits(s: Setup) -> list[dict]:
-    store = s.context().store
+    store = s.context().repo.store
     return [json.loads(store.get_bytes(k)) for k in s.keys("audit/")]
 
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from posterity.config import Config, loads_config, parse_config
 from posterity.config.load import ConfigProblems
 from posterity.errors import ConfigError, ManifestInvalid
-from posterity.operations.points import Point
 from posterity.repository import Manifest
+from posterity.repository.point import Point
 
 # POSTERITY_FUZZ_EXAMPLES=3000 for a longer hunt (300 keeps the suite fast).
 FUZZ = settings(

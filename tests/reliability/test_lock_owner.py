@@ -46,7 +46,7 @@ def test_killed_backup_that_ran_as_pid_1_in_its_namespace_is_taken_over(local_se
         assert proc.stderr is not None
         line = proc.stderr.readline()
         assert "POSTERITY_TEST_PAUSE_BEFORE_COMMIT: pausing" in line, line
-        held = json.loads(s.context().store.get_bytes("locks/backup-db.json"))
+        held = json.loads(s.context().repo.store.get_bytes("locks/backup-db.json"))
         assert held["pid"] == 1 and held["host"] == socket.gethostname(), held
         (inner,) = _children(proc.pid)
         os.kill(inner, signal.SIGKILL)  # pid 1 of the namespace: the namespace dies with it
@@ -74,7 +74,7 @@ def _plant(s: Setup, **owner) -> None:
         "expires": (now + timedelta(hours=1)).isoformat(),
         **owner,
     }
-    store = s.context().store
+    store = s.context().repo.store
     store.delete(["locks/backup-db.json"])
     store.put("locks/backup-db.json", json.dumps(body).encode())
 

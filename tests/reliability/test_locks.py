@@ -48,7 +48,7 @@ def _plant_lock(s: Setup, *, expired: bool) -> None:
         "created": created.isoformat(),
         "expires": expires.isoformat(),
     }
-    s.context().store.put("locks/backup-db.json", json.dumps(body).encode())
+    s.context().repo.store.put("locks/backup-db.json", json.dumps(body).encode())
 
 
 def test_expired_lock_of_a_dead_host_is_taken_over_with_a_message(local_setup: Setup):

@@ -45,7 +45,7 @@ def test_backup_to_an_unrecorded_recipient_is_refused_until_the_change_is_record
     v2 = r.json()
     assert v2["version"] == 2 and v2["added"] == [fingerprint(foreign)] and v2["removed"] == [fingerprint(own)]
     assert s.keys("keys/") == ["keys/recipients-000002.json"]
-    assert json.loads(s.context().store.get_bytes("posterity.json"))["recipients"] == [fingerprint(own)]  # kept
+    assert json.loads(s.context().repo.store.get_bytes("posterity.json"))["recipients"] == [fingerprint(own)]  # kept
     second = s.backup()
 
     shown = s.run("show", second, "--json").json()

@@ -104,7 +104,7 @@ def test_secrets_appear_nowhere(tmp_path, module_db, pg_cluster, s3_server, s3_b
         # Everything the tool wrote: the repository, and the local state folder.
         ctx = s.context()
         stored = {
-            k: ctx.store.get_bytes(k).decode(errors="replace")
+            k: ctx.repo.store.get_bytes(k).decode(errors="replace")
             for k in s.keys()  # noqa: SIM118
             if not k.endswith(".zst.age")
         }

@@ -13,19 +13,17 @@ from .main import pass_state
 @pass_state
 def unlock(state, name: str | None, all_locks: bool) -> None:
     """Remove a repository lock. Only do this when no other posterity process is running."""
-    from ..repository.locks import list_locks, remove_lock
-
-    store = state.context().store
+    repo = state.context().repo
     if not name and not all_locks:
-        held = list_locks(store)
+        held = repo.locks()
         if not held:
             click.echo("no locks are held")
         for h in held:
             click.echo(f"{h.get('name')}: {h.get('operation')} on {h.get('host')} pid {h.get('pid')} since {h.get('created')} (expires {h.get('expires')})")
         return
-    names = [h.get("name") for h in list_locks(store)] if all_locks else [name]
+    names = [h.get("name") for h in repo.locks()] if all_locks else [name]
     for n in names:
-        if n and remove_lock(store, n):
+        if n and repo.unlock(n):
             click.echo(f"removed lock {n}")
         else:
             click.echo(f"no lock named {n}")

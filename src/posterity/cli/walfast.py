@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tomllib
 from pathlib import Path
@@ -30,28 +29,14 @@ PROBE_ENV = "POSTERITY_ARCHIVE_PROBE"  # = repository.probe.PROBE_ENV (not impor
 FETCH_NOT_FOUND = 1
 FETCH_FATAL = 126
 PHYSICAL = "postgres-physical"
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _NotPlain(Exception):
     """The configuration needs the full loader (missing, unusual or invalid values)."""
 
 
-def _interpolate(value: Any) -> Any:
-    if isinstance(value, str):
-        def repl(m: re.Match[str]) -> str:
-            if m.group(0) == "$${":
-                return "${"
-            if m.group(1) not in os.environ:
-                raise _NotPlain(m.group(1))
-            return os.environ[m.group(1)]
-
-        return _VAR.sub(repl, value)
-    if isinstance(value, dict):
-        return {k: _interpolate(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v) for v in value]
-    return value
+def _unset(path: str, name: str) -> str:
+    raise _NotPlain(name)
 
 
 def _opt_str(section: dict[str, Any], key: str) -> str | None:
@@ -61,48 +46,68 @@ def _opt_str(section: dict[str, Any], key: str) -> str | None:
     return v
 
 
+def _number(section: dict[str, Any], key: str, bounds: tuple[int, int], *, integer: bool, above: bool) -> Any:
+    """An optional number within the schema's bounds (``above``: strictly above the low one)."""
+    value = section.get(key)
+    if value is None:
+        return None
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        raise _NotPlain(key)
+    if (value <= low if above else value < low) or value > high:
+        raise _NotPlain(key)
+    return value
+
+
 class LeanContext:
-    """What push and fetch need, read from posterity.toml without the schema."""
+    """What push and fetch need, read from posterity.toml without the schema, by the same
+    rules (``config.plain``); anything not plainly valid falls back to the full loader."""
 
     def __init__(self, path: Path) -> None:
+        from ..config import plain
+
         try:
-            data = _interpolate(tomllib.loads(path.read_text()))
+            data = plain.interpolate(tomllib.loads(path.read_text()), _unset)
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise _NotPlain(str(exc)) from exc
         repo, enc, sources = data.get("repository"), data.get("encryption"), data.get("sources", {})
         if not isinstance(repo, dict) or not isinstance(enc, dict) or not isinstance(sources, dict):
             raise _NotPlain("sections")
         url = _opt_str(repo, "url")
-        if not url or url.split("://", 1)[0] not in ("file", "s3", "r2") or (
-                url.startswith("file://") and not url.startswith("file:///")):
-            raise _NotPlain("url")  # the full loader names what is wrong (memory://, relative file://)
+        try:
+            self.url = plain.check_store_url(url or "")
+        except ValueError:
+            raise _NotPlain("url") from None  # the full loader names what is wrong (memory://, relative file://)
         self.store_args: dict[str, Any] = {"endpoint": _opt_str(repo, "endpoint"), "region": _opt_str(repo, "region") or "auto",
                            "access_key_id": _opt_str(repo, "access_key_id"),
                            "secret_access_key": _opt_str(repo, "secret_access_key")}
-        for tuning in ("connect_timeout", "request_timeout", "max_part_size_mib"):
-            value = repo.get(tuning)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-                raise _NotPlain(tuning)
-            self.store_args[tuning] = value
-        self.url = url
+        self.store_args["connect_timeout"] = _number(repo, "connect_timeout", plain.CONNECT_TIMEOUT,
+                                                     integer=False, above=True)
+        self.store_args["request_timeout"] = _number(repo, "request_timeout", plain.REQUEST_TIMEOUT,
+                                                     integer=False, above=True)
+        self.store_args["max_part_size_mib"] = _number(repo, "max_part_size_mib", plain.MAX_PART_SIZE_MIB,
+                                                       integer=True, above=False)
         recipients = enc.get("recipients")
-        if not isinstance(recipients, list) or not recipients or not all(
-                isinstance(r, str) and r.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")) for r in recipients):
-            raise _NotPlain("recipients")
-        level = enc.get("zstd_level", 3)
-        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 19:
-            raise _NotPlain("zstd_level")
+        try:
+            if not isinstance(recipients, list) or not recipients:
+                raise ValueError("no recipients")
+            plain.check_recipients(recipients)
+        except ValueError:
+            raise _NotPlain("recipients") from None
+        level = _number(enc, "zstd_level", plain.ZSTD_LEVEL, integer=True, above=False)
+        threads = _number(enc, "zstd_threads", plain.ZSTD_THREADS, integer=True, above=False)
         from ..pipeline.stages import Stages
 
-        self.stages = Stages(tuple(recipients), zstd_level=level)
+        self.stages = Stages(tuple(recipients), zstd_level=3 if level is None else level,
+                             zstd_threads=-1 if threads is None else threads)
         self.identity_file = _opt_str(enc, "identity_file")
         self.kinds = {name: body.get("kind") for name, body in sources.items() if isinstance(body, dict)}
 
-    @property
-    def store(self):
-        from ..storage import open_store
+    def archive(self, source: str):
+        """The WAL archive of ``source`` in the configured repository."""
+        from ..repository.walarchive import open_archive
 
-        return open_store(self.url, **self.store_args)
+        return open_archive(self.url, source, **self.store_args)
 
     def source(self, name: str | None) -> str:
         if name:
@@ -134,23 +139,21 @@ def _full_context(given: str | None):
 
 
 def push(args: argparse.Namespace) -> int:
-    from ..repository import walarchive
-
     path = Path(args.path)
     try:
         lean = LeanContext(_config_path(args.config))
-        source, store, stages = lean.source(args.source), lean.store, lean.stages
+        archive, stages = lean.archive(lean.source(args.source)), lean.stages
     except _NotPlain:
         from ..operations.wal import physical_source
 
         ctx = _full_context(args.config)
-        source, store, stages = physical_source(ctx, args.source), ctx.store, ctx.stages
+        archive, stages = ctx.repo.wal(physical_source(ctx, args.source)), ctx.stages
     if os.environ.get(PROBE_ENV):  # `posterity doctor` runs archive_command: check, store nothing
-        from ..repository.probe import require_repository
-
-        require_repository(store)
+        archive.require_repository()
         return 0
-    result = walarchive.push(store, source, path, stages, sysid=walarchive.system_identifier("."))
+    from ..repository.walarchive import system_identifier
+
+    result = archive.push(path, stages, sysid=system_identifier("."))
     if args.verbose:
         print(f"{result.name}: {result.status} ({result.raw_size} → {result.size} bytes, {result.seconds:.3f}s)",
               file=sys.stderr)
@@ -158,19 +161,19 @@ def push(args: argparse.Namespace) -> int:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    from ..repository import walarchive
+    from ..repository.walarchive import WalNotArchived
 
     try:
         lean = LeanContext(_config_path(args.config))
-        source, store, identities = lean.source(args.source), lean.store, lean.identities(args.identity)
+        archive, identities = lean.archive(lean.source(args.source)), lean.identities(args.identity)
     except _NotPlain:
         from ..operations.wal import physical_source
 
         ctx = _full_context(args.config)
-        source, store, identities = physical_source(ctx, args.source), ctx.store, ctx.identities(args.identity)
+        archive, identities = ctx.repo.wal(physical_source(ctx, args.source)), ctx.identities(args.identity)
     try:
-        walarchive.fetch(store, source, args.name, Path(args.dest), identities)
-    except walarchive.WalNotArchived as exc:
+        archive.fetch(args.name, Path(args.dest), identities)
+    except WalNotArchived as exc:
         if args.verbose:
             print(exc.message, file=sys.stderr)
         return FETCH_NOT_FOUND

@@ -17,9 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from . import plain
 from .schema import Config
-
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigProblems(ConfigError):
@@ -54,22 +53,11 @@ def find_config(explicit: str | Path | None = None) -> Path:
 
 
 def _interpolate(value: Any, path: str, problems: list[str]) -> Any:
-    if isinstance(value, str):
-        def repl(m: re.Match[str]) -> str:
-            if m.group(0) == "$${":
-                return "${"
-            name = m.group(1)
-            if name not in os.environ:
-                problems.append(f"{path}: environment variable {name} is not set (export it, or write the value).")
-                return ""
-            return os.environ[name]
+    def missing(where: str, name: str) -> str:
+        problems.append(f"{where}: environment variable {name} is not set (export it, or write the value).")
+        return ""
 
-        return _VAR.sub(repl, value)
-    if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else k, problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    return value
+    return plain.interpolate(value, missing, path)
 
 
 def _format_errors(exc: ValidationError, prefix: str = "") -> list[str]:

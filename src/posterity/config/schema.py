@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from . import plain
 from .durations import check_duration
 from .schema_daemon import DaemonConfig, NotifyConfig, ScheduleConfig, WebConfig
 from .section import Section
@@ -43,19 +44,19 @@ class RepositoryConfig(Section):
         json_schema_extra={"example": "${R2_SECRET_ACCESS_KEY}"},
     )
     connect_timeout: float = Field(
-        default=10, gt=0, le=600,
+        default=10, gt=plain.CONNECT_TIMEOUT[0], le=plain.CONNECT_TIMEOUT[1],
         description="Seconds to wait for a connection to the object store before the attempt fails (and is retried).",
         json_schema_extra={"example": 10},
     )
     request_timeout: float = Field(
-        default=60, gt=0, le=3600,
+        default=60, gt=plain.REQUEST_TIMEOUT[0], le=plain.REQUEST_TIMEOUT[1],
         description="Seconds one request may take, including the upload of one part, before it fails (and is "
         "retried); raise it on slow links with large parts. A stalled store fails a call in about "
         "2 x request_timeout + 25 s.",
         json_schema_extra={"example": 60},
     )
     max_part_size_mib: int = Field(
-        default=512, ge=8, le=5115,
+        default=512, ge=plain.MAX_PART_SIZE_MIB[0], le=plain.MAX_PART_SIZE_MIB[1],
         description="Ceiling on the multipart part size in MiB; a stream estimated too large for 10,000 such "
         "parts is refused before it starts. About four parts are held in memory while uploading.",
         json_schema_extra={"example": 512},
@@ -64,18 +65,7 @@ class RepositoryConfig(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if "://" not in v:
-            raise ValueError("must be a URL like s3://bucket/prefix, r2://account/bucket/prefix or file:///path")
-        scheme, rest = v.split("://", 1)
-        if scheme == "memory":
-            raise ValueError("memory:// keeps backups in the process's memory, gone when it exits; "
-                             "use s3://, r2:// or file:///absolute/path")
-        if scheme not in ("s3", "r2", "file"):
-            raise ValueError(f"unknown scheme {scheme!r}; use s3://, r2:// or file://")
-        if scheme == "file" and not (rest.startswith("/") or rest.startswith("localhost/")):
-            raise ValueError(f"{v!r} is not an absolute path (file://{rest} would be read as a host name "
-                             f"or relative folder); write file:///absolute/path, with three slashes")
-        return v
+        return plain.check_store_url(v)
 
 
 class EncryptionConfig(Section):
@@ -90,12 +80,12 @@ class EncryptionConfig(Section):
         json_schema_extra={"example": "/etc/posterity/key.txt"},
     )
     zstd_level: int = Field(
-        default=3, ge=1, le=19, description="zstd compression level (1 fast … 19 small).", json_schema_extra={"example": 3}
+        default=3, ge=plain.ZSTD_LEVEL[0], le=plain.ZSTD_LEVEL[1], description="zstd compression level (1 fast … 19 small).", json_schema_extra={"example": 3}
     )
     zstd_threads: int = Field(
         default=-1,
-        ge=-1,
-        le=64,
+        ge=plain.ZSTD_THREADS[0],
+        le=plain.ZSTD_THREADS[1],
         description="zstd worker threads: -1 one per core (at most 4, ~20 MiB each), 0 compresses in the "
         "pipeline thread (least memory), N exactly N.",
         json_schema_extra={"example": -1},
@@ -104,19 +94,7 @@ class EncryptionConfig(Section):
     @field_validator("recipients")
     @classmethod
     def _recipients_look_right(cls, v: list[str]) -> list[str]:
-        from ..errors import KeyError_
-        from ..pipeline.keys import parse_recipient
-
-        for i, r in enumerate(v):
-            if not r.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
-                raise ValueError(f"[{i}] {r[:12]!r}… is not an age public key (age1…)")
-            try:
-                parse_recipient(r)
-            except KeyError_ as exc:  # right prefix, wrong body: a typo or a cut-off copy
-                raise ValueError(f"[{i}] {r[:16]!r}… is not a valid age public key (a typo, or cut off "
-                                 "when copied?); copy it again from `posterity key generate` or "
-                                 "`age-keygen -y key.txt`") from exc
-        return v
+        return plain.check_recipients(v)
 
 
 class GeneralConfig(Section):

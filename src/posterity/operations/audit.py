@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from ..errors import ObjectNotFound
 from .context import Context
 
 _DAY = re.compile(r"^audit/(\d{4}-\d{2}-\d{2})/")
@@ -48,31 +46,9 @@ def read_audit(
 
 
 def _read_repository(ctx: Context, since: datetime | None, op: str | None, source: str | None) -> list[dict[str, Any]]:
-    store = ctx.store
     ctx.repo.descriptor()
     first_day = f"{since:%Y-%m-%d}" if since else None
-    keys = []
-    for info in store.list("audit/"):
-        m = _DAY.match(info.key)
-        if not m or (first_day and m.group(1) < first_day):
-            continue
-        # The key ends with -<op>-<4 hex>.json: filter before fetching.
-        if op and not re.search(rf"-{re.escape(op)}-[0-9a-f]{{4}}\.json$", info.key):
-            continue
-        keys.append(info.key)
-
-    def fetch(key: str) -> dict[str, Any] | None:
-        try:
-            rec = json.loads(store.get_bytes(key))
-        except (ObjectNotFound, ValueError):
-            return None
-        if not isinstance(rec, dict):
-            return None
-        rec["key"] = key
-        return rec
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        found = [r for r in pool.map(fetch, keys) if r is not None]
+    found = ctx.repo.audit_records(ctx.repo.audit_keys(first_day, op))
     return [r for r in found if _matches(r, since, op, source)]
 
 

@@ -27,38 +27,22 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from .. import __version__
 from ..config.durations import parse_duration
 from ..errors import DeadlineExceeded, PosterityError
 from ..repository import ArtifactRecord, Manifest, new_backup_id
-from ..repository.layout import manifest_key, payload_key
+from ..repository.layout import payload_key
 from ..repository.recipients import require_known as require_known_recipients
 from ..sources import make_source
 from . import cancel
 from .context import Context
 from .parallel_write import store_all
+from .progress import NoProgress, Progress
 from .unchanged import commit_if_unchanged
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    def start(self, label: str, total: int | None) -> None: ...
-    def advance(self, n: int) -> None: ...
-    def stop(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, label: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 @dataclass
@@ -106,7 +90,7 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
     except PosterityError as exc:
         repo.audit("backup", "failed", {"source": name, "backup": None, "error": str(exc)})
         raise
-    source.bind(ctx.store)
+    source.bind(ctx.repo)
     t0 = time.monotonic()
     try:
         source.check()
@@ -236,7 +220,7 @@ class _LockedProgress:
 
 def _manifest_may_exist(repo, source: str, backup_id: str) -> bool:
     try:
-        return repo.store.stat(manifest_key(source, backup_id)) is not None
+        return bool(repo.is_committed(source, backup_id))
     except Exception:  # cannot tell: keep the payloads
         return True
 

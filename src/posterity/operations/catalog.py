@@ -4,11 +4,8 @@ the same records, so both read them here."""
 
 from __future__ import annotations
 
-import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import ObjectNotFound
 from ..repository import Manifest
 from .context import Context
 
@@ -27,16 +24,4 @@ def backup_summaries(ctx: Context, source: str | None = None) -> list[dict[str, 
 
 def drill_reports(ctx: Context, source: str | None = None) -> list[dict[str, Any]]:
     """Every stored drill report (of ``source``), oldest first, as ``drills/<source>/<id>.json`` holds it."""
-    prefix = f"drills/{source}/" if source else "drills/"
-    keys = sorted((i.key for i in ctx.store.list(prefix) if i.key.endswith(".json")),
-                  key=lambda k: (k.rsplit("/", 1)[-1], k))
-
-    def fetch(key: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads(ctx.store.get_bytes(key))
-        except (ValueError, ObjectNotFound):
-            return None
-        return data if isinstance(data, dict) else None
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return [r for r in pool.map(fetch, keys) if r is not None]
+    return ctx.repo.drill_reports(source)

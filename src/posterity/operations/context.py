@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import Config
 from ..pipeline import Stages, load_identities
 from ..repository import Repository
-from ..storage import ObjectStore, open_store
+from ..repository.open import open_repository
 
 
 def default_state_dir() -> Path:
@@ -24,26 +24,13 @@ class Context:
     config_path: Path | None = None  # the file it came from (what restore_command must read)
 
     @cached_property
-    def store(self) -> ObjectStore:
-        r = self.config.repository
-        return open_store(
-            r.url,
-            endpoint=r.endpoint,
-            region=r.region,
-            access_key_id=r.access_key_id.get_secret_value() if r.access_key_id else None,
-            secret_access_key=r.secret_access_key.get_secret_value() if r.secret_access_key else None,
-            connect_timeout=r.connect_timeout,
-            request_timeout=r.request_timeout,
-            max_part_size_mib=r.max_part_size_mib,
-        )
-
-    @cached_property
     def state_dir(self) -> Path:
         return Path(self.config.general.state_dir or default_state_dir())
 
     @cached_property
     def repo(self) -> Repository:
-        return Repository(self.store, cache_dir=self.state_dir / "cache", lock_ttl=self.config.general.lock_ttl)
+        return open_repository(self.config.repository, cache_dir=self.state_dir / "cache",
+                               lock_ttl=self.config.general.lock_ttl)
 
     @cached_property
     def stages(self) -> Stages:

@@ -111,14 +111,12 @@ def _source_checks(ref: str, ctx: Context, name: str, cfg: Any) -> list[Check]:
 
 
 def repository_checks(ctx: Context) -> list[Check]:
-    from ..repository.probe import write_probe
-
     checks = guarded("repository reachable", lambda: _reachable(ctx))
     if checks[0].status == FAIL:
         return checks
 
     def writable() -> list[Check]:
-        probe = write_probe(ctx.store)
+        probe = ctx.repo.write_probe()
         out = [Check("repository writable", OK, f"created and read back {probe.key} (create-if-absent)")]
         if not probe.deleted:
             out[0] = Check("repository writable", WARN,
@@ -137,11 +135,9 @@ def repository_checks(ctx: Context) -> list[Check]:
 
 
 def _reachable(ctx: Context) -> Check:
-    from ..repository.probe import require_repository
-
-    require_repository(ctx.store)  # asked afresh: the Repository caches its descriptor
+    ctx.repo.require_initialised()  # asked afresh: the Repository caches its descriptor
     desc = ctx.repo.descriptor()
-    return Check("repository reachable", OK, f"{ctx.store.location}: format {desc.get('format')}, "
+    return Check("repository reachable", OK, f"{ctx.repo.location}: format {desc.get('format')}, "
                  f"created {desc.get('created')}")
 
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import __version__
-from ..errors import ConfigError, ObjectNotFound, PosterityError, RestoreFailed
+from ..errors import ConfigError, PosterityError, RestoreFailed
 from ..repository import Manifest, layout, new_backup_id
-from .backup import NoProgress, Progress
 from .context import Context
-from .verify import require_identity_for
+from .identity import require_identity_for
+from .progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ DRILLS: dict[str, str] = {
 
 def register_drill(kind: str, target: str) -> None:
     DRILLS[kind] = target
-
-
-def drill_key(source: str, drill_id: str) -> str:
-    return f"drills/{source}/{drill_id}.json"
 
 
 @dataclass
@@ -177,7 +173,7 @@ def drill(
 
 def _resolve(ctx: Context, source: str, point: str) -> Manifest:
     """``latest``, a backup id (prefix), or a restore point id naming a backup of ``source``."""
-    if point != "latest" and ctx.store.stat(layout.point_key(point)) is not None:
+    if point != "latest" and ctx.repo.has_point(point):
         from .points import find_point
 
         member = find_point(ctx.repo, point).member(source)
@@ -186,10 +182,10 @@ def _resolve(ctx: Context, source: str, point: str) -> Manifest:
 
 
 def _store(ctx: Context, report: DrillReport) -> None:
-    report.key = drill_key(report.source, report.id)
+    report.key = layout.drill_key(report.source, report.id)
     body = json.dumps(report.to_dict(), indent=2, default=str).encode() + b"\n"
     try:
-        ctx.store.put(report.key, body, if_absent=True)
+        ctx.repo.write_drill(report.source, report.id, body)
     except PosterityError as exc:
         log.warning("Could not store the drill report %s (%s).", report.key, exc.message)
         report.warnings.append(f"the report could not be stored: {exc.message}")
@@ -211,11 +207,5 @@ def _store(ctx: Context, report: DrillReport) -> None:
 
 def last_drill(ctx: Context, source: str) -> dict[str, Any] | None:
     """The newest stored drill report of ``source`` (for ``posterity status``)."""
-    keys = sorted(i.key for i in ctx.store.list(f"drills/{source}/") if i.key.endswith(".json"))
-    if not keys:
-        return None
-    try:
-        data = json.loads(ctx.store.get_bytes(keys[-1]))
-    except (ValueError, ObjectNotFound):
-        return None
-    return data if isinstance(data, dict) else None
+    found = ctx.repo.drill_reports(source, last=True)
+    return found[0] if found else None

@@ -44,7 +44,7 @@ def drill_pitr(run: DrillRun) -> None:
     target = parent / "data"
     report.target = f"temporary data directory {target}"
     try:
-        plan = plan_restore(ctx.store, run.manifest.source, run.manifest, Target(), run.identities)
+        plan = plan_restore(ctx.repo.wal(run.manifest.source), run.manifest, Target(), run.identities)
         req = PitrRequest(
             source=run.manifest.source, to_directory=target, target=Target(), config_path=Path(ctx.config_path).resolve(),
             identity_file=Path(identity_file).resolve() if identity_file else None, start=True, verify=True,

@@ -13,5 +13,5 @@ def init_repository(ctx: Context) -> dict[str, Any]:
     for r in recipients:
         parse_recipient(r)  # a bad key is an error now, not at the first backup
     desc = ctx.repo.init(recipients)
-    ctx.repo.audit("init", "succeeded", {"repository": ctx.store.location})
-    return {"location": ctx.store.location, **desc}
+    ctx.repo.audit("init", "succeeded", {"repository": ctx.repo.location})
+    return {"location": ctx.repo.location, **desc}

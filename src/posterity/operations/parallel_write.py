@@ -18,21 +18,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from ..pipeline.budget import MEMORY_BUDGET, STREAM_MEMORY, stream_limit
 from ..sources.base import Artifact
 
+__all__ = ["MEMORY_BUDGET", "STREAM_MEMORY", "store_all", "stream_limit"]
+
 T = TypeVar("T")
-
-MiB = 1 << 20
-#: What one stream may hold: four 8 MiB upload parts, the zstd window and pipe buffers.
-STREAM_MEMORY = 40 * MiB
-#: Posterity's own memory for concurrent streams (peak RSS goal: < 200 MiB in all).
-MEMORY_BUDGET = 160 * MiB
-
-
-def stream_limit(jobs: int) -> int:
-    """How many artifacts are stored at once for ``jobs`` workers (memory-capped)."""
-    return max(1, min(jobs, MEMORY_BUDGET // STREAM_MEMORY))
-
 
 def store_all(arts: Iterator[Artifact], jobs: int, store_one: Callable[[Artifact], T]) -> list[T]:
     """``store_one`` every artifact of ``arts``, ``stream_limit(jobs)`` at a time; results in order.

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PosterityError
-from .backup import NoProgress, Progress
 from .context import Context
+from .progress import NoProgress, Progress
 from .wal import PHYSICAL
 
 
@@ -48,7 +48,7 @@ def restore_pitr(
     own = {int(m.facts.get("timeline") or 1) for m in manifests if m.kind == PHYSICAL}
     progress = progress or NoProgress()
     try:
-        plan = plan_restore(ctx.store, source, base, target, identities, backup_timelines=own)
+        plan = plan_restore(ctx.repo.wal(source), base, target, identities, backup_timelines=own)
         # restore_command gets the identity explicitly, so the one checked (readable by the
         # PostgreSQL user, before anything is written) is the one `wal fetch` will use.
         ident = identity_file or ctx.config.encryption.identity_file

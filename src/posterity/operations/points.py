@@ -20,74 +20,22 @@ restored in that order (the first two clean up after themselves when they fail).
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import BackupNotFound, ConfigError, ManifestInvalid, ObjectNotFound, PosterityError
+from ..errors import BackupNotFound, ConfigError, ObjectNotFound, PosterityError
 from ..repository import Manifest, Repository, new_backup_id
-from ..repository.layout import manifest_key, point_key
-from .backup import Progress
+from ..repository.layout import manifest_key
+from ..repository.point import Point, PointMember
 from .context import Context
+from .progress import Progress
 
-FORMAT = 1
 RESTORABLE = ("postgres", "meilisearch", "files")
-
-
-@dataclass
-class PointMember:
-    source: str
-    kind: str
-    backup: str
-    manifest: str
-    consistency_marker: dict[str, Any] | None = None
-    unchanged_from: str | None = None
-
-
-@dataclass
-class Point:
-    id: str
-    started_at: str
-    finished_at: str
-    host: str
-    posterity_version: str
-    backups: list[PointMember]
-    tags: list[str] = field(default_factory=list)
-    format: int = FORMAT
-
-    @property
-    def key(self) -> str:
-        return point_key(self.id)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
-
-    def member(self, source: str) -> PointMember:
-        for m in self.backups:
-            if m.source == source:
-                return m
-        raise BackupNotFound(f"Restore point {self.id} holds no backup of {source!r}.")
-
-    @classmethod
-    def from_json(cls, data: bytes, key: str) -> Point:
-        try:
-            raw = json.loads(data)
-            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-                raise ValueError(
-                    f"format {raw.get('format') if isinstance(raw, dict) else '?'!r}, expected {FORMAT}"
-                )
-            members = [PointMember(**b) for b in raw.pop("backups")]
-            return cls(backups=members, **raw)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ManifestInvalid(f"The restore point {key} is malformed: {exc}.") from exc
 
 
 def write_point(
@@ -125,7 +73,7 @@ def write_point(
             for m in sorted(manifests, key=lambda m: m.source)
         ],
     )
-    ctx.repo.store.put(point.key, point.to_json(), if_absent=True)
+    ctx.repo.write_point(point)
     ctx.repo.audit(
         "point",
         "succeeded",
@@ -136,11 +84,7 @@ def write_point(
 
 def list_points(repo: Repository) -> list[Point]:
     """Every restore point, oldest first."""
-    out = [
-        Point.from_json(repo.store.get_bytes(i.key), i.key)
-        for i in repo.store.list("points/")
-        if i.key.endswith(".json")
-    ]
+    out = [repo.read_point(key) for key in repo.point_keys()]
     out.sort(key=lambda p: (p.started_at, p.id))  # ids have second resolution
     return out
 

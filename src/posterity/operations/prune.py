@@ -29,9 +29,7 @@ import logging
 import os
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,12 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config.durations import parse_duration
-from ..errors import LockHeld, ManifestInvalid, PosterityError, StorageAuthError
-from ..repository import Manifest, layout
-from ..repository.locks import exclusive_lock
+from ..errors import LockHeld, PosterityError, StorageAuthError
+from ..repository import Manifest, Repository, layout
 from ..repository.retention import Decision, Snapshot, decide, resolver
 from ..repository.wal_retention import wal_keys_needed
-from ..storage import ObjectStore
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -135,7 +131,7 @@ def referenced_keys(m: Manifest) -> set[str]:
             stack.extend(v.values())
         elif isinstance(v, list | tuple):
             stack.extend(v)
-        elif isinstance(v, str) and v.startswith("backups/") and layout.parse_backup_key(v):
+        elif isinstance(v, str) and v.startswith(layout.BACKUPS_PREFIX) and layout.parse_backup_key(v):
             keys.add(v)
     return keys
 
@@ -144,12 +140,12 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def _delete(store: ObjectStore, keys: list[str], report: PruneReport) -> list[str]:
+def _delete(repo: Repository, keys: list[str], report: PruneReport) -> list[str]:
     """Delete ``keys``; those the store refuses (bucket lock) go to ``report.locked_keys``."""
     if not keys:
         return []
     try:
-        store.delete(keys)
+        repo.forget(keys)
         return list(keys)
     except (StorageAuthError, PermissionError):
         pass
@@ -159,7 +155,7 @@ def _delete(store: ObjectStore, keys: list[str], report: PruneReport) -> list[st
     deleted = []
     for k in keys:  # one by one, to tell the locked keys from the others
         try:
-            store.delete([k])
+            repo.forget([k])
             deleted.append(k)
         except (StorageAuthError, PermissionError):
             report.locked_keys.append(k)
@@ -207,34 +203,23 @@ def prune(
 
 
 def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, stack: ExitStack) -> None:
-    repo, store, cfg = ctx.repo, ctx.store, ctx.config
+    repo, cfg = ctx.repo, ctx.config
     grace = parse_duration(cfg.retention.uncommitted_grace)
 
     # One listing of backups/: every prefix, its objects, whether it has a manifest.
-    prefixes: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for info in store.list("backups/"):
-        parsed = layout.parse_backup_key(info.key)
-        if parsed:
-            prefixes[(parsed[0], parsed[1])][info.key] = info.size
-    manifest_keys = [layout.manifest_key(s, i) for (s, i), objs in prefixes.items()
-                     if layout.manifest_key(s, i) in objs]
+    inventory = repo.inventory()
+    prefixes = inventory.backups
+    manifest_keys = inventory.manifest_keys()
 
     manifests: dict[tuple[str, str], Manifest] = {}
     unreadable: dict[str, str] = {}
 
-    def read(key: str) -> tuple[str, Manifest | PosterityError]:
-        try:
-            return key, repo.read_manifest(key)
-        except (ManifestInvalid, PosterityError) as exc:
-            return key, exc
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for key, got in pool.map(read, manifest_keys):
-            src, bid, _ = layout.parse_backup_key(key)  # type: ignore[misc]
-            if isinstance(got, Manifest):
-                manifests[(src, bid)] = got
-            else:
-                unreadable.setdefault(src, f"manifest {key} is unreadable ({got.message}); run `posterity verify`")
+    for key, got in repo.read_manifests(manifest_keys):
+        src, bid, _ = layout.parse_backup_key(key)  # type: ignore[misc]
+        if isinstance(got, Manifest):
+            manifests[(src, bid)] = got
+        else:
+            unreadable.setdefault(src, f"manifest {key} is unreadable ({got.message}); run `posterity verify`")
 
     all_sources = {s for s, _ in prefixes}
     selected = sorted((all_sources & wanted) if wanted else all_sources)
@@ -242,7 +227,7 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
         if src in unreadable:
             report.skipped[src] = unreadable[src]
             continue
-        _hold_source_lock(report, stack, store, src, ctx.config.general.lock_ttl)
+        _hold_source_lock(report, stack, repo, src, ctx.config.general.lock_ttl)
 
     active = [s for s in selected if s not in report.skipped]
     snaps = [
@@ -269,7 +254,7 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
     report.backups = list(verdicts.values())
     if not report.dry_run:
         doomed = [layout.manifest_key(s, i) for s, i in sorted(remove)]
-        gone = set(_delete(store, doomed, report))
+        gone = set(_delete(repo, doomed, report))
         for s, i in sorted(remove):
             key = layout.manifest_key(s, i)
             if key not in gone:
@@ -280,7 +265,7 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
             k for (s, i) in sorted(remove) if layout.manifest_key(s, i) in gone
             for k in sorted(prefixes[(s, i)]) if k != layout.manifest_key(s, i) and k not in referenced
         ]
-        _account(report, _delete(store, payloads, report), _sizes(prefixes))
+        _account(report, _delete(repo, payloads, report), _sizes(prefixes))
 
     # Uncommitted backups: payloads with no manifest.
     for (s, i), objs in sorted(prefixes.items()):
@@ -295,19 +280,17 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
             action = "within grace"
         elif report.dry_run:
             action = "remove"
-        elif store.stat(layout.manifest_key(s, i)) is not None:
+        elif repo.is_committed(s, i):
             continue  # it committed after our listing (before we held its lock): not an orphan
         else:
-            done = _delete(store, keys, report)
+            done = _delete(repo, keys, report)
             _account(report, done, objs)
             action = "removed" if len(done) == len(keys) else "locked"
         report.orphans.append(Orphan(s, i, keys, size, age.total_seconds(), action))
 
     # WAL no kept base backup needs. A backup whose manifest a bucket lock kept still exists,
     # so it counts as kept here.
-    wal: dict[str, int] = {}
-    for info in store.list("wal/"):
-        wal[info.key] = info.size
+    wal = repo.wal_objects()
     still_there = kept + [manifests[(v.source, v.id)] for v in report.backups if v.action == "locked"]
     needed = wal_keys_needed(still_there, sorted(wal)) if wal else None
     if needed is not None:
@@ -315,7 +298,7 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
         if report.dry_run:
             report.wal_deleted = len(stale)
         else:
-            done = _delete(store, stale, report)
+            done = _delete(repo, stale, report)
             report.wal_deleted = len(done)
             _account(report, done, wal)
 
@@ -328,16 +311,16 @@ def _prune(ctx: Context, report: PruneReport, wanted: set[str], now: datetime, s
     )
 
 
-def _hold_source_lock(report: PruneReport, stack: ExitStack, store: ObjectStore, src: str, ttl: int) -> None:
+def _hold_source_lock(report: PruneReport, stack: ExitStack, repo: Repository, src: str, ttl: int) -> None:
     """Hold the source's backup lock for the rest of the run, or skip the source (with the
     reason) while a backup of it runs. A dry run takes no lock and only looks."""
     name = f"backup-{src}"
     if report.dry_run:
-        if store.stat(layout.lock_key(name)) is not None:
+        if repo.lock_held(name):
             report.warnings.append(f"{src}: the lock {name} is held (a backup may be running); prune would skip it")
         return
     try:
-        stack.enter_context(exclusive_lock(store, name, "prune", ttl=ttl))
+        stack.enter_context(repo.lock(name, "prune", ttl=ttl))
     except LockHeld as exc:
         report.skipped[src] = exc.message
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PosterityError
-from .backup import NoProgress, Progress
 from .context import Context
+from .progress import NoProgress, Progress
 
 
 def restore_postgres(
@@ -34,7 +34,7 @@ def restore_postgres(
         raise ConfigError(f"Source {source!r} is of kind {cfg.kind!r}, not postgres.")
     identities = ctx.identities(identity_file)
     manifest = ctx.repo.find(ref, source)
-    from .verify import require_identity_for
+    from .identity import require_identity_for
 
     require_identity_for(identities, manifest.artifacts)  # a wrong key fails before anything is created
     req = PostgresRestore(

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PosterityError
-from .backup import NoProgress, Progress
 from .context import Context
+from .progress import NoProgress, Progress
 
 
 def files_target(ctx: Context, source: str, to: str | Path | None) -> Path:

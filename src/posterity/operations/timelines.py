@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import PosterityError
 from ..repository import walnames as wal
-from ..repository.walarchive import ArchiveListing, read_history
+from ..repository.walarchive import ArchiveListing
 from .context import Context
 
 
@@ -31,7 +31,7 @@ def timeline_facts(ctx: Context, source: str, listing: ArchiveListing, bases: li
                     identities = []
             if identities:
                 try:
-                    chain = read_history(ctx.store, source, tli, identities)
+                    chain = ctx.repo.wal(source).read_history(tli, identities)
                 except PosterityError:
                     chain = []
                 if len(chain) >= 2 and chain[-2].end is not None:

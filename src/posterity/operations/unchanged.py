@@ -61,7 +61,7 @@ def payload_problem(repo: Repository, artifact: Any) -> str | None:
     h = hashlib.sha256()
     n = 0
     try:
-        for chunk in repo.store.get(artifact.key):
+        for chunk in repo.read_stored(artifact.key):
             h.update(chunk)
             n += len(chunk)
     except ObjectNotFound:

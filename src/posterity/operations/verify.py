@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import IO, Any, cast
 
 from ..errors import (
@@ -31,57 +31,20 @@ from ..errors import (
     ConfigError,
     DecryptionFailed,
     IntegrityError,
-    KeyError_,
     ManifestInvalid,
     ObjectNotFound,
     TruncatedObject,
 )
 from ..pipeline import decode_to
 from ..pipeline.stages import check_specs
-from ..repository import ArtifactRecord, Manifest, layout
-from .backup import NoProgress, Progress
+from ..repository import ArtifactRecord, Manifest, Repository, layout
 from .content_checks import ContentInvalid, content_check_for
 from .context import Context
+from .identity import require_identity_for
+from .progress import NoProgress, Progress
 from .verify_dependents import name_dependents
-
-
-@dataclass
-class Finding:
-    key: str
-    #: missing | size | manifest | checksum | truncated | decrypt | decode | content | point
-    problem: str
-    message: str
-    source: str = ""
-    backup: str = ""
-    #: every committed backup whose manifest names ``key`` ("source/id"), and every
-    #: restore point holding one of them (``verify_dependents``)
-    backups_affected: list[str] = field(default_factory=list)
-    points_affected: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VerifyResult:
-    mode: str
-    backups: list[str] = field(default_factory=list)
-    points: int = 0
-    objects: int = 0
-    objects_read: int = 0
-    bytes_read: int = 0
-    raw_bytes: int = 0
-    seconds: float = 0.0
-    findings: list[Finding] = field(default_factory=list)
-    uncommitted: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    checked: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ok"] = self.ok
-        return d
+from .verify_result import Finding, VerifyResult
+from .verify_wal import check_wal_chains
 
 
 def parse_subset(text: str) -> float:
@@ -97,40 +60,6 @@ def parse_subset(text: str) -> float:
             hint="Write a percentage such as 10% (between 0% and 100%).",
         )
     return value
-
-
-def _identity_recipients(identities: list) -> set[str]:
-    out = set()
-    for ident in identities:
-        try:
-            out.add(str(ident.to_public()))
-        except Exception:  # an identity kind without a public form: cannot pre-check it
-            continue
-    return out
-
-
-def _stage_recipients(art: ArtifactRecord) -> set[str]:
-    for spec in art.stages:
-        if isinstance(spec, dict) and spec.get("name") == "age":
-            return {str(r) for r in spec.get("recipients", [])}
-    return set()
-
-
-def require_identity_for(identities: list, artifacts: list[ArtifactRecord]) -> None:
-    """Refuse before reading anything when no artifact is encrypted to any of ``identities``
-    (judged from the recipients each manifest records), instead of calling every object bad."""
-    mine = _identity_recipients(identities)
-    if (
-        artifacts
-        and mine
-        and all(_stage_recipients(a) and not (_stage_recipients(a) & mine) for a in artifacts)
-    ):
-        raise KeyError_(
-            f"None of the {len(artifacts)} objects to read is encrypted to the identity given "
-            f"({', '.join(sorted(r[:12] + '…' for r in mine))}); nothing was read.",
-            hint="Use the identity file whose public key is among [encryption] recipients "
-            "(`posterity key show key.txt` prints it).",
-        )
 
 
 def verify(
@@ -158,22 +87,20 @@ def verify(
     repo.descriptor()
     identities = ctx.identities(identity_file) if reading else []
 
-    prefix = f"backups/{source}/" if source else "backups/"
-    listing = {info.key: info.size for info in repo.store.list(prefix)}
-    manifest_keys = sorted(
-        k for k in listing if k.endswith("/" + layout.MANIFEST) and layout.parse_backup_key(k)
-    )
+    inventory = repo.inventory(source)
+    listing = inventory.objects
+    manifest_keys = inventory.manifest_keys()
     selected = _select(manifest_keys, ref, latest, source)
 
     manifests: list[Manifest] = []
     for key in selected:
-        m = _read_manifest(repo.store, key, result)
+        m = _read_manifest(repo, key, result)
         if m is not None:
             manifests.append(m)
             result.backups.append(f"{m.source}/{m.id}")
             _check_structure(m, listing, result)
     if ref is None and not latest:
-        _check_points(repo.store, listing if not source else None, source, result)
+        _check_points(repo, listing if not source else None, source, result)
         # Objects no manifest names, outside any committed backup's folder: left by an
         # interrupted (or running) backup. Not an error; prune removes them.
         committed = {layout.parse_backup_key(k)[:2] for k in manifest_keys}  # type: ignore[index]
@@ -186,7 +113,7 @@ def verify(
             and k not in named
         )
 
-    _check_wal_chains(ctx, manifests, result)
+    check_wal_chains(ctx, manifests, result)
     if reading:
         _read_objects(ctx, manifests, identities, subset, result, progress)
     name_dependents(ctx, manifests, result, partial=bool(ref or latest or source))
@@ -205,50 +132,6 @@ def verify(
         },
     )
     return result
-
-
-def _check_wal_chains(ctx: Context, manifests: list[Manifest], result: VerifyResult) -> None:
-    """Every physical base backup's own WAL (start to stop segment) is archived, and the
-    archive after the oldest checked base backup has no gap — else point-in-time recovery
-    from it would stop short. (The segments' contents are checked by ``wal fetch`` and a
-    restore; here we check the chain is complete.)"""
-    from ..repository import walnames as wal
-    from ..repository.walarchive import list_archive
-
-    physical = [m for m in manifests if m.kind == "postgres-physical" and m.facts.get("wal_start_segment")]
-    by_source: dict[str, list[Manifest]] = {}
-    for m in physical:
-        by_source.setdefault(m.source, []).append(m)
-    for name, bases in by_source.items():
-        listing = list_archive(ctx.store, name)
-        for m in bases:
-            size = int(m.facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
-            start = m.facts["wal_start_segment"]
-            stop = m.facts.get("wal_stop_segment") or start
-            tli = wal.parse_name(start).timeline
-            for segno in range(wal.segno_of(start, size), wal.segno_of(stop, size) + 1):
-                seg = wal.segment_name(tli, segno, size)
-                if not listing.has(seg):
-                    result.findings.append(Finding(
-                        wal.payload_key(name, seg), "missing",
-                        f"WAL segment {seg}, needed to make base backup {m.id} consistent, is not archived.",
-                        name, m.id))
-        # Gaps: on each timeline, from the oldest checked base backup's start (or the first
-        # archived segment) to the newest archived one.
-        size = int(bases[0].facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
-        starts = [m.facts["wal_start_segment"] for m in bases]
-        for tli in listing.timelines():
-            have = {wal.segno_of(f.name, size) for f in listing.complete("segment") if f.timeline == tli}
-            if not have:
-                continue
-            floor = min([min(have)] + [wal.segno_of(x, size) for x in starts if wal.parse_name(x).timeline == tli])
-            missing = [n for n in range(floor, max(have) + 1) if n not in have]
-            if missing:
-                first, last = wal.segment_name(tli, missing[0], size), wal.segment_name(tli, missing[-1], size)
-                result.findings.append(Finding(
-                    wal.payload_key(name, first), "missing",
-                    f"The WAL archive of {name} has a gap on timeline {tli}: {len(missing)} segment(s) "
-                    f"from {first} to {last} are missing; recovery cannot pass it.", name))
 
 
 def _select(keys: list[str], ref: str | None, latest: bool, source: str | None) -> list[str]:
@@ -270,10 +153,10 @@ def _select(keys: list[str], ref: str | None, latest: bool, source: str | None) 
     return keys
 
 
-def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
+def _read_manifest(repo: Repository, key: str, result: VerifyResult) -> Manifest | None:
     src, bid, _ = layout.parse_backup_key(key)  # type: ignore[misc]
     try:
-        m = Manifest.from_json(store.get_bytes(key), key)
+        m = Manifest.from_json(repo.read_stored_bytes(key), key)
     except ObjectNotFound:
         result.findings.append(
             Finding(key, "missing", f"The manifest {key} disappeared during the check.", src, bid)
@@ -287,7 +170,7 @@ def _read_manifest(store, key: str, result: VerifyResult) -> Manifest | None:
         problems.append(f"it says backup {m.source}/{m.id} but is stored as {src}/{bid}")
     for a in m.artifacts:
         # An unchanged backup may name the payloads of an earlier one of the same source.
-        if not a.key.startswith(f"backups/{src}/"):
+        if not a.key.startswith(layout.backups_prefix(src)):
             problems.append(f"artifact {a.name!r} points outside its source's backups ({a.key})")
         try:
             check_specs(a.stages)
@@ -332,22 +215,18 @@ def _check_structure(m: Manifest, listing: dict[str, int], result: VerifyResult)
 
 
 def _check_points(
-    store, listing: dict[str, int] | None, source: str | None, result: VerifyResult
+    repo: Repository, listing: dict[str, int] | None, source: str | None, result: VerifyResult
 ) -> None:
-    from .points import Point
-
     if listing is None:
-        listing = {info.key: info.size for info in store.list("backups/")}
-    for info in store.list("points/"):
-        if not info.key.endswith(".json"):
-            continue
+        listing = repo.inventory().objects
+    for key in repo.point_keys():
         result.points += 1
         try:
-            point = Point.from_json(store.get_bytes(info.key), info.key)
+            point = repo.read_point(key)
         except ObjectNotFound:
             continue
         except ManifestInvalid as exc:
-            result.findings.append(Finding(info.key, "point", exc.message))
+            result.findings.append(Finding(key, "point", exc.message))
             continue
         missing = [
             f"{m.source}/{m.backup}"
@@ -356,14 +235,14 @@ def _check_points(
         ]
         if not point.backups:
             result.findings.append(
-                Finding(info.key, "point", f"The restore point {info.key} names no backups.")
+                Finding(key, "point", f"The restore point {key} names no backups.")
             )
         elif missing:
             result.findings.append(
                 Finding(
-                    info.key,
+                    key,
                     "point",
-                    f"The restore point {info.key} names backups that do not exist: {', '.join(missing)}.",
+                    f"The restore point {key} names backups that do not exist: {', '.join(missing)}.",
                 )
             )
 
@@ -415,7 +294,7 @@ def _read_one(
     counted = _Counted(sink, progress)
     try:
         raw = decode_to(
-            ctx.repo.store.get(a.key),
+            ctx.repo.read_stored(a.key),
             cast(IO[bytes], counted),
             identities,
             key=a.key,

@@ -21,7 +21,7 @@ from ..repository import Manifest, layout
 
 if TYPE_CHECKING:
     from .context import Context
-    from .verify import VerifyResult
+    from .verify_result import VerifyResult
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,10 @@ def _is_payload(key: str) -> bool:
 
 
 def _points_by_backup(ctx: Context) -> dict[str, set[str]]:
-    from .points import Point
-
     out: dict[str, set[str]] = {}
-    for info in ctx.store.list("points/"):
-        if not info.key.endswith(".json"):
-            continue
+    for key in ctx.repo.point_keys():
         try:
-            point = Point.from_json(ctx.store.get_bytes(info.key), info.key)
+            point = ctx.repo.read_point(key)
         except (ObjectNotFound, ManifestInvalid):
             continue  # reported by the point check itself
         for member in point.backups:

@@ -44,16 +44,16 @@ def _name_error(exc: ValueError) -> ConfigError:
 def wal_push(ctx: Context, path: Path, source: str | None = None):
     """Archive one WAL file (``%p``); returns a PushResult once it is durably stored (None for
     `posterity doctor`'s dry run, see ``repository.probe``)."""
-    from ..repository import walarchive
-    from ..repository.probe import PROBE_ENV, require_repository
+    from ..repository.probe import PROBE_ENV
+    from ..repository.walarchive import system_identifier
     from ..repository.walnames import WalNameError
 
     name = physical_source(ctx, source)
     if os.environ.get(PROBE_ENV):  # `posterity doctor` runs archive_command: check, store nothing
-        require_repository(ctx.store)
+        ctx.repo.require_initialised()
         return None
     try:
-        return walarchive.push(ctx.store, name, path, ctx.stages, sysid=walarchive.system_identifier("."))
+        return ctx.repo.wal(name).push(path, ctx.stages, sysid=system_identifier("."))
     except WalNameError as exc:
         raise _name_error(exc) from exc
 
@@ -61,12 +61,11 @@ def wal_push(ctx: Context, path: Path, source: str | None = None):
 def wal_fetch(ctx: Context, wal_name: str, dest: Path, source: str | None = None,
               identity_file: str | None = None) -> int:
     """Restore WAL file ``wal_name`` (``%f``) to ``dest`` (``%p``); ``WalNotArchived`` when absent."""
-    from ..repository import walarchive
     from ..repository.walnames import WalNameError
 
     name = physical_source(ctx, source)
     try:
-        return walarchive.fetch(ctx.store, name, wal_name, dest, ctx.identities(identity_file))
+        return ctx.repo.wal(name).fetch(wal_name, dest, ctx.identities(identity_file))
     except WalNameError as exc:
         raise _name_error(exc) from exc
 
@@ -86,7 +85,7 @@ def wal_stream(ctx: Context, stop: Any, source: str | None = None, alert: Any = 
     from ..sources.postgres.walstream import WalStreamer
 
     name, cfg = stream_source(ctx, source)
-    WalStreamer(ctx.store, name, cfg, ctx.stages, ctx.state_dir, alert=alert).run(stop)
+    WalStreamer(ctx.repo.wal(name), cfg, ctx.stages, ctx.state_dir, alert=alert).run(stop)
 
 
 def wal_drop_slot(ctx: Context, source: str | None = None) -> tuple[str, bool]:
@@ -95,7 +94,7 @@ def wal_drop_slot(ctx: Context, source: str | None = None) -> tuple[str, bool]:
 
     name, cfg = stream_source(ctx, source)
     slot = cfg.slot_name(name)
-    streamer = WalStreamer(ctx.store, name, cfg, ctx.stages, ctx.state_dir)
+    streamer = WalStreamer(ctx.repo.wal(name), cfg, ctx.stages, ctx.state_dir)
     streamer.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     streamer._lock()  # not under a streamer of this host that is waiting to restart pg_receivewal
     try:
@@ -153,14 +152,13 @@ def _stream_state(ctx: Context, name: str, cfg: Any, listing: Any) -> dict[str, 
 def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
     """Newest archived segment per timeline, gaps, and the server's archiver state."""
     from ..repository import walnames as wal
-    from ..repository.walarchive import list_archive
 
     name = physical_source(ctx, source)
     cfg = ctx.config.source(name)
-    listing = list_archive(ctx.store, name)
+    listing = ctx.repo.wal(name).listing()
     bases = [m for m in ctx.repo.manifests(name) if m.kind == PHYSICAL]
     seg_size = int(bases[-1].facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE) if bases else wal.DEFAULT_SEGMENT_SIZE
-    out: dict[str, Any] = {"source": name, "location": ctx.store.location, "timelines": [], "gaps": [],
+    out: dict[str, Any] = {"source": name, "location": ctx.repo.location, "timelines": [], "gaps": [],
                            "incomplete": sorted(n for n, f in listing.files.items() if not f.complete),
                            "base_backups": len(bases)}
     oldest_start = bases[0].facts.get("wal_start_segment") if bases else None

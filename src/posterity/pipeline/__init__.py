@@ -1,7 +1,7 @@
 """Turn a byte stream into stored bytes and back: zstd → age → sha256, streaming."""
 
 from .keys import generate_identity, load_identities, parse_recipient
-from .stages import EncodedStream, Stages, check_specs, decode_to, encode
+from .stages import EncodedStream, Stages, check_specs, decode_to, encode, encode_bytes
 
 __all__ = [
     "EncodedStream",
@@ -9,6 +9,7 @@ __all__ = [
     "check_specs",
     "decode_to",
     "encode",
+    "encode_bytes",
     "generate_identity",
     "load_identities",
     "parse_recipient",

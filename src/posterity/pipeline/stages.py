@@ -244,6 +244,15 @@ def encode(source: IO[bytes], stages: Stages) -> EncodedStream:
     return EncodedStream(source, stages)
 
 
+def encode_bytes(raw: bytes, stages: Stages) -> bytes:
+    """age(zstd(raw)) in memory, for small objects (one WAL segment): one zstd frame with its
+    checksum, readable by ``decode_to`` like a streamed payload. One thread: a segment is
+    16 MiB, and ``archive_command`` runs once per segment, where starting workers costs more
+    than it saves."""
+    compressed = zstandard.ZstdCompressor(level=stages.zstd_level, write_checksum=True).compress(raw)
+    return pyrage.encrypt(compressed, [_recipient(r) for r in stages.recipients])
+
+
 class _HashingReader(io.RawIOBase):
     """Reads an iterator of chunks as a file, hashing and counting what passes."""
 

@@ -9,6 +9,9 @@
     locks/<name>.json                            exclusive locks (create-if-absent, with expiry)
     audit/<yyyy-mm-dd>/<timestamp>-<host>-<op>.json   append-only operation records
     probes/<timestamp>-<host>-<hex>.json         `posterity doctor`'s write probe (deleted after)
+    drills/<source>/<drill-id>.json              restore drill reports
+
+Every prefix is spelled here and nowhere else (``tests/test_layering.py`` checks).
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ import secrets
 from datetime import UTC, datetime
 
 DESCRIPTOR = "posterity.json"
+BACKUPS_PREFIX = "backups/"
+POINTS_PREFIX = "points/"
+LOCKS_PREFIX = "locks/"
+AUDIT_PREFIX = "audit/"
+DRILLS_PREFIX = "drills/"
+WAL_PREFIX = "wal/"
 MANIFEST = "manifest.json"
 RECIPIENTS_PREFIX = "keys/"
 PAYLOAD_SUFFIX = ".zst.age"
@@ -39,8 +48,13 @@ def id_time(backup_id: str) -> datetime:
     return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
+def backups_prefix(source: str | None = None) -> str:
+    """Every backup, or every backup of ``source``."""
+    return f"{BACKUPS_PREFIX}{source}/" if source else BACKUPS_PREFIX
+
+
 def backup_prefix(source: str, backup_id: str) -> str:
-    return f"backups/{source}/{backup_id}/"
+    return f"{backups_prefix(source)}{backup_id}/"
 
 
 def payload_key(source: str, backup_id: str, artifact: str) -> str:
@@ -54,22 +68,30 @@ def manifest_key(source: str, backup_id: str) -> str:
 def parse_backup_key(key: str) -> tuple[str, str, str] | None:
     """``backups/<source>/<id>/<rest>`` → (source, id, rest)."""
     parts = key.split("/", 3)
-    if len(parts) != 4 or parts[0] != "backups" or not is_backup_id(parts[2]):
+    if len(parts) != 4 or parts[0] + "/" != BACKUPS_PREFIX or not is_backup_id(parts[2]):
         return None
     return parts[1], parts[2], parts[3]
 
 
 def point_key(point_id: str) -> str:
-    return f"points/{point_id}.json"
+    return f"{POINTS_PREFIX}{point_id}.json"
 
 
 def lock_key(name: str) -> str:
-    return f"locks/{name}.json"
+    return f"{LOCKS_PREFIX}{name}.json"
+
+
+def drills_prefix(source: str | None = None) -> str:
+    return f"{DRILLS_PREFIX}{source}/" if source else DRILLS_PREFIX
+
+
+def drill_key(source: str, drill_id: str) -> str:
+    return f"{drills_prefix(source)}{drill_id}.json"
 
 
 def audit_key(when: datetime, host: str, op: str) -> str:
     safe_host = re.sub(r"[^A-Za-z0-9_.-]", "_", host)[:64]
-    return f"audit/{when:%Y-%m-%d}/{when:%Y%m%dT%H%M%S.%fZ}-{safe_host}-{op}-{secrets.token_hex(2)}.json"
+    return f"{AUDIT_PREFIX}{when:%Y-%m-%d}/{when:%Y%m%dT%H%M%S.%fZ}-{safe_host}-{op}-{secrets.token_hex(2)}.json"
 
 
 def probe_key(when: datetime, host: str) -> str:

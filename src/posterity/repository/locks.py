@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..errors import LockHeld, ObjectExists, ObjectNotFound
 from ..storage import ObjectStore
-from .layout import lock_key
+from .layout import LOCKS_PREFIX, lock_key
 from .owner import identity, owner_is_gone
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _release(store: ObjectStore, key: str, body: dict) -> None:
 
 def list_locks(store: ObjectStore) -> list[dict]:
     out = []
-    for info in store.list("locks/"):
+    for info in store.list(LOCKS_PREFIX):
         held = _read(store, info.key) or {}
         held["key"] = info.key
         out.append(held)

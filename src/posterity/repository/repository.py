@@ -23,6 +23,7 @@ from ..errors import (
     ManifestInvalid,
     ObjectExists,
     ObjectNotFound,
+    PosterityError,
     RepositoryExists,
     RepositoryNotInitialised,
 )
@@ -32,6 +33,9 @@ from ..storage import ObjectStore, choose_part_size
 from . import layout
 from .locks import exclusive_lock
 from .manifest import ArtifactRecord, Manifest
+from .probe import require_repository
+from .records import RecordsMixin
+from .walarchive import WalArchive
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,9 @@ def fingerprint(recipient: str) -> str:
     return "sha256:" + hashlib.sha256(recipient.encode()).hexdigest()[:16]
 
 
-class Repository:
+class Repository(RecordsMixin):
+    """The only door to the store: everything above ``repository/`` goes through it."""
+
     def __init__(self, store: ObjectStore, cache_dir: Path | None = None, lock_ttl: int = 3600) -> None:
         self.store = store
         self.cache_dir = cache_dir
@@ -51,6 +57,11 @@ class Repository:
         self._descriptor: dict[str, Any] | None = None
         #: Local mirror of the audit records (JSON lines), under the state folder.
         self.audit_log: Path | None = cache_dir.parent / "audit.jsonl" if cache_dir is not None else None
+
+    @property
+    def location(self) -> str:
+        """Where the repository is (URL-like, no secrets)."""
+        return self.store.location
 
     # -- descriptor -------------------------------------------------------------------
     def init(self, recipients: list[str]) -> dict[str, Any]:
@@ -70,6 +81,11 @@ class Repository:
             raise RepositoryExists(f"A Posterity repository already exists at {self.store.location}.") from exc
         self._descriptor = desc
         return desc
+
+    def require_initialised(self) -> None:
+        """The store answers and holds a repository, asked afresh (archive_command's dry run,
+        `posterity doctor`): never the cached descriptor."""
+        require_repository(self.store)
 
     def descriptor(self) -> dict[str, Any]:
         if self._descriptor is None:
@@ -126,8 +142,13 @@ class Repository:
         except Exception as exc:  # the orphan is harmless: unlisted, and prune removes it
             log.warning("Could not remove uncommitted payloads (%s); `posterity prune` will.", exc)
 
-    def lock(self, name: str, op: str):
-        return exclusive_lock(self.store, name, op, ttl=self.lock_ttl)
+    def lock(self, name: str, op: str, ttl: int | None = None):
+        """Hold lock ``name`` (create-if-absent, expiring after ``ttl`` or ``[general] lock_ttl``)."""
+        return exclusive_lock(self.store, name, op, ttl=self.lock_ttl if ttl is None else ttl)
+
+    def wal(self, source: str) -> WalArchive:
+        """The WAL archive of ``source`` (push, fetch, list, streaming snapshots)."""
+        return WalArchive(self.store, source)
 
     def audit(self, op: str, result: str, details: dict[str, Any]) -> dict[str, Any]:
         """Write one write-once audit record, and append it to the local JSONL mirror
@@ -156,32 +177,37 @@ class Repository:
 
     # -- reading ----------------------------------------------------------------------
     def manifest_keys(self, source: str | None = None) -> list[str]:
-        prefix = f"backups/{source}/" if source else "backups/"
-        keys = [i.key for i in self.store.list(prefix) if i.key.endswith("/" + layout.MANIFEST)]
-        return [k for k in keys if layout.parse_backup_key(k)]
+        return self.inventory(source).manifest_keys()
 
     def manifests(self, source: str | None = None) -> list[Manifest]:
         """Every committed backup (oldest first)."""
-        def read(key: str) -> Manifest | None:
-            # One damaged manifest must not hide every other backup (list, restore latest).
-            try:
-                return self.read_manifest(key)
-            except ManifestInvalid as exc:
-                log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", exc.message)
-                return None
+        out = []
+        for _, got in self.read_manifests(self.manifest_keys(source)):
+            if isinstance(got, ManifestInvalid):
+                # One damaged manifest must not hide every other backup (list, restore latest).
+                log.warning("Skipping an unreadable manifest: %s Run `posterity verify`.", got.message)
+            elif isinstance(got, PosterityError):
+                raise got
+            else:
+                out.append(got)
+        # Ids have one-second resolution: order by the recorded start time first.
+        out.sort(key=lambda m: (m.started_at, m.id, m.source))
+        return out
 
-        keys = self.manifest_keys(source)
+    def read_manifests(self, keys: list[str]) -> list[tuple[str, Manifest | PosterityError]]:
+        """Each manifest at ``keys``, or the error reading it, in order (list and prune)."""
+        def read(key: str) -> tuple[str, Manifest | PosterityError]:
+            try:
+                return key, self.read_manifest(key)
+            except PosterityError as exc:
+                return key, exc
+
         if len(keys) > 8:  # manifests not in the local cache are one GET each: overlap them
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
-                found = list(pool.map(read, keys))
-        else:
-            found = [read(k) for k in keys]
-        out = [m for m in found if m is not None]
-        # Ids have one-second resolution: order by the recorded start time first.
-        out.sort(key=lambda m: (m.started_at, m.id, m.source))
-        return out
+                return list(pool.map(read, keys))
+        return [read(k) for k in keys]
 
     def read_manifest(self, key: str) -> Manifest:
         cached = self._cache_get(key)

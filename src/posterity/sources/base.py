@@ -49,9 +49,9 @@ class Source(ABC):
     def facts(self) -> dict[str, Any]:
         return {}
 
-    def bind(self, store: Any) -> None:  # noqa: B027 - optional hook
-        """Called with the repository's object store before ``check()``, for sources that
-        need it (a streaming base backup waits until its WAL is stored)."""
+    def bind(self, repo: Any) -> None:  # noqa: B027 - optional hook
+        """Called with the Repository before ``check()``, for sources that need it (a base
+        backup waits until its WAL is in the repository's WAL archive)."""
 
     def by_hand(self, manifest: Any) -> list[str]:
         """Shell commands that restore this backup without Posterity."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from ...errors import DumpFailed, PosterityError
 from ...repository import walnames as wal
+from ...repository.walarchive import WalArchive
 from .tools import connect
 
 log = logging.getLogger(__name__)
@@ -162,11 +163,11 @@ class BasebackupWatch:
 
 
 def wait_in_repository(
-    store: Any, source: str, first: str, last: str, seg_size: int, deadline: float, archiver: Callable[[], str]
+    archive: WalArchive | None, first: str, last: str, seg_size: int, deadline: float, archiver: Callable[[], str]
 ) -> float:
-    """Wait until every segment from ``first`` to ``last`` is complete in ``store``'s archive of
-    ``source``; returns the seconds waited. Raises ``WalNotArchived`` at ``deadline``."""
-    if store is None:
+    """Wait until every segment from ``first`` to ``last`` is complete in ``archive`` (the
+    source's WAL archive); returns the seconds waited. Raises ``WalNotArchived`` at ``deadline``."""
+    if archive is None:
         raise DumpFailed("A base backup needs the repository to check its WAL (internal: not bound).")
     tli = wal.parse_name(last).timeline
     start_tli = wal.parse_name(first).timeline
@@ -174,7 +175,7 @@ def wait_in_repository(
     missing = [wal.segment_name(tli, n, seg_size) for n in range(lo, wal.segno_of(last, seg_size) + 1)]
     t0 = time.monotonic()
     while True:
-        missing = [s for s in missing if not _complete(store, source, s)]
+        missing = [s for s in missing if not archive.complete(s)]
         if not missing:
             return round(time.monotonic() - t0, 3)
         if time.monotonic() >= deadline:
@@ -182,33 +183,28 @@ def wait_in_repository(
             said = archiver()
             raise WalNotArchived(
                 f"The base backup needs WAL {shown}, which did not reach this repository "
-                f"({store.location}, source {source}) in time"
+                f"({archive.location}, source {archive.source}) in time"
                 + (f"; {said}" if said else "")
                 + ". Nothing was committed.",
-                hint=archiving_hint(source),
+                hint=archiving_hint(archive.source),
             )
         time.sleep(0.2)
 
 
-def _complete(store: Any, source: str, segment: str) -> bool:
-    return store.stat(wal.payload_key(source, segment)) is not None and (
-        store.stat(wal.record_key(source, segment)) is not None
-    )
-
-
-def archived_elsewhere(store: Any, source: str, last_archived: str | None) -> str | None:
+def archived_elsewhere(archive: WalArchive | None, last_archived: str | None) -> str | None:
     """The archive_command check by behaviour: the server's newest archived segment must be in
     this repository. Returns a warning, or None (in it, or nothing to judge yet)."""
-    if store is None or not last_archived or len(last_archived) != 24:
+    if archive is None or not last_archived or len(last_archived) != 24:
         return None
+    source = archive.source
     try:
         wal.parse_name(last_archived)
-        if _complete(store, source, last_archived):
+        if archive.complete(last_archived):
             return None
     except (ValueError, PosterityError):
         return None
     return (
-        f"the server reports {last_archived} archived, but this repository ({store.location}) does not hold it "
+        f"the server reports {last_archived} archived, but this repository ({archive.location}) does not hold it "
         f"for source {source}: archive_command does not push here, so base backups will fail. "
         f"Set archive_command = 'posterity wal push --source {source} %p' with this repository's config."
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import RestoreFailed
-from ...operations.parallel_write import stream_limit
+from ...pipeline.budget import stream_limit
 from ...repository import Manifest, Repository
 from .parallel_dump import DATA_KIND, SCHEMA_KIND, default_jobs
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from ...errors import DumpFailed, SourceAuthError, SourceError
 from ...repository import walnames as wal
+from ...repository.walarchive import WalArchive
 from ..base import Artifact, Source
 from .archive_wait import (
     BasebackupWatch,
@@ -74,9 +75,10 @@ class PhysicalSource(Source):
         super().__init__(name, config)
         self.dsn = config.dsn.get_secret_value()
         self._facts: dict[str, Any] = {}
+        self._wal: WalArchive | None = None
 
-    def bind(self, store: Any) -> None:
-        self._store = store
+    def bind(self, repo: Any) -> None:
+        self._wal = repo.wal(self.name)
 
     def check(self) -> dict[str, Any]:
         with connect(self.dsn) as conn:
@@ -127,7 +129,7 @@ class PhysicalSource(Source):
         if self.config.wal == "archive":
             # Judged by what archiving does (the newest archived segment is in this
             # repository), not by the command's text: wrapper scripts are fine.
-            elsewhere = archived_elsewhere(getattr(self, "_store", None), self.name, last_archived)
+            elsewhere = archived_elsewhere(self._wal, last_archived)
             if elsewhere:
                 log.warning("WAL archiving of %s: %s", where, elsewhere)
         self._facts.update(facts)
@@ -252,7 +254,7 @@ class PhysicalSource(Source):
         first, last = facts.get("wal_start_segment") or facts["wal_stop_segment"], facts["wal_stop_segment"]
         try:
             facts["archived_wait_seconds"] = wait_in_repository(
-                getattr(self, "_store", None), self.name, first, last, seg_size, watch.deadline(),
+                self._wal, first, last, seg_size, watch.deadline(),
                 lambda: self._archiver_text(watch),
             )
         except WalNotArchived as exc:

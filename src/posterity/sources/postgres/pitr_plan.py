@@ -30,8 +30,7 @@ from typing import Any
 from ...errors import BackupNotFound, ConfigError, ObjectNotFound, RestoreTargetError
 from ...repository import Manifest
 from ...repository import walnames as wal
-from ...repository.walarchive import ArchivedFile, ArchiveListing, list_archive, read_history
-from ...storage import ObjectStore
+from ...repository.walarchive import ArchivedFile, ArchiveListing, WalArchive
 
 PHYSICAL = "postgres-physical"
 
@@ -117,7 +116,7 @@ class Plan:
     newest: str | None
     notes: list[str] = field(default_factory=list)
     tail: str | None = None  # a streaming snapshot recovery reads after the last segment
-    store: Any = None  # where the plan was made (the tail is looked up again if superseded)
+    archive: WalArchive | None = None  # where the plan was made (the tail is looked up again if superseded)
 
     def to_dict(self) -> dict[str, Any]:
         return {"backup": self.manifest.id, "recovery_timeline": self.timeline, "wal_first": self.segments[0] if self.segments else None,
@@ -169,7 +168,7 @@ def choose_base(manifests: list[Manifest], ref: str, target: Target, source: str
     return max(fitting, key=lambda m: (_stop_lsn(m), m.id))
 
 
-def choose_timeline(store: ObjectStore, source: str, listing: ArchiveListing, base: Manifest, target: Target,
+def choose_timeline(archive: WalArchive, listing: ArchiveListing, base: Manifest, target: Target,
                     identities: list, backup_timelines: set[int] | None = None,
                     notes: list[str] | None = None) -> tuple[int, list[wal.TimelineEntry]]:
     """The timeline recovery follows, and its history from the base backup on.
@@ -196,8 +195,8 @@ def choose_timeline(store: ObjectStore, source: str, listing: ArchiveListing, ba
         if tli < base_tli:
             continue
         if tli > 1 and not listing.has(f"{tli:08X}.history"):
-            raise WalGap(f"The history file {tli:08X}.history of timeline {tli} is not in the archive of {source!r}.")
-        chain = wal.chain_from(read_history(store, source, tli, identities), base_tli, stop)
+            raise WalGap(f"The history file {tli:08X}.history of timeline {tli} is not in the archive of {archive.source!r}.")
+        chain = wal.chain_from(archive.read_history(tli, identities), base_tli, stop)
         if chain is not None:
             chosen = (tli, chain)
             break
@@ -208,18 +207,18 @@ def choose_timeline(store: ObjectStore, source: str, listing: ArchiveListing, ba
     if chosen is None:
         chosen = (base_tli, [wal.TimelineEntry(base_tli, 0, None)])
     if notes is not None:
-        notes.extend(_siblings(store, source, with_history, base, chosen[0], identities))
+        notes.extend(_siblings(archive, with_history, base, chosen[0], identities))
     return chosen
 
 
-def _siblings(store: ObjectStore, source: str, timelines: set[int], base: Manifest, followed: int,
+def _siblings(archive: WalArchive, timelines: set[int], base: Manifest, followed: int,
               identities: list) -> list[str]:
     """Notes on the other archived timelines that also continue from ``base``."""
     base_tli = int(base.facts.get("timeline") or 1)
     out: list[str] = []
     for tli in sorted(t for t in timelines if t > base_tli and t != followed):
         try:
-            history = read_history(store, source, tli, identities)
+            history = archive.read_history(tli, identities)
         except Exception:  # a damaged history file of a branch not followed: not this restore's business
             continue
         chain = wal.chain_from(history, base_tli, _stop_lsn(base))
@@ -253,7 +252,7 @@ def _tail(listing: ArchiveListing, chain: list[wal.TimelineEntry], after: int, s
     return max(snaps, key=lambda f: wal.stream_length(f.name)) if snaps else None
 
 
-def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target, identities: list,
+def plan_restore(archive: WalArchive, base: Manifest, target: Target, identities: list,
                  backup_timelines: set[int] | None = None) -> Plan:
     """Decide what the restore reads and check that all of it is archived.
 
@@ -261,9 +260,10 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
     :func:`choose_timeline`)."""
     facts = base.facts
     size = int(facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE)
-    listing = list_archive(store, source)
+    source = archive.source
+    listing = archive.listing()
     notes: list[str] = []
-    tli, chain = choose_timeline(store, source, listing, base, target, identities, backup_timelines, notes)
+    tli, chain = choose_timeline(archive, listing, base, target, identities, backup_timelines, notes)
     start = wal.segno_of(facts["wal_start_segment"], size)
     minimum = wal.segno_of(facts["wal_stop_segment"], size)
     newest = _newest_on_chain(listing, chain, start, size)
@@ -311,4 +311,4 @@ def plan_restore(store: ObjectStore, source: str, base: Manifest, target: Target
     # LSN target in the newest segment (the record at the target may end in the next one).
     use_tail = tail is not None and end == newest and segments[-1] == newest_name
     return Plan(base, source, tli, chain, segments, size, newest_name, notes=notes,
-                tail=tail.name if use_tail and tail else None, store=store)
+                tail=tail.name if use_tail and tail else None, archive=archive)

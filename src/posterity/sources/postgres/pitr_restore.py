@@ -43,7 +43,7 @@ from ...errors import (
     RestoreFailed,
 )
 from ...repository import Repository
-from ...repository.walarchive import fetch_bytes, write_file
+from ...repository.walarchive import write_file
 from .pitr_owner import check_readable_by, os_owner, posterity_command, verify_files
 from .pitr_plan import Plan, Target
 from .pitr_target import (
@@ -90,11 +90,11 @@ class PitrRequest:
 
 def prefetch(repo: Repository, plan: Plan, identities: list, staging: Path, progress=None) -> int:
     """Fetch, verify and decrypt every planned segment into ``staging``; returns bytes."""
-    store = repo.store
+    archive = repo.wal(plan.source)
     expected_sysid = plan.manifest.facts.get("system_identifier")
 
     def one(name: str) -> int:
-        raw, record = fetch_bytes(store, plan.source, name, identities)
+        raw, record = archive.fetch_bytes(name, identities)
         sysid = record.get("system_identifier")
         if expected_sysid and sysid and str(sysid) != str(expected_sysid):
             raise IdentityMismatch(
@@ -120,7 +120,7 @@ def _fetch_tail(plan: Plan, one, staging: Path) -> int:
     crash (pg_receivewal had zero-filled the file). If the streamer superseded the snapshot
     since the plan, the newest one now stored is used — or the segment itself, once whole.
     """
-    from ...repository.walarchive import WalNotArchived, list_archive
+    from ...repository.walarchive import WalNotArchived
     from ...repository.walnames import stream_length
 
     assert plan.tail is not None
@@ -131,7 +131,8 @@ def _fetch_tail(plan: Plan, one, staging: Path) -> int:
             size = one(name)
             break
         except WalNotArchived:
-            listing = list_archive(plan.store, plan.source)
+            assert plan.archive is not None
+            listing = plan.archive.listing()
             if listing.has(segment):
                 name = segment
                 continue

@@ -22,6 +22,9 @@ disk when the streamer is down for long: ``max_slot_wal_keep_size`` bounds it.
 
 One streamer per source: an exclusive lock on the local folder, and the slot itself (the
 server allows one active connection per slot).
+
+This module is the supervisor (the pg_receivewal process, restarts, alerts, the state
+file); the slot is ``walstream_slot.py``, storing files and snapshots ``walstream_snapshot.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -43,26 +45,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError, LockHeld, PosterityError, SourceError, StorageError
-from ...repository import walarchive
-from ...repository import walnames as wal
-from ...storage import ObjectStore
+from ...errors import PosterityError
+from ...repository.walarchive import WalArchive, write_file
 from .physical_config import PhysicalConfig
-from .tools import client_env, connect, describe, require_client
+from .tools import client_env, describe, require_client
+from .walstream_slot import StreamerBusy, drop_slot, ensure_slot, server_facts, slot_info
+from .walstream_snapshot import _COMPLETE, SnapshotSweeper
 
 log = logging.getLogger(__name__)
 
-_COMPLETE = re.compile(r"^([0-9A-F]{24}|[0-9A-F]{8}\.history)$")
-_PARTIAL = re.compile(r"^([0-9A-F]{24})\.partial$")
+__all__ = [
+    "_COMPLETE",
+    "StreamerBusy",
+    "WalStreamer",
+    "drop_slot",
+    "ensure_slot",
+    "read_state",
+    "server_facts",
+    "slot_info",
+    "state_file",
+    "stream_directory",
+]
+
 RESTART_BACKOFF = (1, 2, 5, 10, 30)
 ALERT_AFTER = 60.0  # seconds of continuous errors before the streamer alerts
-SETTLE_NS = 100_000_000  # a partial file written less than 0.1 s ago is read again next turn
-
-
-class StreamerBusy(LockHeld):
-    """Another streamer already runs for this source."""
-
-    default_hint = "Stop the other `posterity wal stream` (or daemon) first; one streamer per source."
 
 
 @dataclass
@@ -105,101 +111,15 @@ def stream_directory(cfg: PhysicalConfig, state_dir: Path, source: str) -> Path:
     return Path(cfg.stream_directory) if cfg.stream_directory else state_dir / "walstream" / source
 
 
-# -- the slot --------------------------------------------------------------------------------
-
-
-def server_facts(dsn: str) -> dict[str, Any]:
-    """Version, system identifier and replication settings, checked for streaming."""
-    with connect(dsn) as conn:
-        row = conn.execute(
-            "select current_setting('server_version_num')::int, current_setting('wal_level'), "
-            "current_setting('max_wal_senders')::int, "
-            "(select rolreplication or rolsuper from pg_roles where rolname = current_user)"
-        ).fetchone()
-        assert row is not None
-        try:
-            sysid_row = conn.execute("select system_identifier::text from pg_control_system()").fetchone()
-            sysid = sysid_row[0] if sysid_row else None
-        except Exception:  # pg_control_system() may be revoked from this role: the id is informational
-            sysid = None
-    version_num, wal_level, senders, can_replicate = row
-    where = describe(dsn)
-    if version_num < 150000:
-        # Older pg_receivewal starts at the server's current position, not the slot's, when its
-        # folder is empty: WAL the slot kept would be skipped, leaving a gap.
-        raise SourceError(f"{where} runs PostgreSQL {version_num // 10000}; streaming mode needs 15 or newer.",
-                          hint='Use wal = "archive" (archive_command) for this server.')
-    if not can_replicate:
-        raise SourceError(f"The role connecting to {where} has no REPLICATION privilege; streaming WAL needs it.",
-                          hint="ALTER ROLE <user> REPLICATION; and allow it in pg_hba.conf (a 'replication' line).")
-    if wal_level == "minimal" or senders < 1:
-        raise SourceError(f"{where} cannot stream WAL (wal_level = {wal_level}, max_wal_senders = {senders}).",
-                          hint="Set wal_level = replica and max_wal_senders >= 2 (one for the streamer, one for "
-                          "base backups), then restart PostgreSQL.")
-    return {"server_version_num": version_num, "system_identifier": sysid}
-
-
-def slot_info(dsn: str, slot: str) -> dict[str, Any] | None:
-    """The slot's state on the server, or None when it does not exist."""
-    with connect(dsn) as conn:
-        row = conn.execute(
-            "select slot_type, active, active_pid, restart_lsn::text, wal_status, "
-            "case when pg_is_in_recovery() then null "
-            "else pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint end "
-            "from pg_replication_slots where slot_name = %s", (slot,)
-        ).fetchone()
-    if row is None:
-        return None
-    return {"slot": slot, "type": row[0], "active": row[1], "active_pid": row[2], "restart_lsn": row[3],
-            "wal_status": row[4], "retained_bytes": row[5]}
-
-
-def ensure_slot(dsn: str, slot: str) -> dict[str, Any]:
-    """Create the physical slot (reserving WAL from now) unless it exists; its state."""
-    info = slot_info(dsn, slot)
-    if info is None:
-        with connect(dsn) as conn:
-            try:
-                conn.execute("select pg_create_physical_replication_slot(%s, true)", (slot,))
-            except Exception as exc:  # a race with another creator is fine; anything else is reported
-                if slot_info(dsn, slot) is None:
-                    raise SourceError(f"Could not create the replication slot {slot!r} on {describe(dsn)}: {exc}",
-                                      hint="Check max_replication_slots and that the role has REPLICATION.") from exc
-        log.info("Created the physical replication slot %s on %s.", slot, describe(dsn))
-        info = slot_info(dsn, slot)
-        assert info is not None
-    elif info["wal_status"] == "lost":
-        raise SourceError(
-            f"The replication slot {slot!r} on {describe(dsn)} is invalidated (wal_status lost): the server removed "
-            "WAL it had kept for it, so the archive stops at the last stored segment.",
-            hint="Drop the slot (`posterity wal stream --drop-slot`), move the stream folder's .partial file aside, "
-            "start the streamer again, and take a new base backup: restores cannot cross the gap.")
-    elif info["type"] != "physical":
-        raise ConfigError(f"The replication slot {slot!r} on {describe(dsn)} is a {info['type']} slot, not physical.",
-                          hint="Choose another name with slot = \"...\" in the source's section.")
-    return info
-
-
-def drop_slot(dsn: str, slot: str) -> bool:
-    """Drop the slot (the server then stops keeping WAL for it); False when it did not exist."""
-    info = slot_info(dsn, slot)
-    if info is None:
-        return False
-    if info["active"]:
-        raise StreamerBusy(f"The replication slot {slot!r} is in use (pid {info['active_pid']}); not dropped.")
-    with connect(dsn) as conn:
-        conn.execute("select pg_drop_replication_slot(%s)", (slot,))
-    return True
-
 
 # -- the streamer ----------------------------------------------------------------------------
 
 
-class WalStreamer:
-    def __init__(self, store: ObjectStore, source: str, cfg: PhysicalConfig, stages: Any, state_dir: Path,
+class WalStreamer(SnapshotSweeper):
+    def __init__(self, archive: WalArchive, cfg: PhysicalConfig, stages: Any, state_dir: Path,
                  alert: Callable[[str, str, str], Any] | None = None) -> None:
-        self.store = store
-        self.source = source
+        self.archive = archive
+        source = self.source = archive.source
         self.cfg = cfg
         self.stages = stages
         self.dsn = cfg.dsn.get_secret_value()
@@ -335,98 +255,6 @@ class WalStreamer:
             proc.kill()
             proc.wait()
 
-    # -- storing -----------------------------------------------------------------------------
-    def sweep(self) -> int:
-        """Store completed files, then snapshot the segment being written; how many were stored."""
-        try:
-            names = sorted(os.listdir(self.directory))
-        except OSError as exc:
-            self._error(f"Cannot list {self.directory}: {exc.strerror}")
-            return 0
-        stored = 0
-        done = [n for n in names if _COMPLETE.match(n)]
-        for name in done:
-            if not self._store_complete(name):
-                break  # keep order: a failed segment is retried before any later one
-            stored += 1
-        self.state.backlog = len(done) - stored
-        for name in names:
-            if _PARTIAL.match(name) and self.state.backlog == 0:
-                self._snapshot_partial(name)
-        self.state.updated_at = datetime.now(UTC).isoformat()
-        self._write_state()
-        return stored
-
-    def _store_complete(self, name: str) -> bool:
-        path = self.directory / name
-        try:
-            raw = path.read_bytes()
-            res = walarchive.push_bytes(self.store, self.source, name, raw, self.stages, sysid=self.sysid,
-                                        mtime=_mtime(path))
-        except FileNotFoundError:
-            return True
-        except (PosterityError, OSError) as exc:
-            msg = exc.message if isinstance(exc, PosterityError) else str(exc)
-            self._error(f"Storing streamed WAL file {name} failed (kept in {self.directory}, retried): {msg}")
-            return False
-        path.unlink(missing_ok=True)
-        log.debug("Stored streamed %s (%s).", name, res.status)
-        if len(name) == 24:
-            self.state.segments_stored += 1
-            self.state.last_segment = name
-            self.state.last_segment_at = datetime.now(UTC).isoformat()
-            self._seen.pop(name + ".partial", None)
-            old = self._snapshot.pop(name, None)
-            if old is not None:
-                self._delete_snapshot(old[1])
-        return True
-
-    def _snapshot_partial(self, fname: str) -> None:
-        path = self.directory / fname
-        segment = fname[:24]
-        try:
-            st = path.stat()
-            if self._seen.get(fname) == (st.st_mtime_ns, st.st_size):
-                return
-            data = path.read_bytes()
-            after = path.stat()
-        except FileNotFoundError:
-            return  # completed meanwhile: the next sweep stores it whole
-        except OSError as exc:
-            self._error(f"Cannot read {path}: {exc.strerror}")
-            return
-        # Looked at for good only if nothing was written during the read, nor so recently that a
-        # later write could share the same coarse mtime; otherwise it is read again next turn.
-        settled = (after.st_mtime_ns, after.st_size) == (st.st_mtime_ns, st.st_size) and \
-            time.time_ns() - after.st_mtime_ns > SETTLE_NS
-        seen = (st.st_mtime_ns, st.st_size) if settled else None
-        written = data.rstrip(b"\0")  # pg_receivewal zero-fills the file first; the zeros come back on restore
-        prev = self._snapshot.get(segment)
-        if not written or (prev is not None and len(written) <= prev[0]):
-            if seen:
-                self._seen[fname] = seen
-            return
-        name = wal.stream_name(segment, len(written))
-        try:
-            walarchive.push_bytes(self.store, self.source, name, written, self.stages, sysid=self.sysid)
-        except PosterityError as exc:
-            self._error(f"Storing a snapshot of {segment} failed (retried): {exc.message}")
-            return
-        if seen:
-            self._seen[fname] = seen
-        self._snapshot[segment] = (len(written), name)
-        self.state.last_snapshot = name
-        self.state.last_snapshot_at = datetime.now(UTC).isoformat()
-        if prev is not None:
-            self._delete_snapshot(prev[1])
-
-    def _delete_snapshot(self, name: str) -> None:
-        """Best effort: a superseded snapshot left behind (bucket lock, outage) is pruned later."""
-        try:
-            self.store.delete([wal.payload_key(self.source, name), wal.record_key(self.source, name)])
-        except (PosterityError, StorageError) as exc:
-            log.debug("Could not delete superseded snapshot %s: %s", name, exc)
-
     def _end_turn(self) -> None:
         """Alert once when errors have lasted ALERT_AFTER seconds, and once when they stop."""
         now = time.monotonic()
@@ -457,16 +285,9 @@ class WalStreamer:
     def _write_state(self) -> None:
         try:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            walarchive.write_file(self.state_path, json.dumps(self.state.to_dict(), indent=1).encode())
+            write_file(self.state_path, json.dumps(self.state.to_dict(), indent=1).encode())
         except OSError as exc:
             log.debug("Cannot write %s: %s", self.state_path, exc)
-
-
-def _mtime(path: Path) -> str | None:
-    try:
-        return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
-    except OSError:
-        return None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
