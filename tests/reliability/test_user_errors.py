@@ -139,3 +139,26 @@ def test_walfast_push_refuses_a_memory_repository_instead_of_losing_wal(local_se
                        check=False, timeout=60)
     assert p.returncode == 2, p
     assert "repository.url: Value error, memory:// keeps backups in the process's memory" in p.stderr, p
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="needs root to run the command as the postgres user")
+@pytest.mark.parametrize("entry", ["posterity", "posterity-wal"])
+def test_a_config_postgres_cannot_read_is_named_with_the_user_and_a_hint(entry: str):
+    """archive_command runs as postgres: a config only root can read is a configuration error
+    naming the user and the fix (both entry points), not "unexpected PermissionError"."""
+    work = Path(tempfile.mkdtemp(prefix="posterity-cfgperm-"))
+    work.chmod(0o755)
+    e = Env(work)
+    e.write_config("postgresql://replicator@127.0.0.1:1/postgres")
+    e.config.chmod(0o600)  # root's, unreadable by postgres
+    seg = work / "000000010000000000000001"
+    seg.write_bytes(b"\0" * (1 << 16))
+    chown_owner(seg)
+    command = str(Path(e.command).with_name(entry))
+    args = ["push", "-c", str(e.config)] if entry == "posterity-wal" else ["-c", str(e.config), "wal", "push"]
+    p = subprocess.run(["runuser", "-u", "postgres", "--", command, *args, "--source", "pitr", str(seg)],
+                       capture_output=True, text=True, cwd=work, check=False)
+    assert p.returncode == 2, p
+    assert f"Cannot read {e.config}: Permission denied (this runs as user postgres)." in p.stderr, p
+    assert "chmod 640" in p.stderr.split("hint:")[1], p
+    assert "unexpected" not in p.stderr

@@ -53,7 +53,7 @@ EPILOG = "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), envvar="POSTERITY_CONFIG",
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False, readable=False), envvar="POSTERITY_CONFIG",
               help="posterity.toml to use (default: $POSTERITY_CONFIG, then ./posterity.toml).")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable JSON output.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")

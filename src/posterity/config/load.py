@@ -131,6 +131,14 @@ def load_config(explicit: str | Path | None = None) -> tuple[Config, Path]:
     path = find_config(explicit)
     try:
         raw = path.read_bytes()
+    except PermissionError as exc:
+        import getpass
+
+        raise ConfigError(
+            f"Cannot read {path}: {exc.strerror} (this runs as user {getpass.getuser()}).",
+            hint="Let that user read the file: e.g. `chgrp postgres FILE && chmod 640 FILE` when "
+            "PostgreSQL's archive_command or restore_command reads it (see README, Install on a server).",
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from exc
     try:
