@@ -26,6 +26,7 @@ from ...errors import RestoreFailed
 from ...pipeline.budget import stream_limit
 from ...repository import Manifest, Repository
 from .parallel_dump import DATA_KIND, SCHEMA_KIND, default_jobs
+from .restore_stream import stream_into
 
 
 def is_split(manifest: Manifest) -> bool:
@@ -79,25 +80,17 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
     def load(art) -> None:
         if stop.is_set():
             return
-        errf = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf, env=env)
-        with lock:
-            procs[id(art)] = proc
-        assert proc.stdin is not None
+        proc: subprocess.Popen | None = None
+
+        def started(p: subprocess.Popen) -> None:
+            nonlocal proc
+            proc = p
+            with lock:
+                procs[id(art)] = p
+
         try:
-            try:
-                repo.read_artifact(art, _Into(proc.stdin, tap), identities)
-                proc.stdin.close()
-            except BrokenPipeError:
-                proc.wait()
-                raise RestoreFailed(f"pg_restore of {art.name} stopped early: {_tail(errf)}") from None
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            rc = proc.wait()
-            if rc != 0 and not stop.is_set():
-                raise RestoreFailed(f"pg_restore of {art.name} failed (exit {rc}): {_tail(errf)}")
+            stream_into(repo, art, identities, argv, env, tap, what=f"pg_restore of {art.name}",
+                        started=started, stopped=stop.is_set)
         except BaseException as exc:
             with lock:
                 if not stop.is_set():  # the root cause; the loads killed below fail after it
@@ -108,7 +101,6 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
                             other.kill()
             raise
         finally:
-            errf.close()
             with lock:
                 procs.pop(id(art), None)
 
@@ -117,20 +109,6 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
     errors = [e for e in (f.exception() for f in futures) if e is not None]
     if first or errors:
         raise (first or errors)[0]
-
-
-class _Into:
-    def __init__(self, fh, tap) -> None:
-        self.fh = fh
-        self.tap = tap
-
-    def write(self, b) -> int:
-        n = self.fh.write(b)
-        self.tap(len(b))
-        return n
-
-    def flush(self) -> None:
-        self.fh.flush()
 
 
 class _SharedTap:
@@ -149,9 +127,3 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         raise RestoreFailed(f"pg_restore failed (exit {proc.returncode}): {' | '.join(lines[-5:])}")
-
-
-def _tail(fh) -> str:
-    fh.seek(0)
-    lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
-    return " | ".join(lines[-5:]) or "no message"

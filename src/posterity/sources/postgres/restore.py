@@ -36,6 +36,7 @@ from ...repository import Manifest, Repository
 from .archive_database import quote_ident, read_database_info
 from .logical import DUMP_KIND, USER_TABLES
 from .restore_roles import RolesResult, restore_globals
+from .restore_stream import Tap, stream_into
 from .restore_target import (
     apply_properties,
     build_name,
@@ -146,7 +147,7 @@ def restore_logical(
             staged = _stage(repo, dump, identities, req, progress)
             _run([*argv, f"--jobs={req.jobs}", str(staged)], env, None)
         else:
-            _stream_into(repo, dump, identities, argv, env, progress)
+            stream_into(repo, dump, identities, argv, env, progress)
         req.warnings.extend(apply_properties(req.dsn, into, info, owner=req.with_roles and not req.no_owner,
                                              privileges=not req.no_owner))
         counts = None
@@ -214,7 +215,7 @@ def _stage(repo: Repository, dump, identities: list, req: PostgresRestore, progr
     path = Path(name)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            repo.read_artifact(dump, _Tap(fh, progress), identities)
+            repo.read_artifact(dump, Tap(fh, progress), identities)
     except OSError as exc:
         path.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -233,54 +234,11 @@ def _stage(repo: Repository, dump, identities: list, req: PostgresRestore, progr
     return path
 
 
-class _Tap:
-    def __init__(self, fh, progress) -> None:
-        self.fh = fh
-        self.progress = progress
-
-    def write(self, b) -> int:
-        n = self.fh.write(b)
-        if self.progress:
-            self.progress(len(b))
-        return n
-
-    def flush(self) -> None:
-        self.fh.flush()
-
-
-def _stream_into(repo: Repository, dump, identities: list, argv: list[str], env: dict[str, str], progress) -> None:
-    errf = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=errf, stdout=subprocess.DEVNULL, env=env)
-    assert proc.stdin is not None
-    try:
-        try:
-            repo.read_artifact(dump, _Tap(proc.stdin, progress), identities)
-            proc.stdin.close()
-        except BrokenPipeError:
-            proc.wait()
-            raise RestoreFailed(f"pg_restore stopped early: {_tail(errf)}") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        rc = proc.wait()
-        if rc != 0:
-            raise RestoreFailed(f"pg_restore failed (exit {rc}): {_tail(errf)}")
-    finally:
-        errf.close()
-
-
 def _run(argv: list[str], env: dict[str, str], stdin) -> None:
     proc = subprocess.run(argv, env=env, stdin=stdin, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         raise RestoreFailed(f"pg_restore failed (exit {proc.returncode}): {' | '.join(lines[-5:])}")
-
-
-def _tail(fh) -> str:
-    fh.seek(0)
-    lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
-    return " | ".join(lines[-5:]) or "no message"
 
 
 def _drop(dsn: str, dbname: str) -> None:
