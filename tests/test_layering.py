@@ -220,3 +220,10 @@ def _key_literals(path: Path) -> list[str]:
 def test_keys_are_spelled_only_in_the_layout():
     offenders = [hit for m, p in MODULES.items() if m not in LAYOUT_MODULES for hit in _key_literals(p)]
     assert offenders == []
+
+
+def test_command_modules_never_import_the_cli_entry_point():
+    # cli/main.py registers every command module (by name, through importlib); a command
+    # module that imported main back would be a cycle this graph cannot see.
+    offenders = sorted(m for m, targets in GRAPH.items() if _in(m, "posterity.cli") and "posterity.cli.main" in targets)
+    assert offenders == []

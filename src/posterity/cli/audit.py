@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from .main import json_option, pass_state
+from .common import json_option, pass_state
 from .render import emit_json, table
 
 

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .main import pass_state
+from .common import pass_state
 
 
 @click.command("daemon")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import json_option, pass_state
+from .common import json_option, pass_state
 from .render import emit_json
 
 

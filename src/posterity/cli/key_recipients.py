@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .main import json_option, pass_state
+from .common import json_option, pass_state
 from .render import emit_json
 
 REASON = click.option("--reason", default="", help="Why (kept in the version record and the audit log).")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .main import json_option, pass_state
+from .common import json_option, pass_state
 from .render import BarProgress, emit_json, human_duration, human_size
 
 

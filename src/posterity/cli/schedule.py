@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .main import json_option, pass_state
+from .common import json_option, pass_state
 from .render import emit_json, table
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import pass_state
+from .common import pass_state
 
 
 @click.command("unlock")

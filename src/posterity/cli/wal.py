@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .main import json_option, pass_state
+from .common import json_option, pass_state
 
 FETCH_NOT_FOUND = 1
 FETCH_FATAL = 126
