@@ -9,6 +9,8 @@
 - No import cycles among modules, counting imports inside functions (a lazy import hides a
   cycle, it does not remove it) but not ``if TYPE_CHECKING:`` blocks, and not a submodule's
   own package (``from . import views`` runs the package first, which is not a cycle).
+- No module is over ``MAX_LINES`` (400) lines, except those in ``SIZE_EXCEPTIONS``; an entry
+  whose module is back under the limit fails the test, like ``STORAGE_EXCEPTIONS``.
 """
 
 from __future__ import annotations
@@ -227,3 +229,27 @@ def test_command_modules_never_import_the_cli_entry_point():
     # module that imported main back would be a cycle this graph cannot see.
     offenders = sorted(m for m, targets in GRAPH.items() if _in(m, "posterity.cli") and "posterity.cli.main" in targets)
     assert offenders == []
+
+
+MAX_LINES = 400
+
+# module path under src/ -> why it is still over MAX_LINES (remove the entry once it is split).
+SIZE_EXCEPTIONS: dict[str, str] = {
+    "posterity/sources/meilisearch/restore.py": "being split by another branch (issue 15)",
+    "posterity/sources/meilisearch/source.py": "split next on this branch (issue 15)",
+    "posterity/pipeline/stages.py": "split next on this branch (issue 15)",
+    "posterity/sources/files/scan.py": "split next on this branch (issue 15)",
+}
+
+
+def _line_counts() -> dict[str, int]:
+    return {p.relative_to(SRC).as_posix(): len(p.read_text().splitlines()) for p in MODULES.values()}
+
+
+def test_no_module_is_over_the_line_limit_except_listed():
+    # Issue 15: a module a maintainer can read in one sitting; split by responsibility instead.
+    counts = _line_counts()
+    over = {path: n for path, n in counts.items() if n > MAX_LINES}
+    assert sorted(set(over) - set(SIZE_EXCEPTIONS)) == [], f"over {MAX_LINES} lines: {over}"
+    stale = sorted(set(SIZE_EXCEPTIONS) - set(over))
+    assert stale == [], f"no longer over {MAX_LINES} lines (or gone): remove from SIZE_EXCEPTIONS: {stale}"

@@ -16,8 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .fingerprints import fingerprint
 from .meili import SKIPPED, MeiliDemo
-from .sample_data import fingerprint, load_sample
+from .sample_data import load_sample
 
 
 def _run(args: list[str], cwd: Path, capture: bool = False) -> str:
