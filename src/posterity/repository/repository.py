@@ -28,7 +28,7 @@ from ..errors import (
     RepositoryNotInitialised,
 )
 from ..pipeline import Stages, decode_to, encode
-from ..pipeline.stages import BinarySink
+from ..pipeline.decode import BinarySink
 from ..storage import ObjectStore, choose_part_size
 from . import layout
 from .locks import exclusive_lock

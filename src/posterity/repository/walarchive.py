@@ -44,7 +44,8 @@ from ..errors import (
     PosterityError,
     StorageError,
 )
-from ..pipeline.stages import Stages, encode_bytes
+from ..pipeline.encode import encode_bytes
+from ..pipeline.stages import Stages
 from ..storage import ObjectInfo, ObjectStore
 from . import walnames as wal
 
