@@ -237,7 +237,6 @@ MAX_LINES = 400
 SIZE_EXCEPTIONS: dict[str, str] = {
     "posterity/sources/meilisearch/restore.py": "being split by another branch (issue 15)",
     "posterity/sources/meilisearch/source.py": "split next on this branch (issue 15)",
-    "posterity/sources/files/scan.py": "split next on this branch (issue 15)",
 }
 
 

@@ -1,4 +1,4 @@
-"""Walk the configured paths: excludes, per-file records, the content digest.
+"""Walk the configured paths (sorted, depth first), hash files, and count warnings.
 
 The walk is depth-first in sorted name order, so two walks of an unchanged tree yield the
 same records in the same order, and the digest of those records says "nothing changed"
@@ -18,178 +18,33 @@ What is an error and what is a warning (the rule pgBackRest and restic follow):
 from __future__ import annotations
 
 import errno
-import grp
 import hashlib
-import json
 import logging
 import os
-import pwd
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from ...errors import SourceError
+from .entries import (
+    DIR,
+    FILE,
+    HARDLINK,
+    SYMLINK,
+    Entry,
+    classify,
+    digest,
+    entry_from_stat,
+    member_name,
+    special_kind,
+)
+from .excludes import Excluder
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_WARNINGS = 100
-DIGEST_VERSION = "posterity-files-v1"
-
-FILE, DIR, SYMLINK, HARDLINK = "file", "dir", "symlink", "hardlink"
-
-
-# -- excludes -------------------------------------------------------------------------
-
-
-def _translate(pattern: str) -> str:
-    """A glob as a regex: ``**`` spans folders, ``*`` and ``?`` stay within one name."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            j = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-                i += 1
-            else:
-                body = pattern[i + 1 : j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return "".join(out)
-
-
-class Excluder:
-    """Exclude patterns: without a ``/`` a pattern matches a name at any depth (``*.tmp``);
-    with one it matches the absolute path (anchored when it starts with ``/``, otherwise at
-    any depth, so ``**/cache/**`` and ``cache/**`` both skip every cache folder's content).
-    A trailing ``/`` limits a pattern to folders."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        self.rules: list[tuple[re.Pattern[str], bool, bool]] = []  # (regex, on_name, dirs_only)
-        for raw in patterns:
-            p = raw.strip()
-            dirs_only = p.endswith("/") and len(p) > 1
-            p = p.rstrip("/") or "/"
-            if "/" not in p:
-                self.rules.append((re.compile(_translate(p), re.S), True, dirs_only))
-            elif p.startswith("/"):
-                self.rules.append((re.compile(_translate(p), re.S), False, dirs_only))
-            else:
-                self.rules.append((re.compile("/(?:.*/)?" + _translate(p), re.S), False, dirs_only))
-
-    def __call__(self, path: str, is_dir: bool) -> bool:
-        name = path.rsplit("/", 1)[-1]
-        for rx, on_name, dirs_only in self.rules:
-            if dirs_only and not is_dir:
-                continue
-            if rx.fullmatch(name if on_name else path):
-                return True
-        return False
-
-
-# -- records --------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1024)
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return ""
-
-
-@lru_cache(maxsize=1024)
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return ""
-
-
-def member_name(path: str) -> str:
-    """The tar member name of an absolute path: the path without the leading ``/``."""
-    return path.lstrip("/")
-
-
-@dataclass
-class Entry:
-    """One file's metadata as the manifest records it (content only as a sha256)."""
-
-    path: str  # member name: absolute path without the leading /
-    type: str
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int
-    size: int = 0
-    sha256: str = ""
-    target: str = ""  # symlink target, or the member name a hard link points to
-
-    def record(self) -> dict[str, Any]:
-        r: dict[str, Any] = {
-            "path": self.path,
-            "type": self.type,
-            "size": self.size,
-            "mode": f"{self.mode:04o}",
-            "uid": self.uid,
-            "gid": self.gid,
-            "user": user_name(self.uid),
-            "group": group_name(self.gid),
-            "mtime_ns": self.mtime_ns,
-        }
-        if self.type in (FILE, HARDLINK):
-            r["sha256"] = self.sha256
-        if self.type in (SYMLINK, HARDLINK):
-            r["target"] = self.target
-        return r
-
-
-def entry_from_stat(name: str, st: os.stat_result, kind: str) -> Entry:
-    return Entry(
-        path=name,
-        type=kind,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        mtime_ns=st.st_mtime_ns,
-        size=st.st_size if kind == FILE else 0,
-    )
-
-
-def digest(roots: list[str], records: list[dict[str, Any]]) -> str:
-    """The content digest: paths, types, sizes, modes, owners, mtimes, sha256s and link targets.
-
-    User and group *names* are left out (they are lookups on the backup host, not content).
-    """
-    h = hashlib.sha256()
-    h.update(f"{DIGEST_VERSION}\n".encode())
-    h.update((json.dumps(roots) + "\n").encode())
-    for r in records:
-        core = {k: v for k, v in r.items() if k not in ("user", "group")}
-        h.update((json.dumps(core, sort_keys=True) + "\n").encode())
-    return "sha256:" + h.hexdigest()
 
 
 # -- warnings -------------------------------------------------------------------------
@@ -302,28 +157,6 @@ def _walk_dir(
             yield from _walk_dir(path, excluded, warnings)
 
 
-def classify(st: os.stat_result) -> str | None:
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        return FILE
-    if stat.S_ISDIR(mode):
-        return DIR
-    if stat.S_ISLNK(mode):
-        return SYMLINK
-    return None
-
-
-def special_kind(st: os.stat_result) -> str:
-    mode = st.st_mode
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
-
-
 def hash_file(path: str) -> tuple[os.stat_result, str]:
     """(fstat of the opened file, sha256 of its bytes). Never follows a symlink."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -389,13 +222,3 @@ def scan(roots: list[str], exclude: list[str]) -> Scan:
             e = entry_from_stat(name, st, DIR)
         records.append(e.record())
     return Scan(records, digest(top_roots(roots), records), total, warnings)
-
-
-def summary(records: list[dict[str, Any]]) -> dict[str, int]:
-    counts = {"files": 0, "dirs": 0, "symlinks": 0, "hardlinks": 0, "bytes": 0}
-    for r in records:
-        key = {FILE: "files", DIR: "dirs", SYMLINK: "symlinks", HARDLINK: "hardlinks"}[r["type"]]
-        counts[key] += 1
-        if r["type"] == FILE:
-            counts["bytes"] += int(r.get("size", 0))
-    return counts

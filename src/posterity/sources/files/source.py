@@ -32,8 +32,10 @@ from typing import IO, Any
 
 from ...errors import DumpFailed, PosterityError
 from ..base import Artifact, Source
+from . import entries
 from . import scan as sc
 from .config import FilesConfig
+from .excludes import Excluder
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +86,11 @@ class TarWriter:
 
     def __init__(self, roots: list[str], exclude: list[str]) -> None:
         self.roots = roots
-        self.excluded = sc.Excluder(exclude)
+        self.excluded = Excluder(exclude)
         self.warnings = sc.Warnings()
         self.records: list[dict[str, Any]] = []
         self.total = 0
-        self._links: dict[tuple[int, int], sc.Entry] = {}
+        self._links: dict[tuple[int, int], entries.Entry] = {}
 
     def write(self, out: IO[bytes]) -> None:
         with tarfile.open(
@@ -102,21 +104,21 @@ class TarWriter:
         ti.type = kind
         ti.mode = stat.S_IMODE(st.st_mode)
         ti.uid, ti.gid = st.st_uid, st.st_gid
-        ti.uname, ti.gname = sc.user_name(st.st_uid), sc.group_name(st.st_gid)
+        ti.uname, ti.gname = entries.user_name(st.st_uid), entries.group_name(st.st_gid)
         ti.mtime = st.st_mtime_ns // 1_000_000_000
         ti.pax_headers = {"mtime": ns_text(st.st_mtime_ns)}
         return ti
 
     def _add(self, tar: tarfile.TarFile, path: str, st: os.stat_result) -> None:
-        name = sc.member_name(path)
-        kind = sc.classify(st)
+        name = entries.member_name(path)
+        kind = entries.classify(st)
         if kind is None:
-            self.warnings.add(f"{path} is a {sc.special_kind(st)}; skipped")
+            self.warnings.add(f"{path} is a {entries.special_kind(st)}; skipped")
             return
-        if kind == sc.DIR:
+        if kind == entries.DIR:
             tar.addfile(self._info(name, st, tarfile.DIRTYPE))
-            self.records.append(sc.entry_from_stat(name, st, sc.DIR).record())
-        elif kind == sc.SYMLINK:
+            self.records.append(entries.entry_from_stat(name, st, entries.DIR).record())
+        elif kind == entries.SYMLINK:
             try:
                 target = os.readlink(path)
             except OSError as exc:
@@ -125,7 +127,7 @@ class TarWriter:
             ti = self._info(name, st, tarfile.SYMTYPE)
             ti.linkname = target
             tar.addfile(ti)
-            e = sc.entry_from_stat(name, st, sc.SYMLINK)
+            e = entries.entry_from_stat(name, st, entries.SYMLINK)
             e.target = target
             self.records.append(e.record())
         else:
@@ -137,7 +139,7 @@ class TarWriter:
             ti = self._info(name, st, tarfile.LNKTYPE)
             ti.linkname = first.path
             tar.addfile(ti)
-            e = sc.entry_from_stat(name, st, sc.HARDLINK)
+            e = entries.entry_from_stat(name, st, entries.HARDLINK)
             e.sha256, e.target, e.size = first.sha256, first.path, first.size
             self.records.append(e.record())
             return
@@ -167,7 +169,7 @@ class TarWriter:
                 self.warnings.add(
                     f"{path} changed while it was read; the stored copy may mix old and new"
                 )
-        e = sc.entry_from_stat(name, fst, sc.FILE)
+        e = entries.entry_from_stat(name, fst, entries.FILE)
         e.sha256 = reader.h.hexdigest()
         self.total += e.size
         if fst.st_nlink > 1:
@@ -230,8 +232,8 @@ class FilesSource(Source):
 
     def _set_facts(self, records: list[dict[str, Any]], warnings: sc.Warnings, at: datetime) -> str:
         roots = sc.top_roots(self.config.paths)
-        digest = sc.digest(roots, records)
-        counts = sc.summary(records)
+        digest = entries.digest(roots, records)
+        counts = entries.summary(records)
         self._facts = {
             "paths": roots,
             "exclude": list(self.config.exclude),
