@@ -23,13 +23,11 @@ counts the documents it read and fails when that differs from the index's stats 
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import io
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -42,6 +40,8 @@ from . import find_snapshot
 from .client import MeiliApiError, MeiliClient
 from .config import MeilisearchConfig
 from .export import EXPORT_KIND, ExportStream, export_name, header_line
+from .hostfiles import DirectoryError, check_dir, file_artifact, open_output
+from .redact import redact_settings, scrub
 from .sizing import export_size
 
 log = logging.getLogger(__name__)
@@ -49,73 +49,10 @@ log = logging.getLogger(__name__)
 META_KIND = "meilisearch-metadata"
 SNAPSHOT_KIND = "meilisearch-snapshot"
 DUMP_KIND = "meilisearch-dump"
-REDACTED = "<redacted>"
-_SECRET_NAME = re.compile(r"key|token|secret|password|authorization|credential", re.I)
-
-
-class DirectoryError(SourceError):
-    """A snapshot or dump folder is not usable."""
 
 
 class DocumentCountMismatch(DumpFailed):
     """The documents read do not match the index's document count."""
-
-
-def redact_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """A copy of an index's settings safe for the manifest: embedder secrets replaced."""
-    out = copy.deepcopy(settings)
-    for config in (out.get("embedders") or {}).values():
-        if isinstance(config, dict):
-            _redact(config)
-    return out
-
-
-def _redact(node: dict[str, Any]) -> None:
-    for name, value in list(node.items()):
-        if name == "headers" and isinstance(value, dict):
-            node[name] = dict.fromkeys(value, REDACTED)
-        elif isinstance(value, dict):
-            _redact(value)
-        elif isinstance(value, str) and value and _SECRET_NAME.search(name):
-            node[name] = REDACTED
-        elif name == "url" and isinstance(value, str):
-            node[name] = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\g<1>" + REDACTED + "@", value)
-
-
-def _check_dir(path: Path, what: str, mode: str) -> None:
-    option = "--snapshot-dir" if mode == "snapshot" else "--dump-dir"
-    if not path.exists():
-        raise DirectoryError(
-            f"The {what} folder {path} does not exist on this host.",
-            hint=f"Set {mode}_dir to Meilisearch's {option} (Posterity must run on the Meilisearch host "
-            f"for mode {mode}), or remove {mode!r} from modes and use export.",
-        )
-    if not path.is_dir():
-        raise DirectoryError(f"The {what} folder {path} is not a folder.", hint=f"Set {mode}_dir to Meilisearch's {option}.")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise DirectoryError(
-            f"The {what} folder {path} is not readable by this user.",
-            hint="Give the user running Posterity read access (e.g. add it to the meilisearch group).",
-        )
-
-
-class _CountingFile(io.RawIOBase):
-    def __init__(self, fh: IO[bytes]) -> None:
-        self.fh = fh
-        self.n = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.fh.read(len(b))
-        b[: len(data)] = data
-        self.n += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self.fh.close()
-        super().close()
 
 
 class MeilisearchSource(Source):
@@ -147,10 +84,10 @@ class MeilisearchSource(Source):
                     "(POST /snapshots exists from v1.5.0).",
                     hint="Use mode dump or export with this version, or upgrade Meilisearch to 1.5 or newer.",
                 )
-            _check_dir(self.config.snapshot_dir, "snapshot", "snapshot")
+            check_dir(self.config.snapshot_dir, "snapshot", "snapshot")
         if "dump" in self.config.modes:
             assert self.config.dump_dir is not None
-            _check_dir(self.config.dump_dir, "dump", "dump")
+            check_dir(self.config.dump_dir, "dump", "dump")
         facts = {
             "meilisearch_version": version,
             "server_version": version,
@@ -161,7 +98,7 @@ class MeilisearchSource(Source):
         return facts
 
     def facts(self) -> dict[str, Any]:
-        return _scrub(self._facts, self._secrets)
+        return scrub(self._facts, self._secrets)
 
     # -- the backup ----------------------------------------------------------------------
     def dump(self) -> Iterator[Artifact]:
@@ -288,7 +225,7 @@ class MeilisearchSource(Source):
         uid = c.enqueue("POST", "/snapshots")
         task = c.wait_task(uid)
         path = find_snapshot.written(self.config.snapshot_dir, self.config.db_path, before, uid)
-        fh = self._open_output(path, "snapshot")
+        fh = open_output(path, "snapshot")
         st = os.fstat(fh.fileno())
         if st.st_mtime < started - 2:
             fh.close()
@@ -300,7 +237,7 @@ class MeilisearchSource(Source):
         facts = {"task_uid": uid, "meilisearch_version": self._facts["meilisearch_version"],
                  "file": str(path), "finished_at": task.get("finishedAt"), **self._counts_after(uid)}
         self._facts["snapshot"] = {"task_uid": uid}
-        return self._file_artifact(path.name, SNAPSHOT_KIND, fh, st.st_size, facts, path)
+        return file_artifact(path.name, SNAPSHOT_KIND, fh, st.st_size, facts, path)
 
     def _dump_file(self) -> tuple[Artifact, Path]:
         assert self.config.dump_dir is not None
@@ -311,40 +248,12 @@ class MeilisearchSource(Source):
         if not dump_uid:
             raise DumpFailed(f"Meilisearch dump task {uid} succeeded without a dumpUid: {task.get('details')!r}.")
         path = self.config.dump_dir / f"{dump_uid}.dump"
-        fh = self._open_output(path, "dump")
+        fh = open_output(path, "dump")
         size = os.fstat(fh.fileno()).st_size
         facts = {"task_uid": uid, "dump_uid": dump_uid, "meilisearch_version": self._facts["meilisearch_version"],
                  "file": str(path), **self._counts_after(uid)}
         self._facts["dump"] = {"task_uid": uid, "dump_uid": dump_uid}
-        return self._file_artifact(f"{dump_uid}.dump", DUMP_KIND, fh, size, facts, path), path
-
-    def _open_output(self, path: Path, what: str) -> IO[bytes]:
-        option = "--snapshot-dir" if what == "snapshot" else "--dump-dir"
-        try:
-            return open(path, "rb")
-        except FileNotFoundError:
-            raise DirectoryError(
-                f"Meilisearch reported the {what} done, but {path} does not exist.",
-                hint=f"{what}_dir must be the {option} of the Meilisearch server at url, on this host.",
-            ) from None
-        except PermissionError:
-            raise DirectoryError(
-                f"{path} is not readable by this user.",
-                hint="Give the user running Posterity read access to Meilisearch's files (e.g. its group).",
-            ) from None
-
-    def _file_artifact(self, name: str, kind: str, fh: IO[bytes], size: int, facts: dict[str, Any],
-                       path: Path) -> Artifact:
-        counting = _CountingFile(fh)
-
-        def finish() -> None:
-            counting.close()
-            if counting.n != size:
-                raise DumpFailed(f"{path} changed while it was read ({counting.n} bytes read, {size} expected).",
-                                 hint="Another snapshot or dump may have replaced it; run the backup again.")
-
-        return Artifact(name=name, kind=kind, stream=cast(IO[bytes], counting), expected_size=size, facts=facts,
-                        finish=finish, abort=counting.close)
+        return file_artifact(f"{dump_uid}.dump", DUMP_KIND, fh, size, facts, path), path
 
     def _selected(self, meta: dict[str, Any]) -> list[dict[str, Any]]:
         indexes = meta["indexes"]
@@ -427,11 +336,3 @@ class MeilisearchSource(Source):
                     f"--data-binary @- \"$MEILI_URL/indexes/{uid}/documents?primaryKey={pk}\""
                 )
         return cmds
-
-
-def _scrub(facts: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
-    """Last line of defence: no secret string survives into the manifest, wherever it hid."""
-    text = json.dumps(facts, ensure_ascii=False)
-    for s in sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True):
-        text = text.replace(json.dumps(s, ensure_ascii=False)[1:-1], REDACTED)
-    return json.loads(text)
