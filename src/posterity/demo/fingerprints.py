@@ -7,7 +7,9 @@ work on any database, not only the Posters.science sample.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -137,49 +139,46 @@ def fingerprint(dsn: str, *, include_catalog: bool = True) -> dict[str, tuple[in
       restore that lost an index or a view does not compare equal.
     """
     result: dict[str, tuple[int, str]] = {}
-    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
-        for stmt in _PINNED_SETTINGS:
-            cur.execute(stmt)
-        # One snapshot for the whole fingerprint.
-        cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        try:
-            for schema, table in _relations(cur, ["r", "p"]):
-                result[f"{schema}.{table}"] = _table_digest(cur, schema, table)
-            for schema, seq in _relations(cur, ["S"]):
-                cur.execute(
-                    sql.SQL("SELECT last_value, is_called FROM {s}.{q}").format(
-                        s=sql.Identifier(schema), q=sql.Identifier(seq)
-                    )
-                )
-                row = cur.fetchone()
-                assert row is not None
-                result[f"sequence:{schema}.{seq}"] = (
-                    int(row[0]),
-                    "called" if row[1] else "not_called",
-                )
-            if include_catalog:
-                for key, query in _CATALOG_QUERIES.items():
-                    result[key] = _catalog_digest(cur, query)
-        finally:
-            cur.execute("COMMIT")
+    with _one_snapshot(dsn, _PINNED_SETTINGS) as cur:
+        for schema, table in _relations(cur, ["r", "p"]):
+            result[f"{schema}.{table}"] = _table_digest(cur, schema, table)
+        for schema, seq in _relations(cur, ["S"]):
+            row = _one_row(cur, "SELECT last_value, is_called FROM {s}.{t}", schema, seq)
+            result[f"sequence:{schema}.{seq}"] = (
+                int(row[0]),
+                "called" if row[1] else "not_called",
+            )
+        if include_catalog:
+            for key, query in _CATALOG_QUERIES.items():
+                result[key] = _catalog_digest(cur, query)
     return result
 
 
 def table_row_counts(dsn: str) -> dict[str, int]:
     """Exact ``count(*)`` of every user table, keyed ``"schema.table"``."""
     counts: dict[str, int] = {}
+    with _one_snapshot(dsn) as cur:
+        for schema, table in _relations(cur, ["r", "p"]):
+            counts[f"{schema}.{table}"] = int(_one_row(cur, "SELECT count(*) FROM {s}.{t}", schema, table)[0])
+    return counts
+
+
+@contextlib.contextmanager
+def _one_snapshot(dsn: str, settings: tuple[str, ...] = ()) -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor inside one read-only REPEATABLE READ transaction: every read sees one snapshot."""
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        for stmt in settings:
+            cur.execute(stmt)
         cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            for schema, table in _relations(cur, ["r", "p"]):
-                cur.execute(
-                    sql.SQL("SELECT count(*) FROM {s}.{t}").format(
-                        s=sql.Identifier(schema), t=sql.Identifier(table)
-                    )
-                )
-                row = cur.fetchone()
-                assert row is not None
-                counts[f"{schema}.{table}"] = int(row[0])
+            yield cur
         finally:
             cur.execute("COMMIT")
-    return counts
+
+
+def _one_row(cur: psycopg.Cursor[Any], query: str, schema: str, name: str) -> tuple[Any, ...]:
+    """The single row of ``query`` with ``{s}``/``{t}`` the quoted schema and relation name."""
+    cur.execute(sql.SQL(query).format(s=sql.Identifier(schema), t=sql.Identifier(name)))
+    row = cur.fetchone()
+    assert row is not None
+    return tuple(row)

@@ -87,10 +87,7 @@ def check_roots(roots: list[str]) -> None:
                 hint="Fix or remove it in the source's paths (every configured path must exist).",
             ) from None
         except OSError as exc:
-            raise SourceError(
-                f"Cannot read the configured path {root}: {exc.strerror}.",
-                hint="Run posterity as a user that can read it (root for most of /etc), or remove it from paths.",
-            ) from None
+            raise _unreadable(root, exc) from None
         try:
             if stat.S_ISDIR(st.st_mode):
                 with os.scandir(root) as it:
@@ -99,10 +96,14 @@ def check_roots(roots: list[str]) -> None:
                 fd = os.open(root, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 os.close(fd)
         except OSError as exc:
-            raise SourceError(
-                f"Cannot read the configured path {root}: {exc.strerror}.",
-                hint="Run posterity as a user that can read it (root for most of /etc), or remove it from paths.",
-            ) from None
+            raise _unreadable(root, exc) from None
+
+
+def _unreadable(root: str, exc: OSError) -> SourceError:
+    return SourceError(
+        f"Cannot read the configured path {root}: {exc.strerror}.",
+        hint="Run posterity as a user that can read it (root for most of /etc), or remove it from paths.",
+    )
 
 
 def top_roots(roots: list[str]) -> list[str]:
