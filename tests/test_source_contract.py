@@ -10,8 +10,10 @@ same promises, proved through the command line with real systems:
   new entry in ``list``, no payload left in the repository, nothing for ``prune`` to find;
 * the by-hand commands ``posterity show`` prints recover the data with the standard tools
   (age, zstd, pg_restore, tar, jq and curl) and no Posterity;
-* ``verify --read-data`` passes on the fresh backup and, after one stored byte is flipped,
-  fails naming the damaged object.
+* ``verify --read-data`` passes on the fresh backup, reading every artifact for its content,
+  and, after one stored byte is flipped, fails naming the damaged object;
+* a restore that reads the flipped byte fails naming the object and leaves nothing behind
+  where it was restoring (no database, no files, no index, an empty data directory).
 
 The per-kind parts (known data, destroy, restore options, a real failure midway, the by-hand
 run) live in tests/support/kinds.py.
@@ -95,8 +97,6 @@ def test_a_dump_failing_midway_commits_nothing(kind: Kind) -> None:
     report = kind.ok("--json", "prune").json()
     assert report["orphans"] == [], report
     assert payload_files(kind) == stored
-    # The source still backs up once the failure is gone.
-    assert backup(kind)["id"] != good["id"]
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -159,3 +159,18 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
         assert READ_FAILS in failed.err, failed.text
     finally:
         k.close()
+
+
+def test_restore_of_a_flipped_byte_fails_naming_it_and_leaves_nothing(kind: Kind) -> None:
+    manifest = backup(kind)
+    kind.destroy()
+    art = kind.restore_reads(manifest)
+    obj = kind.repo / art["key"]
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    obj.chmod(0o644)
+    obj.write_bytes(bytes(data))
+    r = kind.run("restore", kind.source, manifest["id"], *kind.restore_args())
+    assert r.code == 6, r.text
+    assert f"{art['key']} does not match its manifest" in r.err, r.text
+    kind.assert_nothing_restored()

@@ -82,6 +82,14 @@ class Kind:
         """The data the restore produced, in the form ``data()`` returns."""
         return self.data()
 
+    def restore_reads(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """An artifact (``show --json`` record) that ``restore_args``'s restore must read: the largest."""
+        return max(manifest["artifacts"], key=lambda a: a["size"])
+
+    def assert_nothing_restored(self) -> None:
+        """After a failed restore: no partial data where ``restore_args`` pointed."""
+        raise NotImplementedError
+
     @contextlib.contextmanager
     def dump_fails_midway(self) -> Iterator[None]:
         raise NotImplementedError

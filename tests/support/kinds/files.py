@@ -47,6 +47,10 @@ class Files(Kind):
         shutil.rmtree(self.base)
         assert not any(Path(r).exists() for r in self.roots[:2])
 
+    def assert_nothing_restored(self) -> None:
+        left = sorted(str(p) for p in self.dest.rglob("*")) if self.dest.exists() else []
+        assert left == [], left
+
     def restore_args(self) -> list[str]:
         return ["--to", str(self.dest)]
 

@@ -83,6 +83,10 @@ class Physical(Kind):
         self.cluster.psql(f'DROP DATABASE "{self.name}" WITH (FORCE)')
         assert self.cluster.psql(f"select count(*) from pg_database where datname = '{self.name}'").strip() == "0"
 
+    def assert_nothing_restored(self) -> None:
+        dest = self.dirs[-1]
+        assert not dest.exists() or not any(dest.iterdir()), f"{dest} holds {sorted(p.name for p in dest.iterdir())}"
+
     def restore_args(self) -> list[str]:
         port = free_port()
         self.ports.append(port)

@@ -48,6 +48,9 @@ class Postgres(Kind):
         self.cluster.psql(f'DROP DATABASE "{self.name}" WITH (FORCE)')
         assert self.cluster.psql(f"select count(*) from pg_database where datname = '{self.name}'").strip() == "0"
 
+    def assert_nothing_restored(self) -> None:
+        assert self.cluster.psql(f"select count(*) from pg_database where datname = '{self.name}'").strip() == "0"
+
     def restore_args(self) -> list[str]:
         return ["--to-database", self.name]
 
