@@ -18,20 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from .base import Kind
+from .base import Kind, Store
 from .files import READ_FAILS, Files
 from .meilisearch import Meilisearch
 from .physical import Physical
 from .postgres import Postgres
 
-__all__ = ["ADAPTERS", "READ_FAILS", "Files", "Kind", "Meilisearch", "Physical", "Postgres"]
+__all__ = ["ADAPTERS", "READ_FAILS", "Files", "Kind", "Meilisearch", "Physical", "Postgres", "Store"]
 
-#: kind id → a function making its adapter in a test's tmp_path (fixtures come from ``request``:
-#: the session's PostgreSQL cluster, the module's archiving cluster).
-ADAPTERS: dict[str, Callable[[Path, pytest.FixtureRequest], Kind]] = {
-    "postgres": lambda tmp, request: Postgres(tmp, request.getfixturevalue("pg_cluster"), split=False),
-    "postgres-split": lambda tmp, request: Postgres(tmp, request.getfixturevalue("pg_cluster"), split=True),
-    "postgres-physical": lambda tmp, request: Physical(tmp, request.getfixturevalue("archiving")),
-    "meilisearch": lambda tmp, request: Meilisearch(tmp),
-    "files": lambda tmp, request: Files(tmp),
+#: kind id → a function making its adapter in a test's tmp_path, with the repository in a
+#: local folder (``store`` None) or elsewhere; fixtures come from ``request`` (the session's
+#: PostgreSQL cluster, the module's archiving cluster).
+ADAPTERS: dict[str, Callable[[Path, pytest.FixtureRequest, Store | None], Kind]] = {
+    "postgres": lambda tmp, request, store: Postgres(tmp, request.getfixturevalue("pg_cluster"), False, store),
+    "postgres-split": lambda tmp, request, store: Postgres(tmp, request.getfixturevalue("pg_cluster"), True, store),
+    "postgres-physical": lambda tmp, request, store: Physical(tmp, request.getfixturevalue("archiving"), store),
+    "meilisearch": lambda tmp, request, store: Meilisearch(tmp, store),
+    "files": lambda tmp, request, store: Files(tmp, store),
 }

@@ -13,6 +13,9 @@ from typing import Any
 
 from tests.support.project import InProcessRun, Project, make_project, run_in_process
 
+#: A repository other than the default file:// one: its URL and the [repository] settings.
+Store = tuple[str, dict[str, str]]
+
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1] if Path("/usr/lib/postgresql").is_dir() else Path()
 
 
@@ -46,9 +49,10 @@ class Kind:
     #: False only for a known gap, proved by a strict xfail test in the suite
     says_nothing_committed = True
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: Store | None = None) -> None:
         self.root = root
-        self.p: Project = make_project(root / "proj", f"file://{root / 'repo'}")
+        url, extra = store if store is not None else (f"file://{root / 'repo'}", {})
+        self.p: Project = make_project(root / "proj", url, **extra)
 
     # -- the command line ------------------------------------------------------------------
     def run(self, *args: str) -> InProcessRun:
@@ -61,6 +65,8 @@ class Kind:
 
     @property
     def repo(self) -> Path:
+        """The repository's folder (file:// repositories only)."""
+        assert self.p.repo_url.startswith("file://"), self.p.repo_url
         return Path(self.p.repo_url.removeprefix("file://"))
 
     def configure(self, body: dict[str, Any]) -> None:

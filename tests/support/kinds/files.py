@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.support.filestree import make_tree, snapshot
 
-from .base import Kind, by_hand_script, run_script
+from .base import Kind, Store, by_hand_script, run_script
 
 READ_FAILS = "/sys/class/net/lo/speed"  # a regular file (4096 bytes by stat) whose read fails: EINVAL
 
@@ -26,8 +26,8 @@ class Files(Kind):
     source = "config"
     failure_words = ("Writing the tar failed", "Invalid argument")
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, store: Store | None = None) -> None:
+        super().__init__(root, store)
         # The walk is sorted by path: a tree that sorts before /sys is streamed before the
         # file that fails (dump_fails_midway), so that failure comes midway. /dev/shm is a
         # tmpfs made for such files.

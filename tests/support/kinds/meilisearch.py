@@ -12,7 +12,7 @@ import httpx
 from tests.meili import MeiliTestServer
 from tests.meili.store import MeiliError
 
-from .base import Kind, by_hand_script, run_script
+from .base import Kind, Store, by_hand_script, run_script
 
 MASTER = "masterKey-contract-0123456789"
 POSTERS = [{"id": i, "title": f"Poster {i}: the {['deep', 'quiet', 'odd'][i % 3]} signal", "year": 2000 + i % 7,
@@ -31,8 +31,8 @@ class Meilisearch(Kind):
     failure_words = ("posters/documents/fetch", "disk I/O error while reading")
     says_nothing_committed = False  # a known gap: the refusal carries Meilisearch's hint only
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, store: Store | None = None) -> None:
+        super().__init__(root, store)
         self.server = MeiliTestServer(master_key=MASTER, data_dir=root / "meili" / "data.ms",
                                       dump_dir=root / "meili" / "dumps", snapshot_dir=root / "meili" / "snapshots")
         self.server.start()

@@ -24,7 +24,7 @@ from tests.support.pitr import (
 from posterity.demo import fingerprint, load_sample
 from posterity.pgcluster import TempCluster, free_port
 
-from .base import PG_BIN, Kind, by_hand_script, fake_bin, run_script
+from .base import PG_BIN, Kind, Store, by_hand_script, fake_bin, run_script
 
 
 class Physical(Kind):
@@ -41,12 +41,12 @@ class Physical(Kind):
     source = "pitr"
     failure_words = ("pg_basebackup", "server closed the connection unexpectedly")
 
-    def __init__(self, root: Path, cluster: TempCluster) -> None:
+    def __init__(self, root: Path, cluster: TempCluster, store: Store | None = None) -> None:
         # The postgres OS user reads the config and key and writes WAL into the repository:
         # a world-traversable folder (pytest's tmp_path is not).
         self.work = Path(tempfile.mkdtemp(prefix="posterity-contract-pitr-"))
         self.work.chmod(0o755)
-        super().__init__(self.work)
+        super().__init__(self.work, store)
         self.cluster = cluster
         self.name = f"contract_{uuid.uuid4().hex[:10]}"
         self.ports: list[int] = []
@@ -61,9 +61,10 @@ class Physical(Kind):
         self.p.env = {"POSTERITY_EXECUTABLE": str(installed_posterity())}
         chown_owner(self.p.config, self.p.key)
         self.ok("init")
-        (self.repo / "wal").mkdir(exist_ok=True)
-        if AS_ROOT:
-            subprocess.run(["chown", "-R", "postgres:postgres", str(self.repo)], check=True)
+        if self.p.repo_url.startswith("file://"):
+            (self.repo / "wal").mkdir(exist_ok=True)
+            if AS_ROOT:
+                subprocess.run(["chown", "-R", "postgres:postgres", str(self.repo)], check=True)
         command = f"{posterity_for_postgres()} -c {self.p.config} wal push --source {self.source} %p"
         cluster.psql(f"alter system set archive_command = '{command}'")
         cluster.psql("select pg_reload_conf()")

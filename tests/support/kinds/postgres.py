@@ -13,7 +13,7 @@ from typing import Any
 from posterity.demo import fingerprint, load_sample
 from posterity.pgcluster import TempCluster
 
-from .base import PG_BIN, Kind, by_hand_script, fake_bin, run_script
+from .base import PG_BIN, Kind, Store, by_hand_script, fake_bin, run_script
 
 
 class Postgres(Kind):
@@ -23,8 +23,8 @@ class Postgres(Kind):
     source = "db"
     failure_words = ("pg_dump", "lock timeout")
 
-    def __init__(self, root: Path, cluster: TempCluster, split: bool) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, cluster: TempCluster, split: bool, store: Store | None = None) -> None:
+        super().__init__(root, store)
         self.id = "postgres-split" if split else "postgres"
         self.split = split
         self.cluster = cluster
