@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.kinds import ADAPTERS, READ_FAILS, Files, Kind, Store
+from tests.support.kinds import ADAPTERS, READ_FAILS, Kind, Store
 
 from posterity.pgcluster import TempCluster
 
@@ -87,6 +87,15 @@ def payload_files(k: Kind) -> set[str]:
     return {str(f.relative_to(k.repo)) for f in top.rglob("*") if f.is_file()} if top.exists() else set()
 
 
+def flip_a_byte(k: Kind, key: str) -> None:
+    """One bit of the stored object ``key`` flipped, in the middle (payloads are read-only)."""
+    obj = k.repo / key
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    obj.chmod(0o644)
+    obj.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize("store", ["file", "r2"])
 def test_backup_destroy_restore_gives_back_the_data(kind: Kind) -> None:
     original = kind.data()
@@ -98,6 +107,7 @@ def test_backup_destroy_restore_gives_back_the_data(kind: Kind) -> None:
 
 
 def test_a_dump_failing_midway_commits_nothing(kind: Kind) -> None:
+    before = kind.data()
     good = backup(kind)
     listed = kind.ok("--json", "list").json()
     stored = payload_files(kind)
@@ -118,6 +128,7 @@ def test_a_dump_failing_midway_commits_nothing(kind: Kind) -> None:
     report = kind.ok("--json", "prune").json()
     assert report["orphans"] == [], report
     assert payload_files(kind) == stored
+    assert kind.data() == before  # the failed backup changed nothing in the source either
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -158,11 +169,7 @@ def test_verify_passes_then_names_the_object_with_a_flipped_byte(kind: Kind) -> 
     # Every artifact is read for what its kind says it is (pg_restore, tar listing, JSON, …).
     assert all(checked.get(a["key"], {}).get("content") for a in manifest["artifacts"]), checked
     art = max(manifest["artifacts"], key=lambda a: a["size"])
-    obj = kind.repo / art["key"]
-    data = bytearray(obj.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    obj.chmod(0o644)
-    obj.write_bytes(bytes(data))
+    flip_a_byte(kind, art["key"])
     r = kind.run("verify", "--read-data", "--source", kind.source)
     assert r.code == 6, r.text
     assert f"{art['key']} does not match its manifest" in r.err, r.text
@@ -171,8 +178,8 @@ def test_verify_passes_then_names_the_object_with_a_flipped_byte(kind: Kind) -> 
 @pytest.mark.xfail(strict=True, reason=(
     "a file whose read fails mid-tar ends the backup with 'Writing the tar failed: [Errno 22] Invalid "
     "argument.' without naming the file (sources/files/source.py: _Producer.finish wraps the OSError)"))
-def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
-    k = Files(tmp_path)
+def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    k = ADAPTERS["files"](tmp_path, request, None)
     try:
         with k.dump_fails_midway():
             failed = k.run("backup", k.source)
@@ -186,11 +193,7 @@ def test_restore_of_a_flipped_byte_fails_naming_it_and_leaves_nothing(kind: Kind
     manifest = backup(kind)
     kind.destroy()
     art = kind.restore_reads(manifest)
-    obj = kind.repo / art["key"]
-    data = bytearray(obj.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    obj.chmod(0o644)
-    obj.write_bytes(bytes(data))
+    flip_a_byte(kind, art["key"])
     r = kind.run("restore", kind.source, manifest["id"], *kind.restore_args())
     assert r.code == 6, r.text
     assert f"{art['key']} does not match its manifest" in r.err, r.text
