@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
+from .. import kinds
 from .common import json_option, pass_state
 from .render import emit_json, human_duration, human_size, table
 
@@ -72,10 +75,9 @@ def show(state, ref: str, source: str | None) -> None:
         click.echo(f"digest          {m.facts.get('content_digest')}")
         for w in m.facts.get("warnings") or []:
             click.echo(f"warning         {w}")
-    if m.kind == "meilisearch":
-        from .meilisearch import show_facts
-
-        show_facts(m.facts)
+    if view := kinds.of(m).show_facts:  # e.g. Meilisearch's indexes and documents
+        module, func = view.split(":")
+        getattr(importlib.import_module(module), func)(m.facts)
     if m.tags:
         click.echo(f"tags            {', '.join(m.tags)}")
     for i, (fp, r) in enumerate(sorted(recipients.items())):

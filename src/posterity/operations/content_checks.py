@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 from ..errors import IntegrityError, PosterityError
+from ..kinds import PG_DUMP_CUSTOM_DATA
 from ..repository import ArtifactRecord, Manifest
 
 
@@ -139,7 +140,7 @@ class PgArchiveCheck:
         pg_restore = str(find_binary("pg_restore", major))
         self.expected_tables = sorted((manifest.facts.get("row_counts") or {}).keys())
         self.needles: tuple[str, ...] = (" TABLE {} {} ", " MATERIALIZED VIEW {} {} ")
-        if artifact.kind == "pg_dump-custom-data":  # a split backup's data part: its tables' rows
+        if artifact.kind == PG_DUMP_CUSTOM_DATA:  # a split backup's data part: its tables' rows
             patterns = artifact.facts.get("exclude_table_data")  # pg_dump patterns: not matched here
             self.expected_tables = [] if patterns else sorted(artifact.facts.get("tables") or [])
             self.needles = (" TABLE DATA {} {} ",)

@@ -12,22 +12,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import kinds
 from ..errors import ConfigError, PosterityError, SourceError
+from ..kinds import POSTGRES_PHYSICAL as PHYSICAL  # the kind named in messages (pitr.py imports it)
 from .context import Context
 
 log = logging.getLogger(__name__)
 
-PHYSICAL = "postgres-physical"
 
 
 def physical_source(ctx: Context, source: str | None) -> str:
     """The named source (which must be postgres-physical), or the only such source."""
     if source:
         cfg = ctx.config.source(source)
-        if cfg.kind != PHYSICAL:
+        if not kinds.of(cfg).wal_archive:
             raise ConfigError(f"Source {source!r} is of kind {cfg.kind!r}, not {PHYSICAL}; WAL belongs to a {PHYSICAL} source.")
         return source
-    names = sorted(n for n, c in ctx.config.sources.items() if c.kind == PHYSICAL)
+    names = sorted(n for n, c in ctx.config.sources.items() if kinds.of(c).wal_archive)
     if len(names) == 1:
         return names[0]
     if not names:
@@ -156,7 +157,7 @@ def wal_status(ctx: Context, source: str | None = None) -> dict[str, Any]:
     name = physical_source(ctx, source)
     cfg = ctx.config.source(name)
     listing = ctx.repo.wal(name).listing()
-    bases = [m for m in ctx.repo.manifests(name) if m.kind == PHYSICAL]
+    bases = [m for m in ctx.repo.manifests(name) if kinds.of(m).wal_archive]
     seg_size = int(bases[-1].facts.get("wal_segment_size") or wal.DEFAULT_SEGMENT_SIZE) if bases else wal.DEFAULT_SEGMENT_SIZE
     out: dict[str, Any] = {"source": name, "location": ctx.repo.location, "timelines": [], "gaps": [],
                            "incomplete": sorted(n for n, f in listing.files.items() if not f.complete),

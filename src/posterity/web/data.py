@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import kinds
 from ..operations.context import Context
 from .cache import TTLCache
 
@@ -135,7 +136,7 @@ class Dashboard:
         nexts = self.next_runs()
         wal: dict[str, Any] = {}
         for name, cfg in self.ctx.config.sources.items():
-            if getattr(cfg, "wal", None) in ("archive", "stream"):  # the point-in-time kinds
+            if kinds.of(cfg).wal_archive:
                 wal[name] = _wal_summary(self._safe_wal(name))
         points = self.points()
         newest = points[-1] if points else None
