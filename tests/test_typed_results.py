@@ -20,7 +20,7 @@ from posterity.operations.init import InitResult, init_repository
 def run_cli(ctx, *args: str):
     state = State()
     state._ctx = ctx
-    result = CliRunner().invoke(cli, list(args), obj=state)
+    result = CliRunner().invoke(cli, list(args), obj=state, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -54,3 +54,98 @@ def test_init_human_line_names_id_and_location(ctx, tmp_path):
     out = run_cli(ctx, "init")
     stored = json.loads((tmp_path / "repo" / "posterity.json").read_text())
     assert out == f"created repository {stored['id']} at {ctx.repo.location}\n"
+
+
+def test_list_json_prints_the_typed_summaries(ctx):
+    from posterity.operations.backup import backup_source
+    from posterity.operations.catalog import BackupSummary, backup_summaries
+
+    init_repository(ctx)
+    backup_source(ctx, "config", tags=["daily"])
+    backup_source(ctx, "config")  # the same tree: reuses the first payload
+    first, second = ctx.repo.manifests("config")
+    summaries = backup_summaries(ctx, "config")
+    assert all(isinstance(s, BackupSummary) for s in summaries)
+    expected = [
+        {"id": m.id, "source": "config", "kind": "files", "started_at": m.started_at, "finished_at": m.finished_at,
+         "size": m.size, "raw_size": m.raw_size, "tags": m.tags, "unchanged_from": m.facts.get("unchanged_from")}
+        for m in (first, second)
+    ]
+    assert expected[0]["tags"] == ["daily"] and expected[1]["unchanged_from"] == first.id
+    assert [s.to_dict() for s in summaries] == expected
+    assert [list(s.to_dict()) for s in summaries] == [list(e) for e in expected]  # same key order
+    assert json.loads(run_cli(ctx, "--json", "list", "--source", "config")) == expected
+
+
+def test_audit_records_are_typed_and_print_as_stored(ctx, tmp_path):
+    from posterity.operations.audit import AuditRecord, read_audit
+    from posterity.operations.backup import backup_source
+
+    init_repository(ctx)
+    backup_source(ctx, "config")
+    records = read_audit(ctx)
+    assert [type(r) for r in records] == [AuditRecord, AuditRecord]
+    init, backup = records
+    assert (init.operation, init.result, backup.operation, backup.result) == ("init", "succeeded", "backup", "succeeded")
+    assert backup.source == "config" and backup["source"] == "config" and backup.get("nothing") is None
+    stored = [json.loads((tmp_path / "repo" / r["key"]).read_text()) | {"key": r["key"]} for r in records]
+    assert [r.to_dict() for r in records] == stored
+    assert records == stored  # a record still reads (and compares) as the stored JSON object
+    assert json.loads(run_cli(ctx, "--json", "audit")) == stored
+    human = run_cli(ctx, "audit")
+    assert "backup" in human and f"backup={backup['backup']}" in human and "succeeded" in human
+
+
+def test_wal_status_is_typed_and_prints_the_same_json(tmp_path):
+    import socket
+
+    from posterity.operations.wal_status import TimelineStatus, WalGap, WalStatus, wal_status
+
+    with socket.socket() as s:  # a port nothing listens on: the server is "not reachable"
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    datadir = tmp_path / "pgdata"
+    (datadir / "pg_wal" / "archive_status").mkdir(parents=True)
+    for n in ("000000010000000000000005.ready", "000000010000000000000006.ready", "x.done"):
+        (datadir / "pg_wal" / "archive_status" / n).write_text("")
+    recipient, identity = make_keys(tmp_path)
+    extra = (f'[sources.pitr]\nkind = "postgres-physical"\ndsn = "postgresql://postgres@127.0.0.1:{port}/postgres"\n'
+             f'data_directory = "{datadir}"\n')
+    ctx = make_context(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state", {}, extra))
+    init_repository(ctx)
+    names = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000004"]
+    for name in names:  # 03 is missing: a gap
+        (tmp_path / name).write_bytes(bytes(8192))
+        ctx.repo.wal("pitr").push(tmp_path / name, ctx.stages)
+
+    st = wal_status(ctx, "pitr")
+    assert isinstance(st, WalStatus) and [type(t) for t in st.timelines] == [TimelineStatus]
+    assert st.gaps == [WalGap(1, 1, "000000010000000000000003", "000000010000000000000003")]
+    assert st.failing and st.ready_files == 2 and st.server["reachable"] is False
+    (tl,) = st.timelines
+    expected = {
+        "source": "pitr", "location": ctx.repo.location,
+        "timelines": [{"timeline": 1, "segments": 3, "partial": 0, "history": False, "bytes": tl.bytes,
+                       "first": names[0], "newest": names[-1], "newest_archived_at": tl.newest_archived_at,
+                       "base_backups": 0}],
+        "gaps": [{"timeline": 1, "missing": 1, "first": "000000010000000000000003",
+                  "last": "000000010000000000000003"}],
+        "incomplete": [], "base_backups": 0, "newest": names[-1], "newest_archived_at": tl.newest_archived_at,
+        "newest_age_seconds": st.newest_age_seconds, "server": st.server, "wal_method": "archive", "ready_files": 2,
+    }
+    assert tl.bytes > 0 and tl.newest_archived_at and st.newest_age_seconds is not None
+    assert st.to_dict() == expected and list(st.to_dict()) == list(expected)  # keys and their order as before
+    state = State()
+    state._ctx = ctx
+    cli_json = CliRunner().invoke(cli, ["--json", "wal", "status", "--source", "pitr"], obj=state)
+    assert cli_json.exit_code == 1  # a gap
+    printed = json.loads(cli_json.output)
+    assert {k: v for k, v in printed.items() if k != "newest_age_seconds"} == {
+        k: v for k, v in expected.items() if k != "newest_age_seconds"}
+    state = State()
+    state._ctx = ctx
+    human = CliRunner().invoke(cli, ["wal", "status", "--source", "pitr"], obj=state, env={"COLUMNS": "300"})
+    assert human.exit_code == 1
+    assert "GAP on timeline 1: 1 missing, 000000010000000000000003 … 000000010000000000000003" in human.output
+    assert f"{names[0]} … {names[-1]}" in human.output and ".ready files waiting: 2" in human.output
+    assert "server: not reachable" in human.output

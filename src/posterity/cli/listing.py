@@ -27,7 +27,7 @@ def list_cmd(state, source: str | None, points: bool) -> None:
     if state.json:
         from ..operations.catalog import backup_summary
 
-        emit_json([backup_summary(m) for m in manifests])
+        emit_json([backup_summary(m).to_dict() for m in manifests])
         return
     if not manifests:
         click.echo("no backups yet")
