@@ -149,3 +149,25 @@ def test_wal_status_is_typed_and_prints_the_same_json(tmp_path):
     assert "GAP on timeline 1: 1 missing, 000000010000000000000003 … 000000010000000000000003" in human.output
     assert f"{names[0]} … {names[-1]}" in human.output and ".ready files waiting: 2" in human.output
     assert "server: not reachable" in human.output
+
+
+def test_verify_content_checks_are_typed_and_print_as_before(ctx):
+    from posterity.operations.backup import backup_source
+    from posterity.operations.content_checks import ContentFacts
+    from posterity.operations.verify import verify
+
+    init_repository(ctx)
+    backup_source(ctx, "config")
+    (m,) = ctx.repo.manifests("config")
+    (art,) = m.artifacts
+    result = verify(ctx, read_data=True)
+    assert result.ok and list(result.checked) == [art.key]
+    facts = result.checked[art.key]
+    assert isinstance(facts, ContentFacts) and facts.content == "tar listing" and facts.warning is None
+    # the tree: live/, conf/, app.toml
+    assert facts.counts == {"entries": 3}
+    assert facts.to_dict() == {"content": "tar listing", "entries": 3}
+    printed = json.loads(run_cli(ctx, "--json", "verify", "--read-data"))
+    assert printed["checked"] == {art.key: {"content": "tar listing", "entries": 3}} and printed["ok"] is True
+    assert ContentFacts("decoded only", warning="no pg_restore").to_dict() == {
+        "content": "decoded only", "warning": "no pg_restore"}
