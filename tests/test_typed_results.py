@@ -121,7 +121,7 @@ def test_wal_status_is_typed_and_prints_the_same_json(tmp_path):
     st = wal_status(ctx, "pitr")
     assert isinstance(st, WalStatus) and [type(t) for t in st.timelines] == [TimelineStatus]
     assert st.gaps == [WalGap(1, 1, "000000010000000000000003", "000000010000000000000003")]
-    assert st.failing and st.ready_files == 2 and st.server["reachable"] is False
+    assert st.failing and st.ready_files == 2 and st.server.reachable is False and st.server.error
     (tl,) = st.timelines
     expected = {
         "source": "pitr", "location": ctx.repo.location,
@@ -131,7 +131,7 @@ def test_wal_status_is_typed_and_prints_the_same_json(tmp_path):
         "gaps": [{"timeline": 1, "missing": 1, "first": "000000010000000000000003",
                   "last": "000000010000000000000003"}],
         "incomplete": [], "base_backups": 0, "newest": names[-1], "newest_archived_at": tl.newest_archived_at,
-        "newest_age_seconds": st.newest_age_seconds, "server": st.server, "wal_method": "archive", "ready_files": 2,
+        "newest_age_seconds": st.newest_age_seconds, "server": {"reachable": False, "error": st.server.error}, "wal_method": "archive", "ready_files": 2,
     }
     assert tl.bytes > 0 and tl.newest_archived_at and st.newest_age_seconds is not None
     assert st.to_dict() == expected and list(st.to_dict()) == list(expected)  # keys and their order as before
@@ -171,3 +171,30 @@ def test_verify_content_checks_are_typed_and_print_as_before(ctx):
     assert printed["checked"] == {art.key: {"content": "tar listing", "entries": 3}} and printed["ok"] is True
     assert ContentFacts("decoded only", warning="no pg_restore").to_dict() == {
         "content": "decoded only", "warning": "no pg_restore"}
+
+
+def test_archiver_and_stream_states_leave_out_exactly_the_keys_they_did():
+    from posterity.operations.wal_status_result import ArchiverState, StreamState, WalGap
+
+    down = ArchiverState(reachable=False, error="connection refused")
+    assert down.to_dict() == {"reachable": False, "error": "connection refused"}
+    up = ArchiverState(reachable=True, archived_count=3, last_archived_wal="000000010000000000000003",
+                       last_archived_time="t", failed_count=0, current_wal="000000010000000000000004")
+    base = {"reachable": True, "archived_count": 3, "last_archived_wal": "000000010000000000000003",
+            "last_archived_time": "t", "failed_count": 0, "last_failed_wal": None, "last_failed_time": None,
+            "current_wal": "000000010000000000000004", "failing": False}
+    assert up.to_dict() == base  # no lag_segments: the current segment could not be compared
+    up.lag_known = True  # compared, but the repository holds no segment of its timeline: null, not absent
+    assert up.to_dict() == {**base, "lag_segments": None}
+    up.trailing_gap = WalGap(1, None, None, "000000010000000000000003", trailing=True)
+    up.lag_seconds, up.warning = 1.5, "elsewhere"
+    assert list(up.to_dict()) == [*base, "lag_segments", "trailing_gap", "lag_seconds", "warning"]
+    assert up.to_dict()["trailing_gap"] == {"timeline": 1, "missing": None, "first": None,
+                                            "last": "000000010000000000000003", "trailing": True}
+    stream = StreamState(slot="posterity_pitr", interval_seconds=10, slot_state=None)
+    assert stream.to_dict() == {"slot": "posterity_pitr", "interval_seconds": 10, "slot_state": None,
+                                "streamer": None, "local_backlog": None, "failing": False, "failing_reasons": []}
+    stream.failing_reasons.append("the replication slot does not exist")
+    stream.newest_snapshot = "000000010000000000000004.8192.stream.zst.age"
+    d = stream.to_dict()
+    assert d["failing"] is True and "newest_snapshot_at" not in d and d["newest_snapshot"] == stream.newest_snapshot

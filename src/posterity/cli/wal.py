@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import json_option, pass_state
+
+if TYPE_CHECKING:
+    from ..operations.wal_status_result import ArchiverState, StreamState
 
 FETCH_NOT_FOUND = 1
 FETCH_FATAL = 126
@@ -130,38 +134,39 @@ def status(state, source: str | None) -> None:
         sys.exit(1)
 
 
-def _server_lines(srv: dict) -> None:
-    if srv.get("reachable"):
-        click.echo(f"server: last archived {srv['last_archived_wal']} at {srv['last_archived_time']}, "
-                   f"writing {srv['current_wal']}, lag {_lag(srv)} segment(s) behind this repository, "
-                   f"{srv['failed_count']} failure(s)" + (" — FAILING NOW" if srv["failing"] else ""))
-        if srv.get("warning"):
-            click.echo(f"warning: {srv['warning']}", err=True)
+def _server_lines(srv: ArchiverState) -> None:
+    if srv.reachable:
+        lag = "?" if srv.lag_segments is None else str(srv.lag_segments)
+        click.echo(f"server: last archived {srv.last_archived_wal} at {srv.last_archived_time}, "
+                   f"writing {srv.current_wal}, lag {lag} segment(s) behind this repository, "
+                   f"{srv.failed_count} failure(s)" + (" — FAILING NOW" if srv.failing else ""))
+        if srv.warning:
+            click.echo(f"warning: {srv.warning}", err=True)
     else:
-        click.echo(f"server: not reachable ({srv.get('error')})")
+        click.echo(f"server: not reachable ({srv.error})")
 
 
-def _stream_lines(stream: dict) -> None:
+def _stream_lines(stream: StreamState) -> None:
     from .render import human_size
 
-    slot = stream["slot_state"]
+    slot = stream.slot_state  # the server's row for the slot (pg_replication_slots)
     if slot is None:
-        click.echo(f"stream: slot {stream['slot']} does not exist — start `posterity wal stream`")
+        click.echo(f"stream: slot {stream.slot} does not exist — start `posterity wal stream`")
     elif "error" in slot:
-        click.echo(f"stream: slot {stream['slot']}: {slot['error']}")
+        click.echo(f"stream: slot {stream.slot}: {slot['error']}")
     else:
-        click.echo(f"stream: slot {stream['slot']} {'in use' if slot['active'] else 'NOT IN USE'}, "
+        click.echo(f"stream: slot {stream.slot} {'in use' if slot['active'] else 'NOT IN USE'}, "
                    f"restart_lsn {slot['restart_lsn']}, server keeps "
                    f"{human_size(slot['retained_bytes'] or 0)} of WAL for it ({slot['wal_status']})")
-    if stream.get("newest_snapshot"):
-        click.echo(f"  newest snapshot {stream['newest_snapshot']} stored {stream['newest_snapshot_at']} "
-                   f"({stream['newest_snapshot_age_seconds']}s ago)")
-    if stream.get("local_backlog"):
-        click.echo(f"  {stream['local_backlog']} streamed file(s) waiting to be stored")
-    streamer = stream.get("streamer") or {}
+    if stream.newest_snapshot:
+        click.echo(f"  newest snapshot {stream.newest_snapshot} stored {stream.newest_snapshot_at} "
+                   f"({stream.newest_snapshot_age_seconds}s ago)")
+    if stream.local_backlog:
+        click.echo(f"  {stream.local_backlog} streamed file(s) waiting to be stored")
+    streamer = stream.streamer or {}  # the streamer's own state file
     if streamer.get("last_error"):
         click.echo(f"  last streamer error at {streamer['last_error_at']}: {streamer['last_error']}")
-    for why in stream.get("failing_reasons", []):
+    for why in stream.failing_reasons:
         click.echo(f"  FAILING: {why}")
 
 
@@ -194,8 +199,3 @@ def stream(state, source: str | None, drop_slot: bool) -> None:
 
 def register(cli: click.Group) -> None:
     cli.add_command(wal)
-
-
-def _lag(srv: dict) -> str:
-    lag = srv.get("lag_segments")
-    return "?" if lag is None else str(lag)

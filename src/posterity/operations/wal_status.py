@@ -1,13 +1,11 @@
 """``posterity wal status``: what the WAL archive of a source holds (per timeline, gaps,
 incomplete files), what the server's archiver says, and, in streaming mode, the slot and the
-streamer. One typed result (``WalStatus``); ``to_dict()`` is what ``--json`` prints and the
-dashboard reads.
+streamer. The result types are in ``wal_status_result.py``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,101 +14,7 @@ from .. import kinds
 from ..errors import PosterityError, SourceError
 from .context import Context
 from .wal import physical_source
-
-
-@dataclass
-class WalGap:
-    """Segments missing from the archive on one timeline. ``trailing``: the server counts WAL
-    up to ``last`` archived, but this repository holds nothing after ``first`` (or nothing)."""
-
-    timeline: int
-    missing: int | None
-    first: str | None
-    last: str
-    trailing: bool = False
-
-    @classmethod
-    def of(cls, d: dict[str, Any]) -> WalGap:
-        return cls(d["timeline"], d["missing"], d["first"], d["last"], bool(d.get("trailing")))
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"timeline": self.timeline, "missing": self.missing, "first": self.first,
-                               "last": self.last}
-        if self.trailing:
-            out["trailing"] = True
-        return out
-
-
-@dataclass
-class TimelineStatus:
-    """One archived timeline: its segments (``first`` … ``newest`` when it has any), its base
-    backups, and where it branched (when the history file can be read here)."""
-
-    timeline: int
-    segments: int
-    partial: int
-    history: bool
-    bytes: int
-    first: str | None = None
-    newest: str | None = None
-    newest_archived_at: str | None = None
-    base_backups: int | None = None
-    branched_from: int | None = None
-    branched_at: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"timeline": self.timeline, "segments": self.segments, "partial": self.partial,
-                               "history": self.history, "bytes": self.bytes}
-        if self.segments:
-            out.update(first=self.first, newest=self.newest, newest_archived_at=self.newest_archived_at)
-        if self.base_backups is not None:
-            out["base_backups"] = self.base_backups
-        if self.branched_from is not None:
-            out.update(branched_from=self.branched_from, branched_at=self.branched_at)
-        return out
-
-
-@dataclass
-class WalStatus:
-    """The WAL archive of one source. ``server`` is pg_stat_archiver as read (or
-    ``{"reachable": False, "error": …}``); ``stream`` the slot and streamer (streaming mode only)."""
-
-    source: str
-    location: str
-    wal_method: str
-    base_backups: int
-    timelines: list[TimelineStatus] = field(default_factory=list)
-    gaps: list[WalGap] = field(default_factory=list)
-    incomplete: list[str] = field(default_factory=list)  # records without their payload
-    newest: str | None = None
-    newest_archived_at: str | None = None
-    newest_age_seconds: float | None = None  # None: no archived time known (left out of the JSON)
-    server: dict[str, Any] = field(default_factory=dict)
-    stream: dict[str, Any] | None = None
-    counts_ready_files: bool = False  # a data_directory is configured (else ready_files is left out)
-    ready_files: int | None = None  # .ready files waiting in pg_wal/archive_status (None: unreadable)
-
-    @property
-    def failing(self) -> bool:
-        """A gap, the server's archiver failing now, or the streamer failing: exit 1."""
-        return bool(self.gaps or self.server.get("failing") or (self.stream or {}).get("failing"))
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "source": self.source, "location": self.location,
-            "timelines": [t.to_dict() for t in self.timelines], "gaps": [g.to_dict() for g in self.gaps],
-            "incomplete": self.incomplete, "base_backups": self.base_backups,
-            "newest": self.newest, "newest_archived_at": self.newest_archived_at,
-        }
-        if self.newest_age_seconds is not None:
-            out["newest_age_seconds"] = self.newest_age_seconds
-        out["server"] = self.server
-        out["wal_method"] = self.wal_method
-        if self.stream is not None:
-            out["stream"] = self.stream
-        if self.counts_ready_files:
-            out["ready_files"] = self.ready_files
-        return out
+from .wal_status_result import ArchiverState, StreamState, TimelineStatus, WalGap, WalStatus
 
 
 def wal_status(ctx: Context, source: str | None = None) -> WalStatus:
@@ -160,8 +64,8 @@ def wal_status(ctx: Context, source: str | None = None) -> WalStatus:
     if newest is not None and newest.archived_at:
         out.newest_age_seconds = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
     out.server = _server_state(cfg, listing, seg_size)
-    if out.server.get("trailing_gap"):  # archived by the server's count, absent here
-        out.gaps.append(WalGap.of(out.server["trailing_gap"]))
+    if out.server.trailing_gap is not None:  # archived by the server's count, absent here
+        out.gaps.append(out.server.trailing_gap)
     if cfg.wal == "stream":
         out.stream = _stream_state(ctx, name, cfg, listing)
     if cfg.data_directory:
@@ -174,38 +78,38 @@ def wal_status(ctx: Context, source: str | None = None) -> WalStatus:
     return out
 
 
-def _stream_state(ctx: Context, name: str, cfg: Any, listing: Any) -> dict[str, Any]:
+def _stream_state(ctx: Context, name: str, cfg: Any, listing: Any) -> StreamState:
     """Streaming mode: the slot on the server, the streamer's own state and its local backlog."""
     from ..repository import walnames as wal
     from ..sources.postgres.walstream import _COMPLETE, read_state, slot_info, stream_directory
 
-    out: dict[str, Any] = {"slot": cfg.slot_name(name), "interval_seconds": cfg.stream_interval}
+    out = StreamState(slot=cfg.slot_name(name), interval_seconds=cfg.stream_interval)
     try:
-        out["slot_state"] = slot_info(cfg.dsn.get_secret_value(), out["slot"])
+        out.slot_state = slot_info(cfg.dsn.get_secret_value(), out.slot)
     except (PosterityError, SourceError) as exc:
-        out["slot_state"] = {"error": exc.message}
-    out["streamer"] = read_state(ctx.state_dir, name)
+        out.slot_state = {"error": exc.message}
+    out.streamer = read_state(ctx.state_dir, name)
     folder = stream_directory(cfg, ctx.state_dir, name)
     try:
-        out["local_backlog"] = len([n for n in os.listdir(folder) if _COMPLETE.match(n)])
+        out.local_backlog = len([n for n in os.listdir(folder) if _COMPLETE.match(n)])
     except OSError:
-        out["local_backlog"] = None
+        out.local_backlog = None
     snaps = listing.complete("stream")
     if snaps:
         newest = max(snaps, key=lambda f: (f.name[:24], wal.stream_length(f.name)))
-        out["newest_snapshot"] = newest.name
+        out.newest_snapshot = newest.name
         if newest.archived_at:
-            out["newest_snapshot_at"] = newest.archived_at.isoformat()
-            out["newest_snapshot_age_seconds"] = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
-    slot = out["slot_state"]
-    reasons = []
+            out.newest_snapshot_at = newest.archived_at.isoformat()
+            out.newest_snapshot_age_seconds = round((datetime.now(UTC) - newest.archived_at).total_seconds(), 1)
+    slot = out.slot_state
+    reasons = out.failing_reasons
     if slot is None:
         reasons.append("the replication slot does not exist")
     elif "error" not in slot and not slot.get("active"):
         reasons.append("no streamer is using the replication slot")
     elif slot.get("wal_status") == "lost":
         reasons.append("the replication slot is invalidated")
-    st = out["streamer"] or {}
+    st = out.streamer or {}
     now = datetime.now(UTC)
     if st.get("updated_at"):
         quiet = (now - datetime.fromisoformat(st["updated_at"])).total_seconds()
@@ -215,12 +119,10 @@ def _stream_state(ctx: Context, name: str, cfg: Any, listing: Any) -> dict[str, 
                   default=None)
     if st.get("last_error_at") and (last_ok is None or st["last_error_at"] > last_ok) and st.get("backlog"):
         reasons.append(f"{st['backlog']} streamed file(s) cannot be stored: {st.get('last_error')}")
-    out["failing"] = bool(reasons)
-    out["failing_reasons"] = reasons
     return out
 
 
-def _server_state(cfg: Any, listing: Any, seg_size: int) -> dict[str, Any]:
+def _server_state(cfg: Any, listing: Any, seg_size: int) -> ArchiverState:
     from ..repository import walnames as wal
     from ..sources.postgres.tools import connect
 
@@ -232,17 +134,17 @@ def _server_state(cfg: Any, listing: Any, seg_size: int) -> dict[str, Any]:
                 "else pg_walfile_name(pg_current_wal_lsn()) end, now() from pg_stat_archiver"
             ).fetchone()
     except (PosterityError, SourceError) as exc:
-        return {"reachable": False, "error": exc.message}
+        return ArchiverState(reachable=False, error=exc.message)
     assert row is not None
     archived_count, last_wal, last_time, failed_count, failed_wal, failed_time, current, now = row
-    state: dict[str, Any] = {
-        "reachable": True, "archived_count": archived_count, "last_archived_wal": last_wal,
-        "last_archived_time": last_time.isoformat() if last_time else None,
-        "failed_count": failed_count, "last_failed_wal": failed_wal,
-        "last_failed_time": failed_time.isoformat() if failed_time else None,
-        "current_wal": current,
-        "failing": bool(failed_time and (last_time is None or failed_time > last_time)),
-    }
+    state = ArchiverState(
+        reachable=True, archived_count=archived_count, last_archived_wal=last_wal,
+        last_archived_time=last_time.isoformat() if last_time else None,
+        failed_count=failed_count, last_failed_wal=failed_wal,
+        last_failed_time=failed_time.isoformat() if failed_time else None,
+        current_wal=current,
+        failing=bool(failed_time and (last_time is None or failed_time > last_time)),
+    )
     # Lag and trailing gap are judged against THIS repository, not against what the server
     # counts as archived: with archive_command = '/bin/true' (or a push elsewhere) the
     # server's lag is 0 while the repository holds nothing (issue 11.2).
@@ -251,26 +153,27 @@ def _server_state(cfg: Any, listing: Any, seg_size: int) -> dict[str, Any]:
             tli = wal.parse_name(current).timeline
             held = [f.name for f in listing.complete("segment") if f.timeline == tli]
             now_no = wal.segno_of(current, seg_size)
+            state.lag_known = True
             if held:
-                state["lag_segments"] = max(0, now_no - wal.segno_of(held[-1], seg_size) - 1)
+                state.lag_segments = max(0, now_no - wal.segno_of(held[-1], seg_size) - 1)
             else:
-                state["lag_segments"] = None  # unknown: the repository holds no segment of this timeline
+                state.lag_segments = None  # unknown: the repository holds no segment of this timeline
             if last_wal and len(last_wal) >= 24 and wal.parse_name(last_wal[:24]).timeline == tli:
                 said = wal.segno_of(last_wal[:24], seg_size)
                 newest = wal.segno_of(held[-1], seg_size) if held else None
                 if newest is None or said > newest:
-                    state["trailing_gap"] = {
-                        "timeline": tli,
-                        "missing": said - newest if newest is not None else None,
-                        "first": wal.segment_name(tli, newest + 1, seg_size) if newest is not None else None,
-                        "last": last_wal[:24],
-                        "trailing": True,
-                    }
+                    state.trailing_gap = WalGap(
+                        timeline=tli,
+                        missing=said - newest if newest is not None else None,
+                        first=wal.segment_name(tli, newest + 1, seg_size) if newest is not None else None,
+                        last=last_wal[:24],
+                        trailing=True,
+                    )
         except ValueError:
             pass
     if last_time:
-        state["lag_seconds"] = round((now - last_time).total_seconds(), 1)
+        state.lag_seconds = round((now - last_time).total_seconds(), 1)
     if last_wal and not last_wal.endswith(".backup") and not listing.has(last_wal):
-        state["warning"] = (f"The server reports {last_wal} archived, but this repository/source does not hold it: "
+        state.warning = (f"The server reports {last_wal} archived, but this repository/source does not hold it: "
                             "archive_command may push to another repository or --source.")
     return state
