@@ -125,6 +125,9 @@ def test_traits_answer_what_the_code_branches_on():
     assert kinds.runs_wal_streamer(physical)
     assert not kinds.runs_wal_streamer(SimpleNamespace(kind=kinds.POSTGRES_PHYSICAL, wal="archive"))
     assert not kinds.runs_wal_streamer(SimpleNamespace(kind=kinds.FILES, wal="stream"))
+    assert kinds.archives_by_command(SimpleNamespace(kind=kinds.POSTGRES_PHYSICAL, wal="archive"))
+    assert not kinds.archives_by_command(physical)
+    assert not kinds.archives_by_command(SimpleNamespace(kind=kinds.POSTGRES, wal="archive"))
     # A manifest written by a newer version, of a kind this one does not know, has no traits.
     assert kinds.of(SimpleNamespace(kind="mysql")) == kinds.Traits()
     assert kinds.traits(None) == kinds.Traits()

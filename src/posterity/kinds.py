@@ -71,6 +71,12 @@ def runs_wal_streamer(cfg: Any) -> bool:
     return of(cfg).streams_wal and getattr(cfg, "wal", None) == "stream"
 
 
+def archives_by_command(cfg: Any) -> bool:
+    """A source config whose WAL PostgreSQL pushes through archive_command (wal = "archive"): the
+    archiving watch (failing archiver, .ready backlog, pg_wal disk) applies to it."""
+    return of(cfg).wal_archive and getattr(cfg, "wal", None) == "archive"
+
+
 def point_restore_order() -> tuple[str, ...]:
     """The kinds a restore point can restore, in the order it restores them."""
     order = [(t.point_order, k) for k, t in TRAITS.items() if t.point_order is not None]

@@ -30,7 +30,7 @@ def tasks(ctx: Any, alert: Callable[[str, str, str], Any] | None = None,
     for name, cfg in sorted(ctx.config.sources.items()):
         if kinds.runs_wal_streamer(cfg):
             out.append(_streamer(ctx, name, alert))
-        elif kinds.of(cfg).wal_archive:
+        elif kinds.archives_by_command(cfg):
             out.append(_archiving_watch(ctx, name, cfg, alert, metrics, health))
     return out
 
