@@ -55,9 +55,10 @@ def wal_status(ctx: Context, source: str | None = None) -> WalStatus:
                        if s not in have]
             if missing:
                 out.gaps.append(WalGap(tli, len(missing), missing[0], missing[-1]))
-        facts = branches.get(tli, {})
-        entry.base_backups = facts.get("base_backups")
-        entry.branched_from, entry.branched_at = facts.get("branched_from"), facts.get("branched_at")
+        facts = branches.get(tli)
+        if facts is not None:
+            entry.base_backups, entry.branched_from, entry.branched_at = (
+                facts.base_backups, facts.branched_from, facts.branched_at)
         out.timelines.append(entry)
     out.newest = newest.name if newest else None
     out.newest_archived_at = newest.archived_at.isoformat() if newest and newest.archived_at else None
