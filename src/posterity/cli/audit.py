@@ -44,17 +44,15 @@ def audit(state, since: str | None, op: str | None, source: str | None, local: b
 
     records = read_audit(state.context(), since=_since(since), op=op, source=source, local=local)
     if state.json:
-        emit_json(records)
+        emit_json([r.to_dict() for r in records])
         return
     if not records:
         click.echo("no audit records")
         return
-    skip = {"time", "host", "user", "operation", "result", "key", "repository"}
     rows = []
     for r in records:
-        what = ", ".join(f"{k}={v}" for k, v in r.items() if k not in skip and v not in (None, [], {}, ""))
-        rows.append([str(r.get("time", ""))[:19], r.get("operation", "?"), r.get("result", "?"),
-                     f"{r.get('user', '?')}@{r.get('host', '?')}", what])
+        what = ", ".join(f"{k}={v}" for k, v in r.details().items())
+        rows.append([r.time[:19], r.operation, r.result, r.who, what])
     table(["time (UTC)", "operation", "result", "who", "details"], rows)
 
 

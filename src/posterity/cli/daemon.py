@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from .. import kinds
 from .common import pass_state
 
 
@@ -36,7 +37,7 @@ def daemon(state, metrics_listen: str | None) -> None:
     root.propagate = False
 
     ctx = state.context()
-    streaming = [n for n, c in ctx.config.sources.items() if c.kind == "postgres-physical" and c.wal == "stream"]
+    streaming = [n for n, c in ctx.config.sources.items() if kinds.runs_wal_streamer(c)]
     if not ctx.config.schedule and not streaming:
         raise ConfigError("There is no [[schedule]] in the configuration, so the daemon has nothing to run.",
                           hint="Add a [[schedule]] section (see `posterity config example`).")

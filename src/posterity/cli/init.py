@@ -17,9 +17,9 @@ def init(state) -> None:
 
     result = init_repository(state.context())
     if state.json:
-        emit_json(result)
+        emit_json(result.to_dict())
     else:
-        click.echo(f"created repository {result['id']} at {result['location']}")
+        click.echo(f"created repository {result.id} at {result.location}")
 
 
 def register(cli: click.Group) -> None:

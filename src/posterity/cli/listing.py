@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
+from .. import kinds
 from .common import json_option, pass_state
 from .render import emit_json, human_duration, human_size, table
 
@@ -24,7 +27,7 @@ def list_cmd(state, source: str | None, points: bool) -> None:
     if state.json:
         from ..operations.catalog import backup_summary
 
-        emit_json([backup_summary(m) for m in manifests])
+        emit_json([backup_summary(m).to_dict() for m in manifests])
         return
     if not manifests:
         click.echo("no backups yet")
@@ -72,10 +75,9 @@ def show(state, ref: str, source: str | None) -> None:
         click.echo(f"digest          {m.facts.get('content_digest')}")
         for w in m.facts.get("warnings") or []:
             click.echo(f"warning         {w}")
-    if m.kind == "meilisearch":
-        from .meilisearch import show_facts
-
-        show_facts(m.facts)
+    if view := kinds.of(m).show_facts:  # e.g. Meilisearch's indexes and documents
+        module, func = view.split(":")
+        getattr(importlib.import_module(module), func)(m.facts)
     if m.tags:
         click.echo(f"tags            {', '.join(m.tags)}")
     for i, (fp, r) in enumerate(sorted(recipients.items())):

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import json_option, pass_state
+
+if TYPE_CHECKING:
+    from ..operations.wal_status_result import ArchiverState, StreamState
 
 FETCH_NOT_FOUND = 1
 FETCH_FATAL = 126
@@ -94,67 +98,76 @@ def fetch(state, name: str, dest: Path, source: str | None, identity_file: str |
 @pass_state
 def status(state, source: str | None) -> None:
     """Newest archived segment, archive lag and any gap in the archive."""
-    from ..operations.wal import wal_status
+    from ..operations.wal_status import wal_status
     from .render import emit_json, human_size
 
     st = wal_status(state.context(), source)
     if state.json:
-        emit_json(st)
+        emit_json(st.to_dict())
     else:
-        click.echo(f"source {st['source']} at {st['location']}: {st['base_backups']} base backup(s)")
-        for tl in st["timelines"]:
-            line = f"  timeline {tl['timeline']}: {tl['segments']} segment(s), {human_size(tl['bytes'])} stored"
-            if tl.get("newest"):
-                line += f", {tl['first']} … {tl['newest']} (archived {tl['newest_archived_at']})"
-            if tl.get("branched_from") is not None:
-                line += f", branched from timeline {tl['branched_from']} at {tl['branched_at']}"
-            if "base_backups" in tl:
-                line += f", {tl['base_backups']} base backup(s) on it"
+        click.echo(f"source {st.source} at {st.location}: {st.base_backups} base backup(s)")
+        for tl in st.timelines:
+            line = f"  timeline {tl.timeline}: {tl.segments} segment(s), {human_size(tl.bytes)} stored"
+            if tl.newest:
+                line += f", {tl.first} … {tl.newest} (archived {tl.newest_archived_at})"
+            if tl.branched_from is not None:
+                line += f", branched from timeline {tl.branched_from} at {tl.branched_at}"
+            if tl.base_backups is not None:
+                line += f", {tl.base_backups} base backup(s) on it"
             click.echo(line)
-        click.echo(f"newest archived: {st['newest'] or 'none'}")
-        for gap in st["gaps"]:
-            if gap.get("trailing"):
-                click.echo(f"GAP on timeline {gap['timeline']}: the server counts WAL up to {gap['last']} archived, "
-                           f"but this repository holds {'none of it' if gap['first'] is None else 'nothing from ' + gap['first']}"
+        click.echo(f"newest archived: {st.newest or 'none'}")
+        for gap in st.gaps:
+            if gap.trailing:
+                click.echo(f"GAP on timeline {gap.timeline}: the server counts WAL up to {gap.last} archived, "
+                           f"but this repository holds {'none of it' if gap.first is None else 'nothing from ' + gap.first}"
                            " — archive_command does not store into this repository")
                 continue
-            click.echo(f"GAP on timeline {gap['timeline']}: {gap['missing']} missing, {gap['first']} … {gap['last']}")
-        if st["incomplete"]:
-            click.echo(f"incomplete (record without payload): {', '.join(st['incomplete'][:5])}")
-        srv = st["server"]
-        if srv.get("reachable"):
-            click.echo(f"server: last archived {srv['last_archived_wal']} at {srv['last_archived_time']}, "
-                       f"writing {srv['current_wal']}, lag {_lag(srv)} segment(s) behind this repository, "
-                       f"{srv['failed_count']} failure(s)" + (" — FAILING NOW" if srv["failing"] else ""))
-            if srv.get("warning"):
-                click.echo(f"warning: {srv['warning']}", err=True)
-        else:
-            click.echo(f"server: not reachable ({srv.get('error')})")
-        if st.get("ready_files") is not None:
-            click.echo(f".ready files waiting: {st['ready_files']}")
-        stream = st.get("stream")
-        if stream:
-            slot = stream["slot_state"]
-            if slot is None:
-                click.echo(f"stream: slot {stream['slot']} does not exist — start `posterity wal stream`")
-            elif "error" in slot:
-                click.echo(f"stream: slot {stream['slot']}: {slot['error']}")
-            else:
-                click.echo(f"stream: slot {stream['slot']} {'in use' if slot['active'] else 'NOT IN USE'}, "
-                           f"restart_lsn {slot['restart_lsn']}, server keeps "
-                           f"{human_size(slot['retained_bytes'] or 0)} of WAL for it ({slot['wal_status']})")
-            if stream.get("newest_snapshot"):
-                click.echo(f"  newest snapshot {stream['newest_snapshot']} stored {stream['newest_snapshot_at']} "
-                           f"({stream['newest_snapshot_age_seconds']}s ago)")
-            if stream.get("local_backlog"):
-                click.echo(f"  {stream['local_backlog']} streamed file(s) waiting to be stored")
-            streamer = stream.get("streamer") or {}
-            if streamer.get("last_error"):
-                click.echo(f"  last streamer error at {streamer['last_error_at']}: {streamer['last_error']}")
-            for why in stream.get("failing_reasons", []):
-                click.echo(f"  FAILING: {why}")
-    if st["gaps"] or st["server"].get("failing") or (st.get("stream") or {}).get("failing"):
+            click.echo(f"GAP on timeline {gap.timeline}: {gap.missing} missing, {gap.first} … {gap.last}")
+        if st.incomplete:
+            click.echo(f"incomplete (record without payload): {', '.join(st.incomplete[:5])}")
+        _server_lines(st.server)
+        if st.ready_files is not None:
+            click.echo(f".ready files waiting: {st.ready_files}")
+        if st.stream:
+            _stream_lines(st.stream)
+    if st.failing:
         sys.exit(1)
+
+
+def _server_lines(srv: ArchiverState) -> None:
+    if srv.reachable:
+        lag = "?" if srv.lag_segments is None else str(srv.lag_segments)
+        click.echo(f"server: last archived {srv.last_archived_wal} at {srv.last_archived_time}, "
+                   f"writing {srv.current_wal}, lag {lag} segment(s) behind this repository, "
+                   f"{srv.failed_count} failure(s)" + (" — FAILING NOW" if srv.failing else ""))
+        if srv.warning:
+            click.echo(f"warning: {srv.warning}", err=True)
+    else:
+        click.echo(f"server: not reachable ({srv.error})")
+
+
+def _stream_lines(stream: StreamState) -> None:
+    from .render import human_size
+
+    slot = stream.slot_state  # the server's row for the slot (pg_replication_slots)
+    if slot is None:
+        click.echo(f"stream: slot {stream.slot} does not exist — start `posterity wal stream`")
+    elif "error" in slot:
+        click.echo(f"stream: slot {stream.slot}: {slot['error']}")
+    else:
+        click.echo(f"stream: slot {stream.slot} {'in use' if slot['active'] else 'NOT IN USE'}, "
+                   f"restart_lsn {slot['restart_lsn']}, server keeps "
+                   f"{human_size(slot['retained_bytes'] or 0)} of WAL for it ({slot['wal_status']})")
+    if stream.newest_snapshot:
+        click.echo(f"  newest snapshot {stream.newest_snapshot} stored {stream.newest_snapshot_at} "
+                   f"({stream.newest_snapshot_age_seconds}s ago)")
+    if stream.local_backlog:
+        click.echo(f"  {stream.local_backlog} streamed file(s) waiting to be stored")
+    streamer = stream.streamer or {}  # the streamer's own state file
+    if streamer.get("last_error"):
+        click.echo(f"  last streamer error at {streamer['last_error_at']}: {streamer['last_error']}")
+    for why in stream.failing_reasons:
+        click.echo(f"  FAILING: {why}")
 
 
 @wal.command("stream")
@@ -186,8 +199,3 @@ def stream(state, source: str | None, drop_slot: bool) -> None:
 
 def register(cli: click.Group) -> None:
     cli.add_command(wal)
-
-
-def _lag(srv: dict) -> str:
-    lag = srv.get("lag_segments")
-    return "?" if lag is None else str(lag)

@@ -25,10 +25,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..kinds import traits
+
 PROBE_ENV = "POSTERITY_ARCHIVE_PROBE"  # = repository.probe.PROBE_ENV (not imported: start-up time)
 FETCH_NOT_FOUND = 1
 FETCH_FATAL = 126
-PHYSICAL = "postgres-physical"
 
 
 class _NotPlain(Exception):
@@ -111,10 +112,10 @@ class LeanContext:
 
     def source(self, name: str | None) -> str:
         if name:
-            if self.kinds.get(name) != PHYSICAL:
+            if not traits(self.kinds.get(name)).wal_archive:
                 raise _NotPlain("source")
             return name
-        names = [n for n, k in self.kinds.items() if k == PHYSICAL]
+        names = [n for n, k in self.kinds.items() if traits(k).wal_archive]
         if len(names) != 1:
             raise _NotPlain("source")
         return names[0]

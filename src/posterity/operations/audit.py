@@ -9,12 +9,62 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .context import Context
 
 _DAY = re.compile(r"^audit/(\d{4}-\d{2}-\d{2})/")
+
+
+@dataclass(frozen=True, eq=False)  # compares as a Mapping: equal to the stored dict
+class AuditRecord(Mapping[str, Any]):
+    """One audit record as stored. The common fields are typed properties; the rest
+    (source, backup, error, removed, …) depend on the operation and stay as written. It reads
+    like the stored JSON object too (a Mapping), which the health evaluator takes from the
+    daemon's own records as well."""
+
+    fields: dict[str, Any]
+
+    @property
+    def time(self) -> str:
+        return str(self.fields.get("time", ""))
+
+    @property
+    def operation(self) -> str:
+        return str(self.fields.get("operation", "?"))
+
+    @property
+    def result(self) -> str:
+        return str(self.fields.get("result", "?"))
+
+    @property
+    def who(self) -> str:
+        return f"{self.fields.get('user', '?')}@{self.fields.get('host', '?')}"
+
+    @property
+    def source(self) -> str | None:
+        return self.fields.get("source")
+
+    def details(self) -> dict[str, Any]:
+        """What the operation recorded beyond who, when and where (empty values left out)."""
+        skip = {"time", "host", "user", "operation", "result", "key", "repository"}
+        return {k: v for k, v in self.fields.items() if k not in skip and v not in (None, [], {}, "")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """``posterity audit --json``: the record as stored (plus its ``key``)."""
+        return dict(self.fields)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
 
 
 def _matches(rec: dict[str, Any], since: datetime | None, op: str | None, source: str | None) -> bool:
@@ -38,11 +88,11 @@ def read_audit(
     op: str | None = None,
     source: str | None = None,
     local: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[AuditRecord]:
     """Audit records, oldest first. ``since`` must be timezone-aware."""
     records = _read_local(ctx, since, op, source) if local else _read_repository(ctx, since, op, source)
     records.sort(key=lambda r: str(r.get("time", "")))
-    return records
+    return [AuditRecord(r) for r in records]
 
 
 def _read_repository(ctx: Context, since: datetime | None, op: str | None, source: str | None) -> list[dict[str, Any]]:

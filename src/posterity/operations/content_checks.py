@@ -22,9 +22,11 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from ..errors import IntegrityError, PosterityError
+from ..kinds import PG_DUMP_CUSTOM_DATA
 from ..repository import ArtifactRecord, Manifest
 
 
@@ -32,9 +34,26 @@ class ContentInvalid(IntegrityError):
     """An object decodes, but is not a valid artifact of its kind."""
 
 
+@dataclass(frozen=True)
+class ContentFacts:
+    """What a checker found in a valid artifact (``verify --json`` prints ``to_dict()`` under
+    ``checked``): in words, its counts (toc_entries, table_data, entries, documents), and why
+    no check ran when none could."""
+
+    content: str
+    counts: dict[str, int] = field(default_factory=dict)
+    warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"content": self.content, **self.counts}
+        if self.warning is not None:
+            out["warning"] = self.warning
+        return out
+
+
 class ContentCheck(Protocol):
     def write(self, b: bytes) -> int: ...
-    def finish(self) -> dict[str, Any]: ...
+    def finish(self) -> ContentFacts: ...
     def abort(self) -> None: ...
 
 
@@ -67,8 +86,8 @@ class CountOnly:
         self.n += len(b)
         return len(b)
 
-    def finish(self) -> dict[str, Any]:
-        return {"content": "decoded (no check for this kind)"}
+    def finish(self) -> ContentFacts:
+        return ContentFacts("decoded (no check for this kind)")
 
     def abort(self) -> None:
         pass
@@ -139,7 +158,7 @@ class PgArchiveCheck:
         pg_restore = str(find_binary("pg_restore", major))
         self.expected_tables = sorted((manifest.facts.get("row_counts") or {}).keys())
         self.needles: tuple[str, ...] = (" TABLE {} {} ", " MATERIALIZED VIEW {} {} ")
-        if artifact.kind == "pg_dump-custom-data":  # a split backup's data part: its tables' rows
+        if artifact.kind == PG_DUMP_CUSTOM_DATA:  # a split backup's data part: its tables' rows
             patterns = artifact.facts.get("exclude_table_data")  # pg_dump patterns: not matched here
             self.expected_tables = [] if patterns else sorted(artifact.facts.get("tables") or [])
             self.needles = (" TABLE DATA {} {} ",)
@@ -155,7 +174,7 @@ class PgArchiveCheck:
         self.lister.write(b)
         return len(b)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> ContentFacts:
         rc_read, _, err_read = self.reader.wait()
         rc_list, listing, err_list = self.lister.wait()
         if rc_read != 0 or self.reader.stopped_early:
@@ -178,11 +197,7 @@ class PgArchiveCheck:
                 f"{', '.join(missing[:10])}."
             )
         data = sum(1 for ln in entries if " TABLE DATA " in ln)
-        return {
-            "content": "pg_restore read the whole archive",
-            "toc_entries": len(entries),
-            "table_data": data,
-        }
+        return ContentFacts("pg_restore read the whole archive", {"toc_entries": len(entries), "table_data": data})
 
     def abort(self) -> None:
         self.reader.kill()
@@ -218,7 +233,7 @@ class SqlScriptCheck:
         self.n += len(b)
         return len(b)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> ContentFacts:
         if self._bad is not None:
             raise ContentInvalid(self._bad)
         try:
@@ -231,7 +246,7 @@ class SqlScriptCheck:
             raise ContentInvalid(
                 f"{self.key} lacks pg_dumpall's closing line: the script is incomplete."
             )
-        return {"content": "complete pg_dumpall script"}
+        return ContentFacts("complete pg_dumpall script")
 
     def abort(self) -> None:
         pass
@@ -248,13 +263,13 @@ class TarCheck:
         self.feeder.write(b)
         return len(b)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> ContentFacts:
         rc, out, err = self.feeder.wait()
         if rc != 0 or self.feeder.stopped_early:
             raise ContentInvalid(
                 f"{self.key} decodes, but is not a complete tar archive: {_last_lines(err)}."
             )
-        return {"content": "tar listing", "entries": sum(1 for ln in out.splitlines() if ln)}
+        return ContentFacts("tar listing", {"entries": sum(1 for ln in out.splitlines() if ln)})
 
     def abort(self) -> None:
         self.feeder.kill()
@@ -293,7 +308,7 @@ class NdjsonExportCheck:
             return
         self.documents += 1
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> ContentFacts:
         from ..sources.meilisearch.export import parse_header
 
         if self._partial:
@@ -310,7 +325,7 @@ class NdjsonExportCheck:
             raise ContentInvalid(
                 f"{self.key} holds {self.documents} documents, its manifest counted {self.expected}."
             )
-        return {"content": "Meilisearch export", "documents": self.documents}
+        return ContentFacts("Meilisearch export", {"documents": self.documents})
 
     def abort(self) -> None:
         pass
@@ -329,12 +344,12 @@ class JsonCheck(CountOnly):
             self._parts.append(bytes(b))
         return super().write(b)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> ContentFacts:
         try:
             json.loads(b"".join(self._parts))
         except ValueError as exc:
             raise ContentInvalid(f"{self.key} is not valid JSON ({exc}).") from None
-        return {"content": "JSON document"}
+        return ContentFacts("JSON document")
 
 
 def _tar_check(artifact: ArtifactRecord, manifest: Manifest) -> ContentCheck:
@@ -357,8 +372,8 @@ class _Unchecked(CountOnly):
         super().__init__()
         self.why = why
 
-    def finish(self) -> dict[str, Any]:
-        return {"content": "decoded only", "warning": self.why}
+    def finish(self) -> ContentFacts:
+        return ContentFacts("decoded only", warning=self.why)
 
 
 register_content_check("pg_dump-custom", _pg_archive_check)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import kinds
 from ..errors import BackupNotFound, ConfigError
 from ..repository import Manifest
 from .context import Context
@@ -112,7 +113,7 @@ def _previous(ctx: Context, m: Manifest) -> Manifest:
 def _default_source(ctx: Context, source: str | None, refs: list[str]) -> str | None:
     if source or "latest" not in refs:
         return source
-    files = sorted(n for n, c in ctx.config.sources.items() if getattr(c, "kind", None) == "files")
+    files = sorted(n for n, c in ctx.config.sources.items() if kinds.of(c).file_list)
     if len(files) == 1:
         return files[0]
     raise ConfigError(

@@ -29,13 +29,14 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BackupNotFound, ConfigError, ObjectNotFound, PosterityError
+from ..kinds import point_restore_order
 from ..repository import Manifest, Repository, new_backup_id
 from ..repository.layout import manifest_key
 from ..repository.point import Point, PointMember
 from .context import Context
 from .progress import Progress
 
-RESTORABLE = ("postgres", "meilisearch", "files")
+RESTORABLE = point_restore_order()  # ("postgres", "meilisearch", "files")
 
 
 def write_point(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import kinds
 from .audit import read_audit
 from .context import Context
 from .health import (
@@ -58,7 +59,7 @@ def status(ctx: Context, *, now: datetime | None = None, trend: int = 8) -> Stat
 def _archiving(ctx: Context, name: str) -> ArchivingFact | None:
     """Archive-mode physical sources: ask the server whether archiving is about to hurt it."""
     cfg = ctx.config.sources.get(name)
-    if cfg is None or getattr(cfg, "wal", None) != "archive" or not hasattr(cfg, "ready_alert"):
+    if cfg is None or not kinds.archives_by_command(cfg):
         return None
     from ..errors import PosterityError
     from ..sources.postgres import archiving

@@ -9,6 +9,7 @@ A restore follows, by default, the newest timeline the source's base backups are
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PosterityError
@@ -17,12 +18,19 @@ from ..repository.walarchive import ArchiveListing
 from .context import Context
 
 
-def timeline_facts(ctx: Context, source: str, listing: ArchiveListing, bases: list[Any]) -> dict[int, dict[str, Any]]:
+@dataclass
+class TimelineFacts:
+    base_backups: int  # of the source, taken on this timeline
+    branched_from: int | None = None  # the parent timeline (None: unknown, or timeline 1)
+    branched_at: str | None = None  # the LSN where it branched, "0/3000158"
+
+
+def timeline_facts(ctx: Context, source: str, listing: ArchiveListing, bases: list[Any]) -> dict[int, TimelineFacts]:
     counts = Counter(int(m.facts.get("timeline") or 1) for m in bases)
     identities: list | None = None
-    out: dict[int, dict[str, Any]] = {}
+    out: dict[int, TimelineFacts] = {}
     for tli in listing.timelines():
-        facts: dict[str, Any] = {"base_backups": counts.get(tli, 0)}
+        facts = TimelineFacts(base_backups=counts.get(tli, 0))
         if tli > 1 and listing.has(f"{tli:08X}.history"):
             if identities is None:
                 try:
@@ -35,6 +43,6 @@ def timeline_facts(ctx: Context, source: str, listing: ArchiveListing, bases: li
                 except PosterityError:
                     chain = []
                 if len(chain) >= 2 and chain[-2].end is not None:
-                    facts.update(branched_from=chain[-2].tli, branched_at=wal.format_lsn(chain[-2].end))
+                    facts.branched_from, facts.branched_at = chain[-2].tli, wal.format_lsn(chain[-2].end)
         out[tli] = facts
     return out

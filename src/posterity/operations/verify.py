@@ -328,8 +328,8 @@ def _read_one(
                 m.id,
             )
         )
-    if facts.get("warning"):
-        result.warnings.append(f"{a.key}: {facts['warning']}")
+    if facts.warning:
+        result.warnings.append(f"{a.key}: {facts.warning}")
     result.checked[a.key] = facts
 
 

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .content_checks import ContentFacts
 
 
 @dataclass
@@ -34,13 +37,14 @@ class VerifyResult:
     findings: list[Finding] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    checked: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checked: dict[str, ContentFacts] = field(default_factory=dict)  # key -> what its content check found
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(self)  # (ContentFacts too, but in its own shape: below)
+        d["checked"] = {k: v.to_dict() for k, v in self.checked.items()}
         d["ok"] = self.ok
         return d

@@ -3,6 +3,7 @@ no gap after the oldest checked base backup."""
 
 from __future__ import annotations
 
+from .. import kinds
 from ..repository import Manifest
 from .context import Context
 from .verify_result import Finding, VerifyResult
@@ -15,7 +16,7 @@ def check_wal_chains(ctx: Context, manifests: list[Manifest], result: VerifyResu
     restore; here we check the chain is complete.)"""
     from ..repository import walnames as wal
 
-    physical = [m for m in manifests if m.kind == "postgres-physical" and m.facts.get("wal_start_segment")]
+    physical = [m for m in manifests if kinds.of(m).wal_archive and m.facts.get("wal_start_segment")]
     by_source: dict[str, list[Manifest]] = {}
     for m in physical:
         by_source.setdefault(m.source, []).append(m)

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import kinds
+
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 PAYLOAD_SUFFIX = ".zst.age"
 RECORD_SUFFIX = ".json"
@@ -204,7 +206,7 @@ def expected_files(
 
 
 def _facts_of(m: Any) -> dict[str, Any] | None:
-    if getattr(m, "kind", None) != "postgres-physical":
+    if not kinds.of(m).wal_archive:
         return None
     facts = getattr(m, "facts", None) or {}
     return facts if "wal_start_segment" in facts else None

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .. import kinds
+
 ARCHIVING_INTERVAL = 60.0
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,9 @@ def tasks(ctx: Any, alert: Callable[[str, str, str], Any] | None = None,
           metrics: Any = None, health: Any = None) -> list[Callable[[threading.Event], None]]:
     out: list[Callable[[threading.Event], None]] = [_doctor(ctx)]
     for name, cfg in sorted(ctx.config.sources.items()):
-        if cfg.kind == "postgres-physical" and cfg.wal == "stream":
+        if kinds.runs_wal_streamer(cfg):
             out.append(_streamer(ctx, name, alert))
-        elif cfg.kind == "postgres-physical":
+        elif kinds.archives_by_command(cfg):
             out.append(_archiving_watch(ctx, name, cfg, alert, metrics, health))
     return out
 

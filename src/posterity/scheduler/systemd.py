@@ -20,6 +20,7 @@ from typing import Any
 
 from croniter import croniter
 
+from .. import kinds
 from ..config.durations import parse_duration
 from ..errors import ConfigError
 
@@ -118,7 +119,7 @@ def units(config: Any, config_path: Path, binary: str) -> dict[str, str]:
         timer += ["", "[Install]", "WantedBy=timers.target", ""]
         out[f"posterity-{job.name}.timer"] = "\n".join(timer)
     for name, src in sorted(config.sources.items()):
-        if src.kind == "postgres-physical" and src.wal == "stream":
+        if kinds.runs_wal_streamer(src):
             out[f"posterity-walstream-{name}.service"] = "\n".join([
                 "[Unit]",
                 f"Description=Posterity WAL streaming for {name} (with the timers; the daemon runs it itself)",

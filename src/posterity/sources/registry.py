@@ -5,12 +5,13 @@ A new source kind is one module and one entry here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
 
 from ..errors import ConfigError
+from ..kinds import TRAITS, Traits
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class SourceEntry:
     factory: str  # "module:Class", imported lazily so the CLI starts fast
     example_name: str
     doctor: str  # "module:function" yielding `posterity doctor`'s checks for a source of this kind
+    traits: Traits = field(default_factory=Traits)  # what other code may ask about the kind (kinds.py: lean, walfast reads it)
 
 
 def _entries() -> dict[str, SourceEntry]:
@@ -43,7 +45,7 @@ def _entries() -> dict[str, SourceEntry]:
     }
 
 
-SOURCES: dict[str, SourceEntry] = _entries()
+SOURCES: dict[str, SourceEntry] = {kind: replace(e, traits=TRAITS[kind]) for kind, e in _entries().items()}
 
 
 def source_model(kind: Any) -> type[BaseModel]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import kinds
 from ..operations.context import Context
 from .cache import TTLCache
 
@@ -42,7 +43,7 @@ class Dashboard:
         """``posterity --json list --source SOURCE``."""
         from ..operations.catalog import backup_summaries
 
-        return self.cache.get(("backups", source), lambda: backup_summaries(self.ctx, source))
+        return self.cache.get(("backups", source), lambda: [b.to_dict() for b in backup_summaries(self.ctx, source)])
 
     def backup_seconds(self, source: str, backup_id: str) -> float:
         """How long one backup took (one manifest, from the local manifest cache when there)."""
@@ -83,7 +84,7 @@ class Dashboard:
         # Cache by day so the key does not change every second.
         key = ("audit", since.strftime("%Y-%m-%dT%H"), op, source)
         records = self.cache.get(key, lambda: read_audit(self.ctx, since=since, op=op, source=source))
-        return [r for r in records if result is None or r.get("result") == result]
+        return [r.to_dict() for r in records if result is None or r.result == result]
 
     def verifications(self) -> list[dict[str, Any]]:
         """``posterity --json audit --op verify``: every verify run, what it read and what it found."""
@@ -91,9 +92,9 @@ class Dashboard:
 
     def wal(self, source: str) -> dict[str, Any]:
         """``posterity --json wal status --source SOURCE`` (it asks the server too, with its timeouts)."""
-        from ..operations.wal import wal_status
+        from ..operations.wal_status import wal_status
 
-        return self.cache.get(("wal", source), lambda: wal_status(self.ctx, source))
+        return self.cache.get(("wal", source), lambda: wal_status(self.ctx, source).to_dict())
 
     def warm(self) -> None:
         """Read what the pages need once, so the first views do not wait (server start-up)."""
@@ -135,7 +136,7 @@ class Dashboard:
         nexts = self.next_runs()
         wal: dict[str, Any] = {}
         for name, cfg in self.ctx.config.sources.items():
-            if getattr(cfg, "wal", None) in ("archive", "stream"):  # the point-in-time kinds
+            if kinds.of(cfg).wal_archive:
                 wal[name] = _wal_summary(self._safe_wal(name))
         points = self.points()
         newest = points[-1] if points else None

@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ... import kinds
 from ...errors import BackupNotFound, ConfigError, ObjectNotFound, RestoreTargetError
 from ...repository import Manifest
 from ...repository import walnames as wal
 from ...repository.walarchive import ArchivedFile, ArchiveListing, WalArchive
-
-PHYSICAL = "postgres-physical"
 
 
 class TargetBeforeBackups(BackupNotFound):
@@ -143,12 +142,12 @@ def reachable(m: Manifest, target: Target) -> bool:
 
 
 def choose_base(manifests: list[Manifest], ref: str, target: Target, source: str, find=None) -> Manifest:
-    bases = [m for m in manifests if m.kind == PHYSICAL and "stop_lsn" in m.facts]
+    bases = [m for m in manifests if kinds.of(m).wal_archive and "stop_lsn" in m.facts]
     if ref != "latest":
         m = find(ref, source) if find else next((b for b in bases if b.id.startswith(ref)), None)
         if m is None:
             raise BackupNotFound(f"No base backup {ref!r} of source {source!r}.")
-        if m.kind != PHYSICAL:
+        if not kinds.of(m).wal_archive:
             raise ConfigError(f"Backup {m.id} is a {m.kind} backup, not a base backup.")
         if not reachable(m, target):
             raise TargetBeforeBackups(
