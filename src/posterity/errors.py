@@ -180,10 +180,13 @@ class ToolVersionError(SourceError):
     default_hint = "Install the client tools of the server's major version (apt-get install postgresql-client-NN)."
 
 
+NOTHING_COMMITTED = "Nothing was committed; earlier backups are intact."
+
+
 class DumpFailed(SourceError):
     """The dump program failed."""
 
-    default_hint = "Nothing was committed; earlier backups are intact. Fix the cause and run the backup again."
+    default_hint = f"{NOTHING_COMMITTED} Fix the cause and run the backup again."
 
 
 class SourceTimeout(SourceError):
@@ -297,6 +300,16 @@ EXIT_CODES: dict[int, str] = {
     130: "interrupted (Ctrl-C); nothing uncommitted kept",
     143: "stopped by SIGTERM: lock released, nothing uncommitted kept, then ended by the signal (shells: 143)",
 }
+
+
+def say_nothing_committed(exc: PosterityError) -> PosterityError:
+    """``exc`` (same object, type and exit code) with a hint that starts by saying nothing was
+    committed, unless its message or hint already says so. For an error that ended a backup
+    before its manifest was written, whichever source raised it: a failed pg_dump says it
+    (``DumpFailed``), and a Meilisearch refusal mid-export must say it too."""
+    if "nothing was committed" not in f"{exc.message} {exc.hint}".lower():
+        exc.hint = f"{NOTHING_COMMITTED} {exc.hint}".strip()
+    return exc
 
 
 def from_os_error(exc: OSError, doing: str = "") -> PosterityError:

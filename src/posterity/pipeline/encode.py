@@ -18,6 +18,7 @@ from typing import IO, cast
 import pyrage
 import zstandard
 
+from ..errors import PosterityError, say_nothing_committed
 from .stages import CHUNK, Stages
 
 QUEUE_DEPTH = 8
@@ -69,7 +70,8 @@ class _CountingReader(io.RawIOBase):
 
     zstd and age wrap an exception raised while they read into their own errors
     (``ZstdError``, ``pyrage.EncryptError``); the source's own error (a refusal from
-    Meilisearch, pg_dump failing) is what the user must see, with its exit code.
+    Meilisearch, pg_dump failing) is what the user must see, with its exit code, and with
+    a hint that says nothing was committed (``errors.say_nothing_committed``).
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
@@ -164,6 +166,10 @@ class EncodedStream:
             # returns; an unbounded join here would wait for it first.
             self._thread.join(timeout=JOIN_TIMEOUT)
         if self._error is not None:
+            if self._error is counting.error and isinstance(self._error, PosterityError):
+                # The source failed mid-stream: this payload is never committed, whichever kind
+                # of source it was (pg_dump and tar say so; a Meilisearch refusal did not).
+                say_nothing_committed(self._error)
             raise self._error
         self.raw_size = counting.n
         self.sha256 = h.hexdigest()

@@ -46,8 +46,6 @@ class Kind:
     failure_words: tuple[str, ...] = ()
     #: the exit code of that failure (5: the source failed, errors.py)
     failure_code = 5
-    #: False only for a known gap, proved by a strict xfail test in the suite
-    says_nothing_committed = True
 
     def __init__(self, root: Path, store: Store | None = None) -> None:
         self.root = root

@@ -24,7 +24,7 @@ class Files(Kind):
 
     id = "files"
     source = "config"
-    failure_words = ("Writing the tar failed", "Invalid argument")
+    failure_words = (f"Reading {READ_FAILS} (stored as {READ_FAILS[1:]}) failed", "Invalid argument")
 
     def __init__(self, root: Path, store: Store | None = None) -> None:
         super().__init__(root, store)

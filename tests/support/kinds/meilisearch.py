@@ -29,7 +29,6 @@ class Meilisearch(Kind):
     id = "meilisearch"
     source = "search"
     failure_words = ("posters/documents/fetch", "disk I/O error while reading")
-    says_nothing_committed = False  # a known gap: the refusal carries Meilisearch's hint only
 
     def __init__(self, root: Path, store: Store | None = None) -> None:
         super().__init__(root, store)

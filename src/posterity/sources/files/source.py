@@ -50,14 +50,49 @@ def ns_text(ns: int) -> str:
     return f"{sign}{a // 1_000_000_000}.{a % 1_000_000_000:09d}"
 
 
-class _ExactReader(io.RawIOBase):
-    """Exactly ``size`` bytes of ``fh`` (zero-padded if it shrank), hashed as they pass."""
+class FileReadFailed(DumpFailed):
+    """A file could not be read while its bytes were being written into the tar."""
 
-    def __init__(self, fh: IO[bytes], size: int) -> None:
+
+def read_failed(path: str, name: str, at: int, size: int, exc: OSError) -> FileReadFailed:
+    """The error for a read that failed after the file's tar header was written: the tar
+    cannot skip the file any more (the header promised ``size`` bytes), so the backup stops,
+    naming the file as it is on disk and as it is stored."""
+    reason = exc.strerror or str(exc)
+    code = f" (errno {exc.errno})" if exc.errno else ""
+    return FileReadFailed(
+        f"Reading {path} (stored as {name}) failed at byte {at} of {size}: {reason}{code}; "
+        "the tar was stopped and nothing was committed.",
+        hint=(
+            f"Earlier backups are intact. Find out why {path} cannot be read (a disk error: see `dmesg`; a "
+            "kernel file under /proc or /sys is not a real file), then fix it, or leave it out (remove it from "
+            "the source's paths, or add it to exclude), and run the backup again."
+        ),
+    )
+
+
+class _ExactReader(io.RawIOBase):
+    """Exactly ``size`` bytes of ``fh`` (zero-padded if it shrank), hashed as they pass.
+
+    ``path`` and ``name`` (the file on disk, its tar member) name it if a read fails."""
+
+    def __init__(self, fh: IO[bytes], size: int, path: str = "", name: str = "") -> None:
         self._fh = fh
+        self._size = size
         self._left = size
+        self._path, self._name = path, name
+        self._read = 0  # bytes read from the file so far
         self.h = hashlib.sha256()
         self.short = False
+
+    def read_more(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the file; a failed read raises ``FileReadFailed`` naming it."""
+        try:
+            data = self._fh.read(n) or b""
+        except OSError as exc:
+            raise read_failed(self._path, self._name, self._read, self._size, exc) from exc
+        self._read += len(data)
+        return data
 
     def readable(self) -> bool:
         return True
@@ -69,7 +104,7 @@ class _ExactReader(io.RawIOBase):
         want = self._left if n is None or n < 0 else min(n, self._left)
         buf = bytearray()
         while len(buf) < want and not self.short:
-            data = self._fh.read(want - len(buf))
+            data = self.read_more(want - len(buf))
             if not data:
                 self.short = True
                 break
@@ -155,9 +190,9 @@ class TarWriter:
                 return
             ti = self._info(name, fst, tarfile.REGTYPE)
             ti.size = fst.st_size
-            reader = _ExactReader(fh, fst.st_size)
+            reader = _ExactReader(fh, fst.st_size, path, name)
             tar.addfile(ti, reader)
-            grew = not reader.short and fh.read(1) != b""
+            grew = not reader.short and reader.read_more(1) != b""
             after = os.fstat(fd)
             if reader.short:
                 self.warnings.add(f"{path} shrank while it was read; stored padded with zeros")
