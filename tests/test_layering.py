@@ -6,6 +6,9 @@
   the modules that still do are listed in ``STORAGE_EXCEPTIONS`` with the reason, and a test
   fails when one of them no longer needs its entry, so the list can only shrink.
 - ``sources/`` never import ``operations/``.
+- ``sources/`` read stored artifacts only through the Repository (``read_artifact``,
+  ``open_artifact``): nothing there imports the pipeline's stages or keys (decoding,
+  encoding, identities); only ``pipeline.budget`` (the shared memory budget).
 - No import cycles among modules, counting imports inside functions (a lazy import hides a
   cycle, it does not remove it) but not ``if TYPE_CHECKING:`` blocks, and not a submodule's
   own package (``from . import views`` runs the package first, which is not a cycle).
@@ -171,6 +174,17 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if len(comp) > 1:
                     found.append(sorted(comp))
     return found
+
+
+def test_sources_read_artifacts_only_through_the_repository():
+    offenders = sorted(
+        f"{m} imports {t}"
+        for m, targets in GRAPH.items()
+        if _in(m, "posterity.sources")
+        for t in targets
+        if _in(t, "posterity.pipeline") and t != "posterity.pipeline.budget"
+    )
+    assert offenders == []
 
 
 def test_no_import_cycles():
