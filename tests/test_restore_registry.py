@@ -117,3 +117,15 @@ def test_a_failed_drill_returns_its_stored_report_and_a_new_error_of_the_same_ty
     r = run(capsys, project.config, "--json", "drill", "--source", "config")
     body = json.loads(r.out)
     assert r.code == 6 and body["failures"][0]["report"]["ok"] is False
+
+
+def test_reworded_is_a_new_error_of_the_same_type_and_the_old_one_is_unchanged():
+    from posterity.config.load import ConfigProblems
+    from posterity.operations.guarded import reworded
+
+    old = ConfigProblems(None, ["a", "b"])  # an error type whose __init__ takes other arguments
+    new = reworded(old, "Drill of x failed: " + old.message)
+    assert type(new) is ConfigProblems and new.exit_code == 2 and new.hint == old.hint
+    assert new.message.startswith("Drill of x failed: 2 problem(s)") and str(new) == new.message
+    assert new.problems == ["a", "b"] and new.__cause__ is old
+    assert old.message.startswith("2 problem(s)") and str(old) == old.message

@@ -30,7 +30,7 @@ from ..errors import ConfigError, PosterityError, RestoreFailed
 from ..repository import Manifest, layout, new_backup_id
 from ..sources.registry import SOURCES, load
 from .context import Context
-from .guarded import precheck
+from .guarded import precheck, reworded
 from .progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
@@ -173,12 +173,8 @@ def run_drill(
     _store(ctx, report)
     if isinstance(failure, PosterityError):
         # A new error of the same type (same exit code and hint) that names the drill.
-        error = type(failure)(
-            f"Drill of {source} (backup {manifest.id}) failed: {failure.message} Report: {report.key}.",
-            hint=failure.hint,
-        )
-        error.__cause__ = failure
-        return DrillOutcome(report, error)
+        message = f"Drill of {source} (backup {manifest.id}) failed: {failure.message} Report: {report.key}."
+        return DrillOutcome(report, reworded(failure, message))
     if failure is not None:
         raise failure  # an interrupt: the report is stored, the interrupt goes on
     if not report.ok:

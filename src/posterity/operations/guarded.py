@@ -18,6 +18,17 @@ from .progress import NoProgress, Progress
 T = TypeVar("T")
 
 
+def reworded(exc: PosterityError, message: str) -> PosterityError:
+    """A new error of ``exc``'s type (so its exit code and hint) saying ``message``, caused by
+    ``exc``, which stays as it was (an error is never changed to carry more)."""
+    new = type(exc).__new__(type(exc))  # no __init__: some error types take other arguments
+    new.__dict__.update(exc.__dict__)
+    new.message = message
+    new.args = (message,)
+    new.__cause__ = exc
+    return new
+
+
 def precheck(identities: list, manifest: Manifest) -> None:
     """A wrong key fails here, named as a wrong key, before anything is created."""
     from .identity import require_identity_for

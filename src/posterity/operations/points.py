@@ -134,6 +134,7 @@ class PointRestore:
 def restore_point(
     ctx: Context, ref: str, req: PointRestore, progress: Callable[[], Progress] | None = None
 ) -> PointRestoreResult:
+    from .guarded import reworded
     from .restore import restore, restorers
 
     kinds = {k: r for k, r in restorers().items() if r.point_order is not None}
@@ -169,9 +170,7 @@ def restore_point(
             )
         except PosterityError as exc:
             before = f"restored {', '.join(done)}; " if done else "nothing was restored; "
-            exc.message = f"Restore point {point.id}: {before}{m.source} failed: {exc.message}"
-            exc.args = (exc.message,)
-            raise
+            raise reworded(exc, f"Restore point {point.id}: {before}{m.source} failed: {exc.message}") from exc
         done.append(m.source)
     ctx.repo.audit("restore-point", "succeeded", {"point": point.id, "sources": done})
     return PointRestoreResult(point.id, results, [m.source for m in order])

@@ -6,7 +6,7 @@
 source registry (``SourceEntry.restorer``), finds the backup, and runs the restorer inside
 the one guard (``operations.guarded``: identity pre-check, progress, audit record).
 
-A restorer says, for its kind: which options of ``posterity restore`` apply to it
+A restorer (``restorers/base.py``) says, for its kind: which options of ``posterity restore`` apply to it
 (``options``; ``point_options`` for ``restore --point``), how a request is built from them,
 how its backup is found (point-in-time picks a base backup for the target), the progress
 label, the audit details, and how the restore runs.
@@ -14,41 +14,19 @@ label, the audit details, and how the restore runs.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..repository import Manifest
 from .context import Context
 from .guarded import guarded, precheck
 from .progress import NoProgress, Progress
 
+if TYPE_CHECKING:
+    from .restorers.base import Restorer
+
 
 class OptionError(ValueError):
     """Options that do not make a request (the CLI shows it as a usage error)."""
-
-
-class Request(Protocol):
-    kind: ClassVar[str]
-    identity_file: str | None
-
-
-class Restorer(Protocol):
-    kind: str
-    options: tuple[str, ...]  # `posterity restore` parameter names that apply to this kind
-    point_options: tuple[str, ...]  # … and those `restore --point` passes on to it
-    point_order: int | None  # place in a restore point's order; None: not restored by a point
-    configured: bool  # the source must be configured (files restore without it, into --to)
-
-    def request(self, source: str, opts: dict[str, Any]) -> Any: ...
-    def point_request(self, point_id: str, members: list[Any], opts: dict[str, Any]) -> Any: ...
-    def check(self, ctx: Context, source: str, ref: str, req: Any) -> Any: ...
-    def point_check(self, ctx: Context, source: str, ref: str, req: Any) -> None: ...
-    def find(self, ctx: Context, source: str, ref: str, req: Any) -> Manifest: ...
-    def guarded(self, req: Any) -> bool: ...
-    def label(self, manifest: Manifest, req: Any) -> tuple[str, int | None] | None: ...
-    def details(self, manifest: Manifest, req: Any, result: Any) -> dict[str, Any]: ...
-    def run(self, ctx: Context, source: str, manifest: Manifest, identities: list, req: Any,
-            progress: Progress) -> Any: ...
 
 
 def restorer(kind: str) -> Restorer:

@@ -13,6 +13,7 @@ from ...repository.point import PointMember
 from ..context import Context
 from ..progress import Progress
 from ..restore_results import FilesRestoreResult
+from .base import Restorer
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def files_target(ctx: Context, source: str, to: str | Path | None) -> Path:
     )
 
 
-class FilesRestorer:
+class FilesRestorer(Restorer):
     kind = "files"
     options = ("to", "paths", "overwrite")
     point_options = ("to", "overwrite")
@@ -64,12 +65,6 @@ class FilesRestorer:
         manifest = ctx.repo.find(ref, source)
         if os.path.isdir(target):
             check_target(Path(os.path.realpath(target)), manifest, [""], req.overwrite)
-
-    def find(self, ctx: Context, source: str, ref: str, req: FilesRestoreRequest) -> Manifest:
-        return ctx.repo.find(ref, source)
-
-    def guarded(self, req: FilesRestoreRequest) -> bool:
-        return True
 
     def label(self, manifest: Manifest, req: FilesRestoreRequest) -> tuple[str, int | None]:
         from ...sources.files.restore import tar_artifact

@@ -17,6 +17,7 @@ from ..restore_results import (
     MeilisearchFileResult,
     MeilisearchIndexesResult,
 )
+from .base import Restorer
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ class MeilisearchRestoreRequest:
         return not (self.indexes or self.all_indexes) and self.file is None
 
 
-class MeilisearchRestorer:
+class MeilisearchRestorer(Restorer):
     kind = "meilisearch"
     options = ("meili_indexes", "meili_all", "meili_as", "meili_replace", "meili_snapshot_to", "meili_dump_to",
                "check_counts")
     point_options = ("meili_replace",)
     point_order: int | None = 1  # temporary indexes and a swap: cleans up after itself
-    configured = True
+    # no label(): tasks on the server, not a byte stream, so no progress bar
 
     def request(self, source: str, opts: dict[str, Any]) -> MeilisearchRestoreRequest:
         indexes = tuple(opts.get("meili_indexes") or ())
@@ -83,20 +84,8 @@ class MeilisearchRestorer:
         return MeilisearchRestoreRequest(all_indexes=True, replace=bool(opts.get("meili_replace")),
                                          identity_file=opts.get("identity_file"))
 
-    def check(self, ctx: Context, source: str, ref: str, req: MeilisearchRestoreRequest) -> MeilisearchRestoreRequest:
-        return req
-
-    def point_check(self, ctx: Context, source: str, ref: str, req: MeilisearchRestoreRequest) -> None:
-        pass
-
-    def find(self, ctx: Context, source: str, ref: str, req: MeilisearchRestoreRequest) -> Manifest:
-        return ctx.repo.find(ref, source)
-
     def guarded(self, req: MeilisearchRestoreRequest) -> bool:
         return not req.counts_only
-
-    def label(self, manifest: Manifest, req: MeilisearchRestoreRequest) -> tuple[str, int | None] | None:
-        return None  # tasks on the server, not a byte stream: no bar
 
     def details(self, manifest: Manifest, req: MeilisearchRestoreRequest, result: Any) -> dict[str, Any]:
         file = req.file

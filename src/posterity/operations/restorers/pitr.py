@@ -9,12 +9,12 @@ from typing import Any, ClassVar
 
 from ...errors import ConfigError
 from ...repository import Manifest
-from ...repository.point import PointMember
 from ..context import Context
 from ..progress import Progress
 from ..restore import OptionError
 from ..restore_results import PitrRestoreResult
 from ..wal import PHYSICAL
+from .base import Restorer
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,10 @@ _FIELDS = {"pitr_time": "target_time", "pitr_lsn": "target_lsn", "pitr_xid": "ta
            "pitr_archive_mode": "archive_mode"}
 
 
-class PitrRestorer:
+class PitrRestorer(Restorer):
     kind = PHYSICAL
     options = ("pitr_dir", *_FIELDS)
-    point_options: tuple[str, ...] = ()
-    point_order: int | None = None  # a restore point does not restore a physical backup
-    configured = True
+    # point_order None: a restore point does not restore a physical backup
 
     def request(self, source: str, opts: dict[str, Any]) -> PitrRestoreRequest:
         if opts.get("pitr_dir") is None:
@@ -65,23 +63,11 @@ class PitrRestorer:
             **{field: opts[name] for name, field in _FIELDS.items() if opts.get(name) is not None},
         )
 
-    def point_request(self, point_id: str, members: list[PointMember], opts: dict[str, Any]) -> PitrRestoreRequest:
-        raise NotImplementedError  # point_order is None: never asked
-
-    def check(self, ctx: Context, source: str, ref: str, req: PitrRestoreRequest) -> PitrRestoreRequest:
-        return req
-
-    def point_check(self, ctx: Context, source: str, ref: str, req: PitrRestoreRequest) -> None:
-        pass
-
     def find(self, ctx: Context, source: str, ref: str, req: PitrRestoreRequest) -> Manifest:
         """The base backup for the target: ``ref``, or for ``latest`` the newest before the target."""
         from ...sources.postgres.pitr_plan import choose_base
 
         return choose_base(ctx.repo.manifests(source), ref, req.target(), source, find=ctx.repo.find)
-
-    def guarded(self, req: PitrRestoreRequest) -> bool:
-        return True
 
     def label(self, manifest: Manifest, req: PitrRestoreRequest) -> tuple[str, int | None]:
         return f"WAL for {manifest.id}", None

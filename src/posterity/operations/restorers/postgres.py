@@ -13,6 +13,7 @@ from ..context import Context
 from ..progress import Progress
 from ..restore import OptionError
 from ..restore_results import PostgresRestoreResult
+from .base import Restorer
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,11 @@ class PostgresRestoreRequest:
 _FIELDS = ("jobs", "clean", "with_roles", "overwrite_roles", "no_owner", "target_dsn", "staging_dir", "check_counts")
 
 
-class PostgresRestorer:
+class PostgresRestorer(Restorer):
     kind = "postgres"
     options = ("to_database", *_FIELDS)
     point_options = options
     point_order: int | None = 0  # first: it cleans up after itself when it fails
-    configured = True
 
     def request(self, source: str, opts: dict[str, Any]) -> PostgresRestoreRequest:
         if not opts.get("to_database"):
@@ -65,18 +65,6 @@ class PostgresRestorer:
             to_database=opts["to_database"], identity_file=opts.get("identity_file"),
             **{k: opts[k] for k in _FIELDS if opts.get(k) is not None},
         )
-
-    def check(self, ctx: Context, source: str, ref: str, req: PostgresRestoreRequest) -> PostgresRestoreRequest:
-        return req
-
-    def point_check(self, ctx: Context, source: str, ref: str, req: PostgresRestoreRequest) -> None:
-        pass
-
-    def find(self, ctx: Context, source: str, ref: str, req: PostgresRestoreRequest) -> Manifest:
-        return ctx.repo.find(ref, source)
-
-    def guarded(self, req: PostgresRestoreRequest) -> bool:
-        return True
 
     def label(self, manifest: Manifest, req: PostgresRestoreRequest) -> tuple[str, int | None]:
         dump = [a for a in manifest.artifacts if a.kind == "pg_dump-custom"]
