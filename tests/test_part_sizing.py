@@ -14,7 +14,8 @@ from tests.support.ops import config_text, make_context, make_keys, s3_repo_extr
 
 import posterity.storage.base as base
 from posterity.operations.backup import backup_source
-from posterity.operations.restore import restore_postgres
+from posterity.operations.restore import restore
+from posterity.operations.restorers.postgres import PostgresRestoreRequest
 from posterity.sources.meilisearch.sizing import export_size
 from posterity.sources.postgres.sizing import cluster_size
 
@@ -71,7 +72,7 @@ def test_a_stream_estimated_large_gets_equal_parts_larger_than_8_mib(
     assert len(sizes) >= 2 and len(sizes) <= PARTS, sizes
     assert len(set(sizes[:-1])) == 1 and sizes[0] > 8 * MiB and sizes[-1] <= sizes[0], sizes
 
-    restore_postgres(ctx, "db", result.manifest.id, to_database=f"{name}_back")
+    restore(ctx, "db", result.manifest.id, PostgresRestoreRequest(to_database=f"{name}_back"))
     assert _digest(pg_cluster.dsn(f"{name}_back")) == _digest(dsn)
 
 

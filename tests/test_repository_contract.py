@@ -20,6 +20,7 @@ import pytest
 from posterity import __version__
 from posterity.errors import (
     BackupNotFound,
+    ChecksumMismatch,
     DecryptionFailed,
     LockHeld,
     ManifestInvalid,
@@ -114,6 +115,28 @@ def test_write_commit_find_and_read_back_byte_for_byte(repo, stages, key):
     assert repo.is_committed("db", m.id)
     with pytest.raises(BackupNotFound):
         repo.find("latest", "other")
+
+
+def test_open_artifact_streams_the_decoded_bytes_and_checks_the_stored_object_at_the_end(repo, stages, key):
+    data = os.urandom(3_000_000)  # several chunks through the bounded queue
+    m = _backup(repo, stages, "db", {"db": data})
+    art = m.artifacts[0]
+    with repo.open_artifact(art, [key]) as reader:
+        assert b"".join(reader.chunks()) == data
+    with repo.open_artifact(art, [key]) as reader:  # pulled line by line, like a parser does
+        buffered = io.BufferedReader(reader)
+        head = buffered.read(1000)
+        reader.finish()
+    assert head == data[:1000]
+    with repo.open_artifact(art, [key]) as reader:  # closed early: the decoding thread stops
+        assert reader.read(10) == data[:10]
+    with pytest.raises(ValueError):  # and reading on is an error, never a wait
+        reader.finish()
+    damaged = ArtifactRecord(**{**art.__dict__, "sha256": "0" * 64})
+    with repo.open_artifact(damaged, [key]) as reader, pytest.raises(ChecksumMismatch):
+        reader.finish()
+    with repo.open_artifact(art, [pyrage.x25519.Identity.generate()]) as reader, pytest.raises(DecryptionFailed):
+        reader.finish()
 
 
 def test_a_manifest_is_written_once(repo, stages):

@@ -18,7 +18,8 @@ from posterity.operations.audit import read_audit
 from posterity.operations.backup import backup_source
 from posterity.operations.init import init_repository
 from posterity.operations.prune import prune
-from posterity.operations.restore import restore_postgres
+from posterity.operations.restore import restore
+from posterity.operations.restorers.postgres import PostgresRestoreRequest
 from posterity.operations.status import EXIT_FAILING, EXIT_STALE, size_anomaly, status
 
 
@@ -134,7 +135,7 @@ def test_audit_holds_one_record_per_operation_including_failures(env, pg_cluster
         backup_source(ctx, "down")
     target = f"restored_{uuid.uuid4().hex[:8]}"
     try:
-        restore_postgres(ctx, "db", "latest", to_database=target)
+        restore(ctx, "db", "latest", PostgresRestoreRequest(to_database=target))
     finally:
         pg_cluster.psql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
     prune(ctx)

@@ -61,7 +61,7 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
       posterity drill --source db --point 20240115T020000Z-ab12
     """
     from ..errors import PosterityError
-    from ..operations.drill import drill, drillable_sources
+    from ..operations.drill import DrillReport, drillable_sources, run_drill
 
     ctx = state.context()
     names = list(sources) or drillable_sources(ctx)
@@ -71,41 +71,41 @@ def drill_cmd(state, sources: tuple[str, ...], point: str, identity_file: str | 
             "meilisearch sources)."
         )
     reports = []
-    failures: list[tuple[str, PosterityError]] = []
+    failures: list[tuple[str, PosterityError, DrillReport | None]] = []
     for name in names:
+        report: DrillReport | None = None
         try:
-            report = drill(
+            outcome = run_drill(
                 ctx, name, point, identity_file=identity_file, progress=BarProgress(not state.json)
             )
-        except PosterityError as exc:
-            failed_report = getattr(exc, "drill_report", None)
-            if failed_report is not None and not state.json:
-                _render(failed_report)
-            if len(names) == 1 and not state.json:
-                raise
-            failures.append((name, exc))
+            report, error = outcome.report, outcome.error
+        except PosterityError as exc:  # before the drill started: no report
+            error = exc
+        if error is None:
+            assert report is not None
+            reports.append(report)
             if not state.json:
-                click.echo(f"error: {name}: {exc.message}", err=True)
+                _render(report)
             continue
-        reports.append(report)
-        if not state.json:
+        if report is not None and not state.json:
             _render(report)
+        if len(names) == 1 and not state.json:
+            raise error
+        failures.append((name, error, report))
+        if not state.json:
+            click.echo(f"error: {name}: {error.message}", err=True)
     if state.json:
         emit_json(
             {
                 "drills": [r.to_dict() for r in reports],
                 "failures": [
-                    {"source": n, **e.to_dict(), "report": _report_of(e)} for n, e in failures
+                    {"source": n, **e.to_dict(), "report": r.to_dict() if r is not None else None}
+                    for n, e, r in failures
                 ],
             }
         )
     if failures:
-        raise SystemExit(max(e.exit_code for _, e in failures))
-
-
-def _report_of(exc: Exception) -> dict | None:
-    report = getattr(exc, "drill_report", None)
-    return report.to_dict() if report is not None else None
+        raise SystemExit(max(e.exit_code for _, e, _r in failures))
 
 
 def _render(r) -> None:

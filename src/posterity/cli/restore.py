@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .common import json_option, pass_state
-from .render import BarProgress, emit_json, human_duration, human_size
+from .render import BarProgress
 
 
 @click.command("restore")
@@ -21,7 +23,7 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.option("--overwrite-roles", is_flag=True, help="postgres: with --with-roles, also reset existing roles to the backup's (passwords, LOGIN, attributes, memberships).")
 @click.option("--no-owner", is_flag=True, help="postgres: do not restore ownership and privileges.")
 @click.option("--check-counts", is_flag=True, help="postgres: compare row counts with those recorded at backup time. meilisearch: compare the live document counts with the backup's.")
-@click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for staged files (default: [general] staging_dir or TMPDIR).")
+@click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), help="postgres: folder for staged files (default: [general] staging_dir or TMPDIR).")
 @click.option("--identity", "identity_file", type=click.Path(dir_okay=False), envvar="POSTERITY_IDENTITY_FILE", help="age identity file (default: [encryption] identity_file).")
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), help="files: folder to restore into (files land at DIR/<original path>; default: the source's restore_to).")
 @click.option("--path", "paths", multiple=True, help="files: restore only this stored path and what is under it (e.g. etc/nginx). Repeatable.")
@@ -47,16 +49,7 @@ from .render import BarProgress, emit_json, human_duration, human_size
 @click.option("--verify-files", "pitr_verify", is_flag=True, help="postgres-physical: check every restored file with pg_verifybackup against the backup_manifest.")
 @json_option
 @pass_state
-def restore(state, source: str | None, ref: str, to_database: str | None, target_dsn: str | None, jobs: int | None,
-            clean: bool, with_roles: bool, overwrite_roles: bool, no_owner: bool, check_counts: bool, staging_dir: Path | None,
-            identity_file: str | None, to: Path | None = None, paths: tuple[str, ...] = (),
-            overwrite: bool = False, point: str | None = None, meili_indexes: tuple[str, ...] = (),
-            meili_all: bool = False, meili_as: str | None = None, meili_replace: bool = False,
-            meili_snapshot_to: Path | None = None, meili_dump_to: Path | None = None,
-            pitr_dir: Path | None = None, pitr_time: str | None = None, pitr_lsn: str | None = None,
-            pitr_xid: str | None = None, pitr_name: str | None = None, pitr_action: str = "pause",
-            pitr_timeline: str | None = None, pitr_start: bool = False, pitr_port: int | None = None,
-            pitr_force: bool = False, pitr_verify: bool = False, pitr_archive_mode: str = "off") -> None:
+def restore(state, source: str | None, ref: str, point: str | None, identity_file: str | None, **opts: Any) -> None:
     """Restore backup REF (an id, unique prefix, or 'latest') of SOURCE.
 
     \b
@@ -67,65 +60,47 @@ def restore(state, source: str | None, ref: str, to_database: str | None, target
       posterity restore search latest --index posters --replace
       posterity restore --point latest --to-database posters_restored --to /var/restore
     """
+    from ..operations.restore import OptionError, restorer, restorers
+    from ..operations.restore import restore as run
+
+    given = [name for name in opts if click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE]
+    opts["identity_file"] = identity_file
     if point is not None:
         if source is not None:
             raise click.UsageError("Give either SOURCE [REF] or --point, not both.")
-        from .files_restore import run_point_restore
+        allowed = {o for r in restorers().values() if r.point_order is not None for o in r.point_options}
+        _refuse([g for g in given if g not in allowed], "restore --point")
+        from .restore_render import run_point_restore
 
-        pg = {"jobs": jobs, "clean": clean, "with_roles": with_roles, "overwrite_roles": overwrite_roles, "no_owner": no_owner, "target_dsn": target_dsn,
-              "staging_dir": staging_dir, "check_counts": check_counts}
-        return run_point_restore(state, point, to_database=to_database, to=to, overwrite=overwrite, postgres=pg,
-                                 identity_file=identity_file, replace_indexes=meili_replace)
+        return run_point_restore(state, point, opts)
     if source is None:
         raise click.UsageError("Name the SOURCE to restore, or give --point ID.")
     ctx = state.context()
-    cfg = ctx.config.source(source)
-    if cfg.kind == "files":
-        from .files_restore import run_files_restore
+    kind = ctx.config.source(source).kind
+    r = restorer(kind)
+    _refuse([g for g in given if g not in r.options], f"{kind} restores ({source})")
+    try:
+        request = r.request(source, opts)
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from None
+    from .restore_render import render
 
-        return run_files_restore(state, source, ref, to=to, paths=paths, overwrite=overwrite,
-                                 identity_file=identity_file)
-    if cfg.kind == "postgres":
-        if not to_database:
-            raise click.UsageError("postgres restores need --to-database NAME.")
-        from ..operations.restore import restore_postgres
+    render(state, source, run(ctx, source, ref, request, progress=BarProgress(not state.json)))
 
-        result = restore_postgres(
-            ctx, source, ref, to_database=to_database, jobs=jobs, clean=clean, with_roles=with_roles,
-            overwrite_roles=overwrite_roles, no_owner=no_owner, target_dsn=target_dsn, staging_dir=staging_dir, check_counts=check_counts,
-            identity_file=identity_file, progress=BarProgress(not state.json),
-        )
-        if state.json:
-            emit_json(result)
-            return
-        click.echo(f"restored {source} backup {result['backup']} into {result['server']} "
-                   f"({human_size(result['bytes'])} in {human_duration(result['seconds'])}, jobs={result['jobs']})")
-        if "row_counts" in result:
-            rc = result["row_counts"]
-            click.echo(f"row counts match the backup: {rc['tables']} tables, {rc['rows']} rows")
-        for n in result.get("notes", []):
-            click.echo(f"note: {n}")
-        for w in result.get("warnings", []):
-            click.echo(f"warning: {w}", err=True)
+
+def _refuse(wrong: list[str], what: str) -> None:
+    """A usage error naming the kinds each of ``wrong`` (parameter names) applies to."""
+    if not wrong:
         return
-    if cfg.kind == "meilisearch":
-        from .meilisearch import restore as run_meilisearch_restore
+    from ..operations.restore import restorers
 
-        return run_meilisearch_restore(
-            state, source, ref, indexes=meili_indexes, all_indexes=meili_all, as_name=meili_as,
-            replace=meili_replace, snapshot_to=meili_snapshot_to, dump_to=meili_dump_to,
-            check_counts=check_counts, identity_file=identity_file,
-        )
-    if cfg.kind == "postgres-physical":
-        from .pitr import run_pitr_restore
-
-        return run_pitr_restore(
-            state, source, ref, to_directory=pitr_dir, target_time=pitr_time, target_lsn=pitr_lsn,
-            target_xid=pitr_xid, target_name=pitr_name, target_action=pitr_action, target_timeline=pitr_timeline,
-            start=pitr_start, port=pitr_port, force=pitr_force, verify=pitr_verify, identity_file=identity_file,
-            archive_mode=pitr_archive_mode,
-        )
-    raise click.UsageError(f"Restore of kind {cfg.kind!r} is not supported by this version.")
+    params = {p.name: p for p in restore.params}
+    lines = []
+    for name in wrong:
+        kinds = [k for k, r in sorted(restorers().items()) if name in r.options]
+        flag = params[name].opts[0] if name in params else name
+        lines.append(f"{flag} applies to {', '.join(kinds) or 'no'} restores, not to {what}.")
+    raise click.UsageError(" ".join(lines))
 
 
 def register(cli: click.Group) -> None:

@@ -4,15 +4,18 @@ A drill restores one backup into a throwaway target, checks the result, stores a
 ``drills/<source>/<drill-id>.json`` (written once) plus an audit record, and removes
 everything it created — also when it fails. It exits non-zero when anything failed.
 
-Each source kind registers its drill as ``"module:function"`` in ``DRILLS`` (imported only
-when used, like the source registry). The function receives the ``DrillRun`` and fills in
-``restore_seconds``, ``bytes`` and ``checks``; it raises a ``PosterityError`` for a failure
-that stops the drill, and cleans up its own target.
+Each source kind registers its drill once, as ``"module:function"`` in its source registry
+entry (``SourceEntry.drill``, imported only when used). The function receives the
+``DrillRun`` and fills in ``restore_seconds``, ``bytes`` and ``checks``; it raises a
+``PosterityError`` for a failure that stops the drill, and cleans up its own target.
+
+``run_drill`` returns a ``DrillOutcome`` (the stored report and, when the drill failed, the
+error to show); ``drill`` raises that error. The identity pre-check is the one every restore
+runs (``operations.guarded.precheck``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import socket
@@ -25,23 +28,15 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError, PosterityError, RestoreFailed
 from ..repository import Manifest, layout, new_backup_id
+from ..sources.registry import SOURCES, load
 from .context import Context
-from .identity import require_identity_for
+from .guarded import precheck, reworded
 from .progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
 
-#: kind → "module:function" taking a DrillRun.
-DRILLS: dict[str, str] = {
-    "postgres": "posterity.operations.drill_postgres:drill_postgres",
-    "files": "posterity.operations.drill_files:drill_files",
-    "meilisearch": "posterity.operations.drill_meilisearch:drill_meilisearch",
-    "postgres-physical": "posterity.operations.drill_pitr:drill_pitr",
-}
-
-
-def register_drill(kind: str, target: str) -> None:
-    DRILLS[kind] = target
+#: kind → "module:function" taking a DrillRun, from the source registry.
+DRILLS: dict[str, str] = {kind: e.drill for kind, e in SOURCES.items() if e.drill}
 
 
 @dataclass
@@ -104,6 +99,17 @@ def drillable_sources(ctx: Context) -> list[str]:
     return sorted(n for n, cfg in ctx.config.sources.items() if cfg.kind in DRILLS)
 
 
+@dataclass(frozen=True)
+class DrillOutcome:
+    """A stored drill report and, when the drill failed, the error that says so."""
+
+    report: DrillReport
+    error: PosterityError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report.to_dict()
+
+
 def drill(
     ctx: Context,
     source: str,
@@ -113,6 +119,22 @@ def drill(
     progress: Progress | None = None,
 ) -> DrillReport:
     """Drill one source; returns the stored report, raises when the drill failed."""
+    outcome = run_drill(ctx, source, point, identity_file=identity_file, progress=progress)
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.report
+
+
+def run_drill(
+    ctx: Context,
+    source: str,
+    point: str = "latest",
+    *,
+    identity_file: str | None = None,
+    progress: Progress | None = None,
+) -> DrillOutcome:
+    """Drill one source and store its report. Raises only before a drill starts (bad source,
+    no key, no backup) and on an interrupt; a failed drill is an outcome with its error."""
     progress = progress or NoProgress()
     cfg = ctx.config.source(source)
     target = DRILLS.get(cfg.kind)
@@ -125,7 +147,7 @@ def drill(
     repo.descriptor()
     identities = ctx.identities(identity_file)  # refuse before any work when there is no key
     manifest = _resolve(ctx, source, point)
-    require_identity_for(identities, manifest.artifacts)
+    precheck(identities, manifest)
     started = datetime.now(UTC)
     report = DrillReport(
         id=new_backup_id(started),
@@ -135,8 +157,7 @@ def drill(
         started_at=started.isoformat(),
     )
     t0 = time.monotonic()
-    module, func = target.split(":")
-    fn: Callable[[DrillRun], None] = getattr(importlib.import_module(module), func)
+    fn: Callable[[DrillRun], None] = load(target)
     failure: BaseException | None = None
     try:
         fn(DrillRun(ctx, cfg, manifest, identities, report, progress, identity_file))
@@ -150,12 +171,12 @@ def drill(
     report.finished_at = datetime.now(UTC).isoformat()
     report.ok = failure is None and all(c.ok for c in report.checks)
     _store(ctx, report)
+    if isinstance(failure, PosterityError):
+        # A new error of the same type (same exit code and hint) that names the drill.
+        message = f"Drill of {source} (backup {manifest.id}) failed: {failure.message} Report: {report.key}."
+        return DrillOutcome(report, reworded(failure, message))
     if failure is not None:
-        failure.drill_report = report  # type: ignore[attr-defined]  # so the CLI can show the checks
-        if isinstance(failure, PosterityError):
-            failure.message = f"Drill of {source} (backup {manifest.id}) failed: {failure.message} Report: {report.key}."
-            failure.args = (failure.message,)
-        raise failure
+        raise failure  # an interrupt: the report is stored, the interrupt goes on
     if not report.ok:
         bad = [c for c in report.checks if not c.ok]
         failed = RestoreFailed(
@@ -166,9 +187,8 @@ def drill(
             "restore` into a new target (database, folder, or index with --as), and fix the cause "
             "before you need it.",
         )
-        failed.drill_report = report  # type: ignore[attr-defined]
-        raise failed
-    return report
+        return DrillOutcome(report, failed)
+    return DrillOutcome(report)
 
 
 def _resolve(ctx: Context, source: str, point: str) -> Manifest:

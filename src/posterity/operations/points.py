@@ -24,19 +24,16 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import BackupNotFound, ConfigError, ObjectNotFound, PosterityError
-from ..kinds import point_restore_order
 from ..repository import Manifest, Repository, new_backup_id
 from ..repository.layout import manifest_key
 from ..repository.point import Point, PointMember
 from .context import Context
 from .progress import Progress
-
-RESTORABLE = point_restore_order()  # ("postgres", "meilisearch", "files")
+from .restore_results import PointRestoreResult
 
 
 def write_point(
@@ -127,26 +124,24 @@ def marker_text(kind: str, marker: dict[str, Any] | None) -> str:
 
 @dataclass
 class PointRestore:
-    to_database: str | None = None
-    to: str | Path | None = None
-    overwrite: bool = False
-    # jobs, clean, with_roles, … as restore_postgres takes them
-    postgres: dict[str, Any] = field(default_factory=dict)
-    identity_file: str | None = None
-    replace_indexes: bool = False  # meilisearch: swap over existing indexes
+    """The options of ``posterity restore --point`` by parameter name (``to_database``, ``to``,
+    ``overwrite``, ``meili_replace``, ``identity_file``, …); each kind's restorer builds its
+    request from those in its ``point_options``."""
+
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def restore_point(
     ctx: Context, ref: str, req: PointRestore, progress: Callable[[], Progress] | None = None
-) -> dict[str, Any]:
-    from .restore import restore_postgres
-    from .restore_files import check_files_target, restore_files
-    from .restore_meilisearch import restore_meilisearch_indexes
+) -> PointRestoreResult:
+    from .guarded import reworded
+    from .restore import restore, restorers
 
+    kinds = {k: r for k, r in restorers().items() if r.point_order is not None}
     point = find_point(ctx.repo, ref)
     # Check everything before restoring anything.
     for m in point.backups:
-        if m.kind not in RESTORABLE:
+        if m.kind not in kinds:
             raise ConfigError(
                 f"Restore point {point.id} holds a {m.kind} backup ({m.source}), which this version cannot restore.",
                 hint=f"Restore the other sources one by one: posterity restore SOURCE BACKUP-ID (see `posterity show {m.backup}`).",
@@ -157,62 +152,25 @@ def restore_point(
             raise BackupNotFound(
                 f"Restore point {point.id} names backup {m.backup} of {m.source}, which no longer exists."
             ) from exc
-    pg = [m for m in point.backups if m.kind == "postgres"]
-    if pg and not req.to_database:
-        raise ConfigError(
-            f"Restore point {point.id} holds a PostgreSQL backup ({pg[0].source}); give --to-database NAME.",
-            hint="The database is created if missing and must be empty unless --clean.",
-        )
-    if len(pg) > 1:
-        cmds = "; ".join(f"posterity restore {m.source} {m.backup} --to-database …" for m in pg)
-        raise ConfigError(
-            f"Restore point {point.id} holds {len(pg)} PostgreSQL backups; one --to-database cannot name them all.",
-            hint=f"Restore them one by one: {cmds}.",
-        )
+    order = sorted(point.backups, key=lambda m: (kinds[m.kind].point_order or 0, m.source))
+    requests: dict[str, Any] = {}
+    for m in order:
+        if m.kind not in requests:
+            members = [b for b in order if b.kind == m.kind]
+            requests[m.kind] = kinds[m.kind].point_request(point.id, members, req.options)
     for m in point.backups:
-        if m.kind == "files":
-            check_files_target(ctx, m.source, m.backup, req.to, req.overwrite)
+        kinds[m.kind].point_check(ctx, m.source, m.backup, requests[m.kind])
 
     done: list[str] = []
     results: dict[str, Any] = {}
-    order = sorted(point.backups, key=lambda m: (RESTORABLE.index(m.kind), m.source))
     for m in order:
         try:
-            if m.kind == "postgres":
-                assert req.to_database is not None
-                results[m.source] = restore_postgres(
-                    ctx,
-                    m.source,
-                    m.backup,
-                    to_database=req.to_database,
-                    identity_file=req.identity_file,
-                    progress=progress() if progress else None,
-                    **req.postgres,
-                )
-            elif m.kind == "meilisearch":
-                results[m.source] = restore_meilisearch_indexes(
-                    ctx,
-                    m.source,
-                    m.backup,
-                    indexes=None,
-                    replace=req.replace_indexes,
-                    identity_file=req.identity_file,
-                )
-            else:
-                results[m.source] = restore_files(
-                    ctx,
-                    m.source,
-                    m.backup,
-                    to=req.to,
-                    overwrite=req.overwrite,
-                    identity_file=req.identity_file,
-                    progress=progress() if progress else None,
-                )
+            results[m.source] = restore(
+                ctx, m.source, m.backup, requests[m.kind], progress=progress() if progress else None
+            )
         except PosterityError as exc:
             before = f"restored {', '.join(done)}; " if done else "nothing was restored; "
-            exc.message = f"Restore point {point.id}: {before}{m.source} failed: {exc.message}"
-            exc.args = (exc.message,)
-            raise
+            raise reworded(exc, f"Restore point {point.id}: {before}{m.source} failed: {exc.message}") from exc
         done.append(m.source)
     ctx.repo.audit("restore-point", "succeeded", {"point": point.id, "sources": done})
-    return {"point": point.id, "restored": results, "order": [m.source for m in order]}
+    return PointRestoreResult(point.id, results, [m.source for m in order])

@@ -1,63 +1,73 @@
-"""Restore one backup of one source to a target; the target options depend on the kind."""
+"""Restore one backup of one source: the one entry for every kind.
+
+``restore(ctx, source, ref, request)`` takes a typed request of one kind
+(``PostgresRestoreRequest``, ``FilesRestoreRequest``, ``MeilisearchRestoreRequest``,
+``PitrRestoreRequest``, in ``operations/restorers/``), finds the kind's restorer in the
+source registry (``SourceEntry.restorer``), finds the backup, and runs the restorer inside
+the one guard (``operations.guarded``: identity pre-check, progress, audit record).
+
+A restorer (``restorers/base.py``) says, for its kind: which options of ``posterity restore`` apply to it
+(``options``; ``point_options`` for ``restore --point``), how a request is built from them,
+how its backup is found (point-in-time picks a base backup for the target), the progress
+label, the audit details, and how the restore runs.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, PosterityError
+from ..errors import ConfigError
 from .context import Context
+from .guarded import guarded, precheck
 from .progress import NoProgress, Progress
 
+if TYPE_CHECKING:
+    from .restorers.base import Restorer
 
-def restore_postgres(
-    ctx: Context,
-    source: str,
-    ref: str,
-    *,
-    to_database: str,
-    jobs: int | None = None,
-    clean: bool = False,
-    with_roles: bool = False,
-    overwrite_roles: bool = False,
-    no_owner: bool = False,
-    target_dsn: str | None = None,
-    staging_dir: Path | None = None,
-    check_counts: bool = False,
-    identity_file: str | None = None,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    from ..sources.postgres.restore import PostgresRestore, restore_logical
 
-    cfg = ctx.config.source(source)
-    if cfg.kind != "postgres":
-        raise ConfigError(f"Source {source!r} is of kind {cfg.kind!r}, not postgres.")
-    identities = ctx.identities(identity_file)
-    manifest = ctx.repo.find(ref, source)
-    from .identity import require_identity_for
+class OptionError(ValueError):
+    """Options that do not make a request (the CLI shows it as a usage error)."""
 
-    require_identity_for(identities, manifest.artifacts)  # a wrong key fails before anything is created
-    req = PostgresRestore(
-        dsn=target_dsn or cfg.dsn.get_secret_value(),
-        to_database=to_database,
-        jobs=jobs or cfg.jobs or 0,  # 0: the cores for a split backup, streaming for one archive
-        clean=clean,
-        with_roles=with_roles,
-        overwrite_roles=overwrite_roles,
-        no_owner=no_owner,
-        staging_dir=staging_dir or ctx.staging_dir,
-        check_counts=check_counts,
-        bin_dir=cfg.bin_dir,
+
+def restorer(kind: str) -> Restorer:
+    """The registered restorer of ``kind``; a ConfigError when the kind has none."""
+    from ..sources.registry import SOURCES, load
+
+    entry = SOURCES.get(kind)
+    if entry is None or not entry.restorer:
+        raise ConfigError(f"Restore of kind {kind!r} is not supported by this version.")
+    found: Restorer = load(entry.restorer)
+    return found
+
+
+def restorers() -> dict[str, Restorer]:
+    from ..sources.registry import SOURCES
+
+    return {kind: restorer(kind) for kind, e in SOURCES.items() if e.restorer}
+
+
+def restore(ctx: Context, source: str, ref: str, request: Any, progress: Progress | None = None) -> Any:
+    """Restore backup ``ref`` of ``source`` as ``request`` (of the source's kind) says."""
+    kind = request.kind
+    r = restorer(kind)
+    cfg = ctx.config.sources.get(source)
+    if cfg is None and r.configured:
+        cfg = ctx.config.source(source)
+    if cfg is not None and cfg.kind != kind:
+        raise ConfigError(f"Source {source!r} is of kind {cfg.kind!r}, not {kind}.")
+    request = r.check(ctx, source, ref, request)
+    if not r.guarded(request):  # a read-only check (Meilisearch's --check-counts alone)
+        return r.run(ctx, source, r.find(ctx, source, ref, request), [], request, NoProgress())
+    identities = ctx.identities(request.identity_file)
+    manifest = r.find(ctx, source, ref, request)
+    if manifest.kind != kind:
+        raise ConfigError(f"Backup {manifest.id} is a {manifest.kind} backup, not a {kind} backup.")
+    precheck(identities, manifest)
+    return guarded(
+        ctx, source, manifest,
+        lambda p: r.run(ctx, source, manifest, identities, request, p),
+        progress=progress,
+        label=r.label(manifest, request),
+        details=lambda result: r.details(manifest, request, result),
     )
-    progress = progress or NoProgress()
-    dump = [a for a in manifest.artifacts if a.kind == "pg_dump-custom"]
-    progress.start(f"restore {manifest.id}", dump[0].raw_size if dump else None)
-    try:
-        result = restore_logical(ctx.repo, manifest, identities, req, progress=progress.advance)
-    except PosterityError as exc:
-        ctx.repo.audit("restore", "failed", {"source": source, "backup": manifest.id, "error": str(exc)})
-        raise
-    finally:
-        progress.stop()
-    ctx.repo.audit("restore", "succeeded", {"source": source, "backup": manifest.id, "database": to_database})
-    return result
+

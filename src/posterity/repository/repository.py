@@ -34,6 +34,7 @@ from . import layout
 from .locks import exclusive_lock
 from .manifest import ArtifactRecord, Manifest
 from .probe import require_repository
+from .reader import ArtifactReader
 from .records import RecordsMixin
 from .walarchive import WalArchive
 
@@ -250,6 +251,11 @@ class Repository(RecordsMixin):
             expected_size=artifact.size,
             specs=artifact.stages,
         )
+
+    def open_artifact(self, artifact: ArtifactRecord, identities: list, depth: int = 8) -> ArtifactReader:
+        """One artifact as a readable stream, decoded (verified, decrypted, decompressed) in a
+        thread; read it to the end (``finish()``) before trusting it, ``close()`` it always."""
+        return ArtifactReader(self, artifact, identities, depth)
 
     # -- local manifest cache (manifests are immutable) -----------------------------
     def _cache_path(self, key: str) -> Path | None:

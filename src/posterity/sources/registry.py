@@ -20,6 +20,8 @@ class SourceEntry:
     factory: str  # "module:Class", imported lazily so the CLI starts fast
     example_name: str
     doctor: str  # "module:function" yielding `posterity doctor`'s checks for a source of this kind
+    restorer: str = ""  # "module:attr": the kind's Restorer (operations/restore.py), "" when none
+    drill: str = ""  # "module:function" taking a DrillRun (operations/drill.py), "" when none
     traits: Traits = field(default_factory=Traits)  # what other code may ask about the kind (kinds.py: lean, walfast reads it)
 
 
@@ -31,16 +33,24 @@ def _entries() -> dict[str, SourceEntry]:
 
     return {
         "files": SourceEntry(FilesConfig, "posterity.sources.files.source:FilesSource", "config",
-                             "posterity.operations.doctor_sources:files"),
+                             "posterity.operations.doctor_sources:files",
+                             restorer="posterity.operations.restorers.files:RESTORER",
+                             drill="posterity.operations.drill_files:drill_files"),
         "meilisearch": SourceEntry(
             MeilisearchConfig, "posterity.sources.meilisearch.source:MeilisearchSource", "search",
             "posterity.operations.doctor_sources:meilisearch",
+            restorer="posterity.operations.restorers.meilisearch:RESTORER",
+            drill="posterity.operations.drill_meilisearch:drill_meilisearch",
         ),
         "postgres": SourceEntry(PostgresConfig, "posterity.sources.postgres.logical:PostgresSource", "db",
-                                "posterity.operations.doctor_postgres:logical"),
+                                "posterity.operations.doctor_postgres:logical",
+                                restorer="posterity.operations.restorers.postgres:RESTORER",
+                                drill="posterity.operations.drill_postgres:drill_postgres"),
         "postgres-physical": SourceEntry(
             PhysicalConfig, "posterity.sources.postgres.physical:PhysicalSource", "pitr",
             "posterity.operations.doctor_postgres:physical",
+            restorer="posterity.operations.restorers.pitr:RESTORER",
+            drill="posterity.operations.drill_pitr:drill_pitr",
         ),
     }
 
@@ -63,3 +73,11 @@ def make_source(name: str, config: Any):
     entry = SOURCES[config.kind]
     module, cls = entry.factory.split(":")
     return getattr(importlib.import_module(module), cls)(name, config)
+
+
+def load(target: str) -> Any:
+    """The object a lazy ``"module:attr"`` string of an entry names."""
+    import importlib
+
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import io
 import json
-import queue
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ...errors import ManifestInvalid, PosterityError
+from ...errors import ManifestInvalid
 from .client import MeiliClient
 
 EXPORT_KIND = "meilisearch-export"
@@ -100,103 +98,4 @@ class ExportStream(io.RawIOBase):
 
 
 # --------------------------------------------------------------------------- reading back
-
-
-class _Stop(PosterityError):
-    """The reader was closed before the end."""
-
-
-_END = object()
-
-
-class ArtifactReader(io.RawIOBase):
-    """A stored artifact as a readable stream (verify → decrypt → decompress in a thread).
-
-    ``Repository.read_artifact`` pushes decoded bytes into a writer; parsers (tarfile,
-    line readers) want to pull. A producer thread bridges the two through a bounded queue,
-    so a few MiB are in flight at most. The sha256 of the stored object is checked when its
-    last byte has been read: call ``finish()`` (reads to the end, raises on damage) before
-    trusting what was read.
-    """
-
-    def __init__(self, repo: Any, artifact: Any, identities: list, depth: int = 8) -> None:
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._buf = b""
-        self._eof = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._produce, args=(repo, artifact, identities), name="posterity-read", daemon=True
-        )
-        self._thread.start()
-
-    def _produce(self, repo: Any, artifact: Any, identities: list) -> None:
-        try:
-            repo.read_artifact(artifact, _QueueSink(self._q, self._stop), identities)
-        except _Stop:
-            pass
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            while not self._stop.is_set():
-                try:
-                    self._q.put(_END, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        while not self._buf:
-            if self._eof:
-                return 0
-            item = self._q.get()
-            if item is _END:
-                self._eof = True
-                self._thread.join()
-                if self._error is not None:
-                    raise self._error
-                return 0
-            self._buf = item
-        k = min(len(b), len(self._buf))
-        b[:k] = self._buf[:k]
-        self._buf = self._buf[k:]
-        return k
-
-    def finish(self) -> None:
-        """Read to the end, so the stored object's size and sha256 are checked."""
-        sink = bytearray(CHUNK)
-        while self.readinto(sink):
-            pass
-
-    def close(self) -> None:
-        self._stop.set()
-        try:
-            while True:
-                self._q.get_nowait()
-        except queue.Empty:
-            pass
-        self._thread.join(timeout=30)
-        super().close()
-
-
-class _QueueSink:
-    def __init__(self, q: queue.Queue, stop: threading.Event) -> None:
-        self._q = q
-        self._stop = stop
-
-    def write(self, b) -> int:
-        data = bytes(b)
-        while True:
-            if self._stop.is_set():
-                raise _Stop()
-            try:
-                self._q.put(data, timeout=0.2)
-                return len(data)
-            except queue.Full:
-                continue
-
-    def flush(self) -> None:
-        pass
+# A stored export is read back through ``Repository.open_artifact`` (a readable stream).

@@ -21,8 +21,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
-import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +29,11 @@ from typing import IO, Any
 from ...errors import ConfigError, DumpFailed, PosterityError, RestoreFailed, RestoreTargetError
 from .client import MeiliApiError, MeiliClient, TaskFailed, TaskTimeout
 from .dumpfile import walk_dump
-from .export import CHUNK, EXPORT_KIND, ArtifactReader, parse_header
-from .settings_restore import apply_index_settings
+from .export import CHUNK, EXPORT_KIND, parse_header
+from .index_loader import Loader, Plan, temp_name
 from .source import DUMP_KIND
 
 log = logging.getLogger(__name__)
-
-BATCH_BYTES = 8 << 20
-BATCH_DOCS = 10_000
-MAX_IN_FLIGHT = 4
-_HIDDEN_SECRET = re.compile(r"^.{0,5}X{3,6}\.\.\.$")
 
 
 class IndexExists(RestoreTargetError):
@@ -62,114 +55,6 @@ class IndexRestore:
     prefer: str | None = None  # "export" or "dump"; default: export when it has every index
     staging_dir: Path | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Plan:
-    uid: str
-    target: str
-    temp: str
-    primary_key: str | None = None
-    meta_seen: bool = False
-    settings: dict[str, Any] | None = None
-    settings_applied: bool = False
-    created: bool = False
-    sent: int = 0
-    pending: list[int] = field(default_factory=list)
-    spool: IO[bytes] | None = None
-    placeholder: bool = False
-    documents: int | None = None
-
-
-def temp_name(target: str) -> str:
-    return f"{target}__posterity_{secrets.token_hex(3)}"
-
-
-def restorable_settings(settings: dict[str, Any], uid: str, warnings: list[str]) -> dict[str, Any]:
-    """Settings to PATCH: embedder API keys that Meilisearch hid from the API are left out."""
-    out = json.loads(json.dumps(settings))
-    for name, emb in (out.get("embedders") or {}).items():
-        key = emb.get("apiKey") if isinstance(emb, dict) else None
-        if isinstance(key, str) and _HIDDEN_SECRET.match(key):
-            del emb["apiKey"]
-            warnings.append(
-                f"index {uid!r}: embedder {name!r} had an apiKey that Meilisearch does not reveal over the API, "
-                "so the export does not hold it; set it again with PATCH /indexes/<uid>/settings/embedders."
-            )
-    return out
-
-
-class _Loader:
-    """Fills the temporary index of one plan."""
-
-    def __init__(self, client: MeiliClient, plan: _Plan, warnings: list[str]) -> None:
-        self.c = client
-        self.p = plan
-        self.warnings = warnings
-
-    def create(self) -> None:
-        if self.p.created:
-            return
-        self.p.created = True  # set first: a half-done creation is cleaned up too
-        uid = self.c.enqueue("POST", "/indexes", json={"uid": self.p.temp, "primaryKey": self.p.primary_key})
-        self.c.wait_task(uid)
-
-    def apply_settings(self) -> None:
-        if self.p.settings_applied or self.p.settings is None:
-            return
-        self.create()
-        patch = restorable_settings(self.p.settings, self.p.uid, self.warnings)
-        apply_index_settings(self.c, self.p.temp, patch, self.p.uid, self.warnings)
-        self.p.settings_applied = True
-
-    def add_lines(self, fh: IO[bytes]) -> None:
-        self.create()
-        batch: list[bytes] = []
-        size = 0
-        for line in fh:
-            if not line.strip():
-                continue
-            if not line.endswith(b"\n"):
-                line += b"\n"
-            batch.append(line)
-            size += len(line)
-            if size >= BATCH_BYTES or len(batch) >= BATCH_DOCS:
-                self._send(batch)
-                batch, size = [], 0
-        if batch:
-            self._send(batch)
-
-    def _send(self, batch: list[bytes]) -> None:
-        params = {"primaryKey": self.p.primary_key} if self.p.primary_key else None
-        uid = self.c.enqueue(
-            "POST", f"/indexes/{self.p.temp}/documents", params=params, content=b"".join(batch),
-            headers={"Content-Type": "application/x-ndjson"},
-        )
-        self.p.sent += len(batch)
-        self.p.pending.append(uid)
-        while len(self.p.pending) > MAX_IN_FLIGHT:
-            self.c.wait_task(self.p.pending.pop(0))
-
-    def finish(self) -> None:
-        self.create()
-        self.apply_settings()
-        while self.p.pending:
-            self.c.wait_task(self.p.pending.pop(0))
-        stats = self.c.get(f"/indexes/{self.p.temp}/stats")
-        got = stats.get("numberOfDocuments")
-        expected = self.p.documents if self.p.documents is not None else self.p.sent
-        if got != self.p.sent or got != expected:
-            raise RestoreFailed(
-                f"Index {self.p.uid!r}: the restored copy holds {got} documents, the backup {expected} "
-                f"({self.p.sent} sent).",
-                hint="Duplicate primary keys or rejected documents; the backup may predate a primary key change.",
-            )
-        info = self.c.get(f"/indexes/{self.p.temp}")
-        if self.p.primary_key and info.get("primaryKey") != self.p.primary_key:
-            raise RestoreFailed(
-                f"Index {self.p.uid!r}: the restored copy has primary key {info.get('primaryKey')!r}, "
-                f"the backup {self.p.primary_key!r}."
-            )
 
 
 class _DumpHandler:
@@ -212,9 +97,9 @@ class _IndexRestorer:
         self.m = manifest
         self.ids = identities
         self.req = req
-        self.plans: dict[str, _Plan] = {}
+        self.plans: dict[str, Plan] = {}
         self.all_from_dump = False
-        self._loaders: dict[str, _Loader] = {}
+        self._loaders: dict[str, Loader] = {}
 
     # -- planning ------------------------------------------------------------------------
     def choose(self) -> tuple[str, list[str]]:
@@ -258,7 +143,7 @@ class _IndexRestorer:
             target = self.req.as_name or uid + (self.req.as_suffix or "")
             if self.c.index(target) is not None:
                 existing.append(target)
-            self.plans[uid] = _Plan(uid=uid, target=target, temp=temp_name(target))
+            self.plans[uid] = Plan(uid=uid, target=target, temp=temp_name(target))
         if existing and not self.req.replace:
             raise IndexExists(
                 f"The index {', '.join(map(repr, existing))} already exists on {self.c.where}; nothing was changed.",
@@ -266,16 +151,16 @@ class _IndexRestorer:
                 "the swap), or restore beside it with --as NEW_NAME.",
             )
 
-    def plan_for(self, uid: str) -> _Plan | None:
+    def plan_for(self, uid: str) -> Plan | None:
         plan = self.plans.get(uid)
         if plan is None and self.all_from_dump:  # an index created after the metadata was read
             self.plan([uid])
             plan = self.plans[uid]
         return plan
 
-    def loader(self, plan: _Plan) -> _Loader:
+    def loader(self, plan: Plan) -> Loader:
         if plan.uid not in self._loaders:
-            self._loaders[plan.uid] = _Loader(self.c, plan, self.req.warnings)
+            self._loaders[plan.uid] = Loader(self.c, plan, self.req.warnings)
         return self._loaders[plan.uid]
 
     # -- loading -------------------------------------------------------------------------
@@ -283,7 +168,7 @@ class _IndexRestorer:
         exports = {a.facts.get("index"): a for a in self.m.artifacts_of_kind(EXPORT_KIND)}
         for plan in self.plans.values():
             art = exports[plan.uid]
-            reader = ArtifactReader(self.repo, art, self.ids)
+            reader = self.repo.open_artifact(art, self.ids)
             try:
                 buffered = io.BufferedReader(reader, CHUNK)
                 head = parse_header(buffered.readline(), art.key)
@@ -300,7 +185,7 @@ class _IndexRestorer:
 
     def load_dump(self) -> None:
         art = self.m.artifacts_of_kind(DUMP_KIND)[0]
-        reader = ArtifactReader(self.repo, art, self.ids)
+        reader = self.repo.open_artifact(art, self.ids)
         try:
             walk_dump(io.BufferedReader(reader, CHUNK), _DumpHandler(self), art.key)
             reader.finish()

@@ -19,16 +19,13 @@ is removed again.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import pwd
-import queue
 import shlex
 import shutil
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -154,62 +151,27 @@ def _fetch_tail(plan: Plan, one, staging: Path) -> int:
     return size
 
 
-class _Stopped(Exception):
-    pass
-
-
 def extract_base(repo: Repository, plan: Plan, identities: list, target: Path, owner: pwd.struct_passwd) -> int:
     """Stream the base backup from the repository into ``target``; returns members.
 
-    A decoding thread (verify, decrypt, decompress) hands chunks through a bounded queue to
-    the extractor in this thread, so decompression and file writes overlap.
+    ``Repository.open_artifact`` decodes (verify, decrypt, decompress) in a thread and hands
+    chunks through a bounded queue to the extractor in this thread, so decompression and file
+    writes overlap. A failure of the decoding wins over what it caused in the extractor.
     """
     art = plan.manifest.artifacts[0]
-    q: queue.Queue = queue.Queue(maxsize=16)
-    done = object()
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def put(item: object) -> None:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-        raise _Stopped()
-
-    class Sink:
-        def write(self, b: bytes) -> int:
-            put(b if isinstance(b, bytes) else bytes(b))
-            return len(b)
-
-        def flush(self) -> None:
-            pass
-
-    def produce() -> None:
-        try:
-            repo.read_artifact(art, Sink(), identities)
-        except _Stopped:
-            return
-        except BaseException as exc:
-            failure.append(exc)
-        with contextlib.suppress(_Stopped):
-            put(done)
-
-    thread = threading.Thread(target=produce, name="posterity-pitr-decode", daemon=True)
-    thread.start()
+    reader = repo.open_artifact(art, identities, depth=16)
     uid, gid = (owner.pw_uid, owner.pw_gid) if os.geteuid() == 0 else (None, None)
     extractor = TarExtractor(target, uid, gid)
     try:
-        while (item := q.get()) is not done:
-            extractor.feed(item)
+        for chunk in reader.chunks():  # to the end: the stored object's sha256 is checked there
+            extractor.feed(chunk)
         extractor.close()
     except BaseException as exc:
-        stop.set()
-        thread.join()
-        if failure:
-            raise failure[0] from exc
+        reader.close()
+        if reader.error is not None:
+            if reader.error is exc:
+                raise
+            raise reader.error from exc
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise LocalResourceError(f"The disk holding {target} filled up while extracting the base backup.") from exc
         if isinstance(exc, PosterityError | KeyboardInterrupt):
@@ -217,9 +179,7 @@ def extract_base(repo: Repository, plan: Plan, identities: list, target: Path, o
         raise RestoreFailed(f"Extracting base backup {plan.manifest.id} into {target} failed: {exc}.") from exc
     finally:
         extractor.close_quietly()
-    thread.join()
-    if failure:
-        raise failure[0]
+        reader.close()
     return extractor.members
 
 
