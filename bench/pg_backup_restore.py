@@ -8,7 +8,7 @@ contender once, in the same order; we report medians and ratios.
 Contenders (backup):   floor      pg_dump -Fc -Z0 > /dev/null
                        floor+zstd pg_dump -Fc -Z0 | zstd -T0 -3 > /dev/null
                        seed       pg_dump > db.sql; gzip db.sql; rclone copy (to the same S3 server)
-                       posterity  posterity backup (S3 server, zstd 3, age)
+                       posterity  posterity backup (S3 server, zstd at the configured level (default 1), age)
 Contenders (restore):  seed       gunzip -c db.sql.gz | psql
                        pg_restore pg_restore -j 2 from a local custom-format file
                        posterity  posterity restore --jobs 2 (from the S3 server)
