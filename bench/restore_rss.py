@@ -1,10 +1,11 @@
-"""Benchmark: what holds the peak RSS of a split restore from S3 (issue #16's < 200 MiB goal).
+"""Benchmark: what holds the peak RSS of a restore from S3 (issue #16's < 200 MiB goal).
 
     .venv/bin/python bench/restore_rss.py --work W --db bench --rounds 2 --jobs 2
 
-Backs up ``--db`` of the cluster ``bench/bench_cluster.py`` keeps running (split layout,
-``--jobs 2``) into a SeaweedFS S3 server on loopback, then restores it interleaved under
-variants, recording the peak RSS (VmHWM) of the posterity process and its wall time:
+Backs up ``--db`` of the cluster ``bench/bench_cluster.py`` keeps running (``--backup-jobs``:
+2 the split layout, 1 the single archive, which a restore stages) into a SeaweedFS S3 server
+on loopback, then restores it interleaved under variants, recording the peak RSS (VmHWM) of
+the posterity process and its wall time:
 
 - ``default``: as shipped (glibc's malloc arenas capped at 2 by ``posterity.malloc_arenas``);
 - ``uncapped``: ``MALLOC_ARENA_MAX=16``, glibc's own limit on 2 cores (8 per core): as before the cap;
@@ -41,7 +42,9 @@ def main() -> None:
     ap.add_argument("--work", default="/var/tmp/posterity-bench")
     ap.add_argument("--db", default="bench")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--jobs", default="2")
+    ap.add_argument("--jobs", default="2", help="restore --jobs")
+    ap.add_argument("--backup-jobs", default="2", help="backup --jobs (1: the single-archive layout)")
+    ap.add_argument("--variants", default="default,uncapped,window1,window2")
     args = ap.parse_args()
     work = Path(args.work)
     cluster = External(work / "cluster.json")
@@ -62,13 +65,14 @@ def main() -> None:
         f'[sources.db]\nkind = "postgres"\ndsn = "{cluster.dsn(args.db)}"\n')
     cfg = ["--config", str(proj / "posterity.toml")]
     subprocess.run([PY, "-m", "posterity", *cfg, "init"], check=True, capture_output=True)
-    out = subprocess.run([PY, "-m", "posterity", *cfg, "--json", "backup", "db", "--jobs", "2"],
+    out = subprocess.run([PY, "-m", "posterity", *cfg, "--json", "backup", "db", "--jobs", args.backup_jobs],
                          check=True, capture_output=True, text=True).stdout
     backup = json.loads(out)["backups"][0]
     big = sorted((a["size"] for a in backup["artifacts"]), reverse=True)[:3]
     print(f"backup {backup['id']}: {len(backup['artifacts'])} artifacts, largest {[f'{b / 2**20:.0f} MiB' for b in big]}")
     variants = {"default": ("-", {}), "uncapped": ("-", {"MALLOC_ARENA_MAX": str(8 * (os.cpu_count() or 1))}),
                 "window1": ("1", {}), "window2": ("2", {})}
+    variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
     rss: dict[str, list[float]] = {}
     walls: dict[str, list[float]] = {}
     load0 = os.getloadavg()[0]
@@ -83,7 +87,7 @@ def main() -> None:
             print(f"round {r + 1} {name:<8} wall {wall:6.1f} s  peak RSS {peak / 1024:6.0f} MiB", flush=True)
     cluster.psql("drop database if exists r_rss with (force)")
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {load0:.2f} → {os.getloadavg()[0]:.2f}, "
-          f"restore --jobs {args.jobs}")
+          f"backup --jobs {args.backup_jobs}, restore --jobs {args.jobs}")
     print("| variant | peak RSS MiB (max) | runs | median wall s |")
     print("|---|---|---|---|")
     for name in variants:
