@@ -8,7 +8,7 @@ contender once, in the same order; we report medians and ratios.
 Contenders (backup):   floor      pg_dump -Fc -Z0 > /dev/null
                        floor+zstd pg_dump -Fc -Z0 | zstd -T0 -3 > /dev/null
                        seed       pg_dump > db.sql; gzip db.sql; rclone copy (to the same S3 server)
-                       posterity  posterity backup (S3 server, zstd 3, age)
+                       posterity  posterity backup (S3 server, zstd at the configured level (default 1), age)
 Contenders (restore):  seed       gunzip -c db.sql.gz | psql
                        pg_restore pg_restore -j 2 from a local custom-format file
                        posterity  posterity restore --jobs 2 (from the S3 server)
@@ -23,6 +23,11 @@ of the split backup the largest J made) and adds "restore posterity single archi
   dominant  pgbench alone: one table holds almost everything;
   many      the pgbench rows spread over --tables tables of equal size, with primary keys.
 --no-seed skips the seed's slow sql+gzip contenders.
+--cluster FILE reuses the cluster ``bench/bench_cluster.py`` keeps running (its cluster.json)
+instead of starting and seeding one (the mixed database takes minutes to build).
+Every contender's CPU seconds (user+sys) are recorded too, split into the client side
+(pg_dump/pg_restore/psql/Posterity and their children), the PostgreSQL server's processes and
+the S3 server's (``bench/cpuacct.py``); CPU is far less sensitive to a shared machine than wall time.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_cluster import External, seed  # noqa: E402
+from cpuacct import Meter  # noqa: E402
 from tests.support.seaweed import SeaweedS3  # noqa: E402
 
 from posterity.pgcluster import TempCluster  # noqa: E402
@@ -48,14 +56,23 @@ from posterity.pgcluster import TempCluster  # noqa: E402
 PY = sys.executable
 
 
+PIDS: dict[str, int | None] = {"pg": None, "s3": None}
+LAST_CPU: dict[str, float] = {}  # the CPU seconds of the last sh()/run_measured()
+
+
 def sh(cmd: str, env=None) -> float:
-    t = time.monotonic()
-    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, env=env)
-    return time.monotonic() - t
+    with Meter(PIDS["pg"], PIDS["s3"]) as m:
+        t = time.monotonic()
+        subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, env=env)
+        wall = time.monotonic() - t
+    LAST_CPU.clear()
+    LAST_CPU.update(m.result)
+    return wall
 
 
 def run_measured(argv: list[str], env=None, out: Path | None = None) -> tuple[float, int]:
     """Wall seconds and the peak RSS (KiB, VmHWM) of the process itself (stdout to ``out``)."""
+    meter = Meter(PIDS["pg"], PIDS["s3"]).__enter__()
     t = time.monotonic()
     sink = open(out, "wb") if out else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(argv, env=env, stdout=sink)
@@ -71,9 +88,13 @@ def run_measured(argv: list[str], env=None, out: Path | None = None) -> tuple[fl
         time.sleep(0.05)
     if out:
         sink.close()  # type: ignore[union-attr]
+    wall = time.monotonic() - t
+    meter.__exit__(None, None, None)
+    LAST_CPU.clear()
+    LAST_CPU.update(meter.result)
     if proc.returncode != 0:
         raise SystemExit(f"{argv} failed with {proc.returncode}")
-    return time.monotonic() - t, peak
+    return wall, peak
 
 
 def backup_id(out: Path) -> str:
@@ -91,6 +112,7 @@ def main() -> None:
     ap.add_argument("--shape", choices=["mixed", "dominant", "many"], default="mixed")
     ap.add_argument("--tables", type=int, default=32, help="--shape many: number of tables")
     ap.add_argument("--no-seed", action="store_true")
+    ap.add_argument("--cluster", default="", help="cluster.json of a running bench/bench_cluster.py")
     args = ap.parse_args()
     jobs = [int(j) for j in args.jobs.split(",")]
     dbname = "bench" if args.shape == "mixed" else f"bench_{args.shape}_{args.scale}"
@@ -99,33 +121,25 @@ def main() -> None:
     os.chmod(work, 0o755)
     only = set(filter(None, args.only.split(",")))
 
-    cluster = TempCluster(base_dir=work / "pg", port=None, conf={"max_wal_size": "4GB", "shared_buffers": "512MB"})
-    cluster.start()
+    if args.cluster:
+        cluster = External(Path(args.cluster))
+        pg_pid: int | None = cluster.postmaster_pid
+    else:
+        cluster = TempCluster(base_dir=work / "pg", port=None, conf={"max_wal_size": "4GB", "shared_buffers": "512MB"})
+        cluster.start()
+        pg_pid = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
     env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(cluster.port), "PGUSER": "postgres"}
     env.pop("AWS_CA_BUNDLE", None)  # rclone refuses a custom CA bundle with its plain-HTTP transport
     bin_dir = cluster.bin_dir
-    exists = cluster.psql(f"select count(*) from pg_database where datname='{dbname}'").strip() == "1"
-    if not exists:
-        print(f"building the benchmark database {dbname} (once)…", flush=True)
-        cluster.psql(f"create database {dbname}")
-        sh(f"{bin_dir}/pgbench -i -q -s {args.scale} {dbname}", env)
-        if args.shape == "mixed":
-            from posterity.demo.sample_data import load_sample
-
-            load_sample(cluster.dsn(dbname), posters=args.posters)
-        elif args.shape == "many":
-            n = args.tables
-            for i in range(n):
-                cluster.psql(f"create table t{i:03d} as select * from pgbench_accounts where aid % {n} = {i}", dbname=dbname)
-                cluster.psql(f"alter table t{i:03d} add primary key (aid)", dbname=dbname)
-            cluster.psql("drop table pgbench_accounts", dbname=dbname)
-        cluster.psql("vacuum analyze", dbname=dbname)
+    seed(cluster, args.shape, args.scale, args.posters, args.tables)
     size = int(cluster.psql(f"select pg_database_size('{dbname}')", dbname=dbname))
     print(f"database size: {size / 1e9:.2f} GB", flush=True)
 
     s3 = SeaweedS3(work / "s3")
     s3.start()
     s3.create_bucket("bench")
+    PIDS["pg"], PIDS["s3"] = pg_pid, s3.proc.pid if s3.proc else None
+    load_start = os.getloadavg()
     proj = work / "proj"
     shutil.rmtree(proj, ignore_errors=True)
     proj.mkdir()
@@ -176,9 +190,13 @@ region = {s3.region}
     ids: dict[int, str] = {}
     sizes: dict[str, int] = {}
 
+    cpu: dict[str, list[dict[str, float]]] = {}
+
     def record(name: str, secs: float) -> None:
         results.setdefault(name, []).append(secs)
-        print(f"  {name:<28} {secs:8.1f}s", flush=True)
+        cpu.setdefault(name, []).append(dict(LAST_CPU))
+        print(f"  {name:<28} {secs:8.1f}s  cpu client {LAST_CPU['own']:.2f}s server {LAST_CPU['pg']:.2f}s "
+              f"s3 {LAST_CPU['s3']:.2f}s", flush=True)
 
     def drop(db: str) -> None:
         cluster.psql(f"drop database if exists {db} with (force)")
@@ -253,6 +271,11 @@ region = {s3.region}
     print("\nmedians:")
     for k, v in med.items():
         print(f"  {k:<32} {v:8.1f}s  (runs: {', '.join(f'{x:.1f}' for x in results[k])})")
+    print("median CPU seconds (user+sys): client | PostgreSQL server | S3 server | total")
+    for k, rows in cpu.items():
+        c = {p: statistics.median(r[p] for r in rows) for p in ("own", "pg", "s3")}
+        print(f"  {k:<40} {c['own']:6.2f} | {c['pg']:6.2f} | {c['s3']:6.2f} | {sum(c.values()):6.2f}")
+    print(f"load average (1 min): start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f}")
 
     def ratio(a: str, b: str) -> None:
         if a in med and b in med:
@@ -279,7 +302,7 @@ region = {s3.region}
         print(f"posterity peak RSS, {k}: max {max(v) / 1024:.0f} MiB over {len(v)} runs")
     print(f"machine: {socket.gethostname()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     s3.stop()
-    cluster.stop()
+    cluster.stop()  # an External cluster stays up
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ archive_command archives every segment to both tools (Posterity's lean entry, th
 ``pgbackrest archive-push``), since each tool's backup waits for its own WAL. Rounds are
 interleaved (the machine is shared and noisy); medians are reported.
 
-- backup:  ``posterity backup pitr`` (file:// repository, zstd 3, age) vs
+- backup:  ``posterity backup pitr`` (file:// repository, zstd default level, age) vs
            ``pgbackrest backup --type=full`` (repo on local disk, compress-type=zst, process-max=2)
 - restore: ``posterity restore pitr latest --to-directory D`` (no --start) vs
            ``pgbackrest restore --pg1-path=D`` (files only, neither starts the server)

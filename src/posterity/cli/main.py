@@ -91,6 +91,9 @@ def _on_sigterm(signum, _frame) -> None:
 def main(argv: list[str] | None = None) -> None:
     import signal
 
+    from .. import malloc_arenas
+
+    malloc_arenas.cap_malloc_arenas()  # before any worker thread: see the module
     state = State()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -99,7 +99,7 @@ class LeanContext:
         threads = _number(enc, "zstd_threads", plain.ZSTD_THREADS, integer=True, above=False)
         from ..pipeline.stages import Stages
 
-        self.stages = Stages(tuple(recipients), zstd_level=3 if level is None else level,
+        self.stages = Stages(tuple(recipients), zstd_level=plain.ZSTD_LEVEL_DEFAULT if level is None else level,
                              zstd_threads=-1 if threads is None else threads)
         self.identity_file = _opt_str(enc, "identity_file")
         self.kinds = {name: body.get("kind") for name, body in sources.items() if isinstance(body, dict)}

@@ -80,7 +80,12 @@ class EncryptionConfig(Section):
         json_schema_extra={"example": "/etc/posterity/key.txt"},
     )
     zstd_level: int = Field(
-        default=3, ge=plain.ZSTD_LEVEL[0], le=plain.ZSTD_LEVEL[1], description="zstd compression level (1 fast … 19 small).", json_schema_extra={"example": 3}
+        default=plain.ZSTD_LEVEL_DEFAULT,
+        ge=plain.ZSTD_LEVEL[0],
+        le=plain.ZSTD_LEVEL[1],
+        description="zstd compression level (1 fast … 19 small). The default 1 took a third less CPU than 3 "
+        "at about the same stored size (docs/benchmarks.md); a restore reads any level.",
+        json_schema_extra={"example": 1},
     )
     zstd_threads: int = Field(
         default=-1,
