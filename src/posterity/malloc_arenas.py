@@ -16,7 +16,6 @@ leave them enough to allocate without contention. Elsewhere than glibc this does
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_ARENA_MAX = -8  # glibc malloc.h
@@ -27,11 +26,10 @@ def cap_malloc_arenas(arenas: int = ARENAS) -> bool:
     """Cap the arenas at ``arenas`` unless ``MALLOC_ARENA_MAX`` says otherwise; True if applied."""
     if "MALLOC_ARENA_MAX" in os.environ:  # the user's (or glibc's own reading of it) wins
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
+        # The process's own symbols (libc is loaded already): no ldconfig run as
+        # ctypes.util.find_library would do, so the command line starts no slower.
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return False
