@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LocalResourceError, RestoreTargetError
-from .drill import CheckResult, DrillRun
+from .drill import DrillRun
+from .drill_report import CheckResult
 
 MAX_NAMED = 8
 _HASH_CHUNK = 1 << 20

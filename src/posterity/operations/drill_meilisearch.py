@@ -34,7 +34,8 @@ import time
 from typing import Any
 
 from ..errors import ConfigError, PosterityError
-from .drill import CheckResult, DrillRun
+from .drill import DrillRun
+from .drill_report import CheckResult
 
 _WORD = re.compile(r"[^\W_]{3,}")
 _SKIP_FIELDS = ("_vectors", "_geo", "_rankingScore")

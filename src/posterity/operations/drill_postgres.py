@@ -24,7 +24,8 @@ from contextlib import ExitStack
 import psycopg
 
 from ..errors import PosterityError, RestoreFailed, RestoreTargetError
-from .drill import CheckResult, DrillRun, range_check
+from .drill import DrillRun
+from .drill_report import CheckResult, range_check
 
 
 def drill_postgres(run: DrillRun) -> None:

@@ -134,7 +134,7 @@ class PointRestore:
 def restore_point(
     ctx: Context, ref: str, req: PointRestore, progress: Callable[[], Progress] | None = None
 ) -> PointRestoreResult:
-    from .guarded import reworded
+    from ..errors import reworded
     from .restore import restore, restorers
 
     kinds = {k: r for k, r in restorers().items() if r.point_order is not None}
