@@ -33,7 +33,7 @@ from ..repository.layout import manifest_key
 from ..repository.point import Point, PointMember
 from .context import Context
 from .progress import Progress
-from .restore_results import PointRestoreResult
+from .restore_results import PointRestoreResult, RestoreResult
 
 
 def write_point(
@@ -162,7 +162,7 @@ def restore_point(
         kinds[m.kind].point_check(ctx, m.source, m.backup, requests[m.kind])
 
     done: list[str] = []
-    results: dict[str, Any] = {}
+    results: dict[str, RestoreResult] = {}
     for m in order:
         try:
             results[m.source] = restore(

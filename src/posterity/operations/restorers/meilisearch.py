@@ -30,6 +30,7 @@ class MeilisearchRestoreRequest:
     indexes: tuple[str, ...] = ()
     all_indexes: bool = False
     as_name: str | None = None
+    as_suffix: str | None = None  # every index as ``<uid><as_suffix>`` (the drill's throwaway copies; no option sets it)
     replace: bool = False
     snapshot_to: Path | None = None
     dump_to: Path | None = None
@@ -111,8 +112,8 @@ class MeilisearchRestorer(Restorer):
                                  restart_command=cfg.restart_command, api_url=cfg.url))
             from ...sources.meilisearch.restore import IndexRestore, restore_indexes
 
-            inner = IndexRestore(indexes=list(req.indexes) or None, as_name=req.as_name, replace=req.replace,
-                                 prefer=req.prefer, staging_dir=ctx.staging_dir)
+            inner = IndexRestore(indexes=list(req.indexes) or None, as_name=req.as_name, as_suffix=req.as_suffix,
+                                 replace=req.replace, prefer=req.prefer, staging_dir=ctx.staging_dir)
             return MeilisearchIndexesResult.from_dict(restore_indexes(client, ctx.repo, manifest, identities, inner))
 
 
