@@ -13,7 +13,7 @@ The CLI renders by type (``cli/restore_render.py``), never by guessing the kind 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 #: Field metadata: the key is left out of ``to_dict()`` when the value is None.
@@ -160,20 +160,18 @@ class PitrRestoreResult(_Result):
     last_transaction: str | None = field(default=None, metadata=OPTIONAL)
     new_timeline: int | None = field(default=None, metadata=OPTIONAL)
     query_error: str | None = field(default=None, metadata=OPTIONAL)
-    recovery: dict[str, Any] | None = field(default=None, metadata={"flat": True})
+    recovery: RecoveryFacts | None = None  # printed flat, in its place (not under a key of its own)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
-    #: The recovery facts read from the started server: all four present, each may be None.
-    RECOVERY_KEYS = ("in_recovery", "replay_lsn", "replay_time", "timeline")
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PitrRestoreResult:
-        rest = {k: v for k, v in data.items() if k not in cls.RECOVERY_KEYS}
-        recovery = {k: data[k] for k in cls.RECOVERY_KEYS if k in data} or None
-        if recovery is not None and len(recovery) != len(cls.RECOVERY_KEYS):
-            raise TypeError(f"PitrRestoreResult: recovery facts {sorted(recovery)} are not all four")
-        return super().from_dict({**rest, "recovery": recovery})
+        keys = [f.name for f in fields(RecoveryFacts)]
+        rest = {k: v for k, v in data.items() if k not in keys}
+        given = {k: data[k] for k in keys if k in data}
+        if given and len(given) != len(keys):
+            raise TypeError(f"PitrRestoreResult: recovery facts {sorted(given)} are not all four")
+        return super().from_dict({**rest, "recovery": RecoveryFacts(**given) if given else None})
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -182,11 +180,21 @@ class PitrRestoreResult(_Result):
             return out
         # the recovery facts sit where the source reported them: after the start facts, before seconds
         tail = {k: out.pop(k) for k in ("seconds", "notes")}
-        return {**out, **recovery, **tail}
+        return {**out, **asdict(recovery), **tail}
 
     def fact(self, key: str) -> Any:
         """A recovery fact of the started server (``timeline``, ``replay_lsn``, …), or None."""
-        return (self.recovery or {}).get(key)
+        return None if self.recovery is None else getattr(self.recovery, key)
+
+
+@dataclass(frozen=True)
+class RecoveryFacts:
+    """What the started copy said when asked (``pitr_start._query``); each may be None."""
+
+    in_recovery: bool | None
+    replay_lsn: str | None
+    replay_time: str | None
+    timeline: int | None
 
 
 RestoreResult = (
