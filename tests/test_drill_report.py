@@ -66,3 +66,18 @@ def test_a_stored_report_keeps_keys_this_version_does_not_know():
     back = DrillReport.from_dict(newer)
     assert back.checks == [CheckResult("files", True, "3")]
     assert back.to_dict() == newer and list(back.to_dict()) == list(newer)
+
+
+def test_status_holds_the_archiving_fact_and_prints_its_summary_or_its_error(ctx):
+    from datetime import UTC, datetime
+
+    from posterity.operations.health import ArchivingFact, HealthSnapshot, evaluate
+
+    summary = {"failing": True, "failed_count": 3, "alerts": [{"message": "archive_command fails"}]}
+    now = datetime.now(UTC)
+    for fact, printed in [(ArchivingFact(summary, alerting=True), summary),
+                          (ArchivingFact(error="could not connect"), {"error": "could not connect"})]:
+        row = evaluate(ctx.config, HealthSnapshot({}, archiving={"config": fact}), now).sources[0]
+        assert row.archiving is fact and row.to_dict()["archiving"] == printed
+        assert row.archiving.alerts == (summary["alerts"] if fact.error is None else [])
+        assert row.state == ("archiving" if fact.alerting else "never")
