@@ -262,3 +262,28 @@ def test_no_module_is_over_the_line_limit_except_listed():
     assert sorted(set(over) - set(SIZE_EXCEPTIONS)) == [], f"over {MAX_LINES} lines: {over}"
     stale = sorted(set(SIZE_EXCEPTIONS) - set(over))
     assert stale == [], f"no longer over {MAX_LINES} lines (or gone): remove from SIZE_EXCEPTIONS: {stale}"
+
+
+# The restore functions of the sources; a drill reaches them only through its kind's restorer.
+SOURCE_RESTORES = {"restore_logical", "restore_tar", "restore_indexes", "restore_file", "restore_pitr"}
+# drill module -> why it still calls its source's restore itself (remove the entry when it stops).
+DRILL_OWN_RESTORE: dict[str, str] = {
+    "posterity.operations.drill_pitr": "its checks need the WAL plan (segments, segment size, tail), and it plans "
+    "with the base's timeline only, where the restorer also follows timelines other base backups were taken on",
+}
+
+
+def _imported_names(path: Path) -> set[str]:
+    return {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) for a in n.names}
+
+
+def test_drills_restore_through_their_kinds_restorer():
+    drills = sorted(m for m in MODULES if m.startswith("posterity.operations.drill_") and m != "posterity.operations.drill_report")
+    assert drills  # the per-kind drill modules exist where this test looks for them
+    for m in drills:
+        own = sorted(_imported_names(MODULES[m]) & SOURCE_RESTORES)
+        through = any(t.startswith("posterity.operations.restorers.") for t in GRAPH[m])
+        if m in DRILL_OWN_RESTORE:
+            assert own and not through, f"{m} no longer needs its DRILL_OWN_RESTORE entry"
+        else:
+            assert not own and through, f"{m} restores with {own} instead of its kind's restorer"

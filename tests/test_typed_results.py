@@ -198,3 +198,22 @@ def test_archiver_and_stream_states_leave_out_exactly_the_keys_they_did():
     stream.newest_snapshot = "000000010000000000000004.8192.stream.zst.age"
     d = stream.to_dict()
     assert d["failing"] is True and "newest_snapshot_at" not in d and d["newest_snapshot"] == stream.newest_snapshot
+
+
+def test_schedule_next_is_typed_and_prints_the_same_json(ctx):
+    from datetime import UTC, datetime
+
+    from posterity.scheduler.upcoming import UpcomingRuns, upcoming_runs
+
+    class Sched:  # one [[schedule]] entry as the config model holds it
+        name, cron, sources, tag, jitter, ping_url, timeout = "daily", "0 2 * * *", ["config"], "daily", "0s", None, None
+
+    ctx.config.schedule.append(Sched())
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    runs = upcoming_runs(ctx.config, 2, now=now)
+    assert runs == [UpcomingRuns("daily", "0 2 * * *", ["config"], ["daily"],
+                                 [datetime(2026, 3, 2, 2, 0, tzinfo=UTC), datetime(2026, 3, 3, 2, 0, tzinfo=UTC)])]
+    assert runs[0].to_dict() == {"cron": "0 2 * * *", "sources": ["config"], "tags": ["daily"],
+                                 "next": ["2026-03-02T02:00:00+00:00", "2026-03-03T02:00:00+00:00"]}
+    printed = json.loads(run_cli(ctx, "--json", "schedule", "next", "-n", "1"))
+    assert list(printed) == ["daily"] and list(printed["daily"]) == ["cron", "sources", "tags", "next"]

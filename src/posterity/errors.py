@@ -302,6 +302,18 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
+def reworded(exc: PosterityError, message: str) -> PosterityError:
+    """A new error of ``exc``'s type (so its exit code and hint) saying ``message``, caused by
+    ``exc``, which stays as it was (an error is never changed to carry more): raise it
+    ``from exc``. Adapters add what they undid (``reworded(exc, exc.message + note)``)."""
+    new = type(exc).__new__(type(exc))  # no __init__: some error types take other arguments
+    new.__dict__.update(exc.__dict__)
+    new.message = message
+    new.args = (message,)
+    new.__cause__ = exc
+    return new
+
+
 def say_nothing_committed(exc: PosterityError) -> PosterityError:
     """``exc`` (same object, type and exit code) with a hint that starts by saying nothing was
     committed, unless its message or hint already says so. For an error that ended a backup

@@ -67,7 +67,7 @@ def _(r: MeilisearchIndexesResult, source: str) -> None:
         how = "created" if row["created"] else "swapped in atomically; the previous copy was deleted"
         click.echo(f"restored index {row['index']} → {row['target']}: {row['documents']} documents "
                    f"(primary key {row['primary_key']}), {how}")
-    click.echo(f"from {r.data['from']} of {source} backup {r.backup} (swap task {r.data['swap_task']})")
+    click.echo(f"from {r.origin} of {source} backup {r.backup} (swap task {r.swap_task})")
     _warnings(r.warnings)
 
 
@@ -90,34 +90,35 @@ def _counts_verdict(r: MeilisearchCountsResult) -> None:
 @show.register
 def _(r: MeilisearchFileResult, source: str) -> None:
     click.echo(f"wrote the {r.what} of {source} backup {r.backup} to {r.path} "
-               f"({human_size(r.data['bytes'])}, Meilisearch {r.data['meilisearch_version']}, sha256 verified)")
+               f"({human_size(r.bytes)}, Meilisearch {r.meilisearch_version}, sha256 verified)")
     if r.restart is not None:
         click.echo(f"ran restart_command: {r.restart['command']}")
         click.echo(f"Meilisearch is {r.restart['health']}; document counts checked for {len(r.restart['indexes'])} indexes")
     else:
         click.echo("next steps:")
-        for i, step in enumerate(r.data["steps"], 1):
+        for i, step in enumerate(r.steps, 1):
             click.echo(f"  {i}. {step}")
     _warnings(r.warnings)
 
 
 @show.register
 def _(r: PitrRestoreResult, source: str) -> None:
-    d = r.data
     click.echo(f"restored base backup {r.backup} of {source} into {r.directory} "
-               f"(owner {d['owner']}, {human_size(d['base_bytes'])} + {d['wal_segments']} WAL "
-               f"segment(s) {d['wal_first']} … {d['wal_last']}, timeline {d['recovery_timeline']}, "
-               f"{human_duration(d['seconds'])})")
+               f"(owner {r.owner}, {human_size(r.base_bytes)} + {r.wal_segments} WAL "
+               f"segment(s) {r.wal_first} … {r.wal_last}, timeline {r.recovery_timeline}, "
+               f"{human_duration(r.seconds)})")
     click.echo(f"recovery target: {r.target}")
     if not r.started:
-        click.echo(f"start it with: pg_ctl -D {r.directory} start  (as the '{d['owner']}' user)")
+        click.echo(f"start it with: pg_ctl -D {r.directory} start  (as the '{r.owner}' user)")
     else:
-        click.echo(f"PostgreSQL is running on 127.0.0.1:{d['port']} (socket {d['socket_dir']}), "
-                   f"recovery {d['state']}")
-        for key in ("stopped", "last_transaction", "replay_lsn", "replay_time", "timeline"):
-            if d.get(key) is not None:
-                click.echo(f"  {key.replace('_', ' ')}: {d[key]}")
-        if d["state"] == "paused":
+        click.echo(f"PostgreSQL is running on 127.0.0.1:{r.port} (socket {r.socket_dir}), "
+                   f"recovery {r.state}")
+        facts = {"stopped": r.stopped, "last_transaction": r.last_transaction, "replay_lsn": r.fact("replay_lsn"),
+                 "replay_time": r.fact("replay_time"), "timeline": r.fact("timeline")}
+        for key, value in facts.items():
+            if value is not None:
+                click.echo(f"  {key.replace('_', ' ')}: {value}")
+        if r.state == "paused":
             click.echo("  inspect it, then promote with: select pg_wal_replay_resume();")
     for note in r.notes:
         click.echo(f"note: {note}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -24,28 +23,20 @@ def schedule_group() -> None:
 @pass_state
 def next_runs(state, count: int) -> None:
     """Show when each job runs next (UTC), as the daemon computes it (before jitter)."""
-    from ..scheduler.daemon import jobs_from_config
+    from ..scheduler.upcoming import upcoming_runs
 
     ctx = state.context()
     tz = ctx.config.daemon.timezone
-    out = {}
-    for job in jobs_from_config(ctx.config):
-        t = datetime.now(UTC)
-        times = []
-        for _ in range(count):
-            t = job.cron.next_after(t, tz)
-            times.append(t)
-        out[job.name] = {"cron": job.cron.expr, "sources": list(job.sources), "tags": list(job.tags),
-                         "next": [x.isoformat() for x in times]}
+    runs = upcoming_runs(ctx.config, count)
     if state.json:
-        emit_json(out)
+        emit_json({r.job: r.to_dict() for r in runs})
         return
-    if not out:
+    if not runs:
         click.echo("no [[schedule]] jobs are configured")
         return
     table(["job", "cron", f"next runs (UTC; cron read in {tz})", "sources", "tag"],
-          [[n, j["cron"], "\n".join(x[:19].replace("T", " ") for x in j["next"]), ", ".join(j["sources"]),
-            ",".join(j["tags"])] for n, j in out.items()])
+          [[r.job, r.cron, "\n".join(x.isoformat()[:19].replace("T", " ") for x in r.next), ", ".join(r.sources),
+            ",".join(r.tags)] for r in runs])
 
 
 @schedule_group.command("systemd")

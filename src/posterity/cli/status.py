@@ -35,10 +35,10 @@ def status(state) -> None:
             drill = "-"
             if s.last_drill:
                 d = s.last_drill
-                rto = human_duration(d["restore_seconds"]) if d.get("restore_seconds") is not None else "?"
-                drill = f"{(d.get('time') or '')[:19]} {'passed' if d['ok'] else 'FAILED'}, RTO {rto}"
-            if s.archiving and s.archiving.get("alerts"):
-                fail = "; ".join(a["message"] for a in s.archiving["alerts"]) + (f" | {fail}" if fail != "-" else "")
+                rto = human_duration(d.restore_seconds) if d.restore_seconds is not None else "?"
+                drill = f"{(d.time or '')[:19]} {'passed' if d.ok else 'FAILED'}, RTO {rto}"
+            if s.archiving and s.archiving.alerts:
+                fail = "; ".join(a["message"] for a in s.archiving.alerts) + (f" | {fail}" if fail != "-" else "")
             rows.append([s.source, s.state.upper() if s.state != "ok" else "ok",
                          last["time"][:19] if last else "never", age, s.max_age or "-", fail, trend, drill])
         table(["source", "state", "last success (UTC)", "age", "max age", "last failure", "sizes",

@@ -1,4 +1,4 @@
-"""The catalog as plain records: one summary per committed backup, and the stored drill
+"""The catalog as typed records: one summary per committed backup, and the stored drill
 reports. ``posterity list --json`` and the dashboard's ``/api/sources/<name>/backups`` print
 the same records, so both read them here."""
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from ..repository import Manifest
 from .context import Context
+from .drill_report import DrillReport
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ def backup_summaries(ctx: Context, source: str | None = None) -> list[BackupSumm
     return [backup_summary(m) for m in ctx.repo.manifests(source)]
 
 
-def drill_reports(ctx: Context, source: str | None = None) -> list[dict[str, Any]]:
-    """Every stored drill report (of ``source``), oldest first, as ``drills/<source>/<id>.json`` holds it."""
-    return ctx.repo.drill_reports(source)
+def drill_reports(ctx: Context, source: str | None = None) -> list[DrillReport]:
+    """Every stored drill report (of ``source``), oldest first; ``to_dict()`` is what
+    ``drills/<source>/<id>.json`` holds."""
+    return [DrillReport.from_dict(r) for r in ctx.repo.drill_reports(source)]

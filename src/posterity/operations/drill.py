@@ -18,68 +18,24 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import __version__
-from ..errors import ConfigError, PosterityError, RestoreFailed
+from ..errors import ConfigError, PosterityError, RestoreFailed, reworded
 from ..repository import Manifest, layout, new_backup_id
 from ..sources.registry import SOURCES, load
 from .context import Context
-from .guarded import precheck, reworded
+from .drill_report import DrillReport
+from .guarded import precheck
 from .progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
 
 #: kind → "module:function" taking a DrillRun, from the source registry.
 DRILLS: dict[str, str] = {kind: e.drill for kind, e in SOURCES.items() if e.drill}
-
-
-@dataclass
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str
-    value: Any = None
-
-
-def range_check(name: str, value: float, chk: Any) -> CheckResult:
-    """A user check's answer against its ``min``/``max``."""
-    bad = []
-    if chk.min is not None and value < chk.min:
-        bad.append(f"below the minimum {chk.min:g}")
-    if chk.max is not None and value > chk.max:
-        bad.append(f"above the maximum {chk.max:g}")
-    return CheckResult(name, not bad, f"{value:g} " + (", ".join(bad) if bad else "within range"), value)
-
-
-@dataclass
-class DrillReport:
-    id: str
-    source: str
-    kind: str
-    backup: str
-    target: str = ""
-    started_at: str = ""
-    finished_at: str = ""
-    restore_seconds: float | None = None
-    total_seconds: float | None = None
-    bytes: int = 0
-    checks: list[CheckResult] = field(default_factory=list)
-    ok: bool = False
-    error: str | None = None
-    cleanup: str = "nothing to clean up"
-    warnings: list[str] = field(default_factory=list)
-    host: str = field(default_factory=socket.gethostname)
-    posterity_version: str = __version__
-    key: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -225,7 +181,7 @@ def _store(ctx: Context, report: DrillReport) -> None:
     )
 
 
-def last_drill(ctx: Context, source: str) -> dict[str, Any] | None:
+def last_drill(ctx: Context, source: str) -> DrillReport | None:
     """The newest stored drill report of ``source`` (for ``posterity status``)."""
     found = ctx.repo.drill_reports(source, last=True)
-    return found[0] if found else None
+    return DrillReport.from_dict(found[0]) if found else None

@@ -1,6 +1,6 @@
 """The files drill: restore into a temporary folder, compare every file with the manifest.
 
-The latest (or chosen) backup is restored with the ordinary files restore (``restore_tar``:
+The latest (or chosen) backup is restored by the files restorer (``restorers/files.py``, ``restore_tar``:
 sha256 of the stored object checked, tar extracted safely) into a fresh folder
 ``posterity-drill-*`` under ``[general] staging_dir`` (else ``$TMPDIR``). Then every entry of
 the manifest's file list (``facts["files"]``) is looked up in that folder: files (and hard
@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LocalResourceError, RestoreTargetError
-from .drill import CheckResult, DrillRun
+from .drill import DrillRun
+from .drill_report import CheckResult
 
 MAX_NAMED = 8
 _HASH_CHUNK = 1 << 20
 
 
 def drill_files(run: DrillRun) -> None:
-    from ..sources.files.restore import FilesRestore, restore_tar, tar_artifact
+    from ..sources.files.restore import tar_artifact
+    from .restorers.files import RESTORER, FilesRestoreRequest
 
     report = run.report
     manifest = run.manifest
@@ -43,17 +45,13 @@ def drill_files(run: DrillRun) -> None:
         run.progress.start(f"drill {manifest.source} {manifest.id}", art.raw_size)
         t0 = time.monotonic()
         try:
-            result = restore_tar(
-                run.ctx.repo,
-                manifest,
-                run.identities,
-                FilesRestore(to=folder),
-                progress=run.progress.advance,
-            )
+            # The kind's restorer, without the guard: the drill has its own audit record and report.
+            result = RESTORER.run(run.ctx, manifest.source, manifest, run.identities, FilesRestoreRequest(to=folder),
+                                  run.progress)
         finally:
             run.progress.stop()
         report.restore_seconds = round(time.monotonic() - t0, 3)
-        report.bytes = int(result.get("bytes") or 0)
+        report.bytes = result.bytes
         report.checks.extend(check_tree(folder, manifest.facts.get("files")))
     finally:
         _remove(run, folder)

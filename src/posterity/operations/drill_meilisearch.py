@@ -1,8 +1,8 @@
 """The Meilisearch drill: restore every index beside the live ones, count, query, delete.
 
 Every index the backup can restore through the API (each ``export`` artifact; without
-exports, every index of the ``dump``) is restored by the ordinary index restore
-(``restore_indexes``, as ``restore --index UID --as NEW`` does) into a temporary index
+exports, every index of the ``dump``) is restored by the Meilisearch restorer
+(``restorers/meilisearch.py``: ``restore_indexes``, as ``restore --index UID --as NEW`` does) into a temporary index
 ``<uid>__drill_<hex>`` on the configured server — the live indexes are never written to.
 Then, per index:
 
@@ -34,7 +34,8 @@ import time
 from typing import Any
 
 from ..errors import ConfigError, PosterityError
-from .drill import CheckResult, DrillRun
+from .drill import DrillRun
+from .drill_report import CheckResult
 
 _WORD = re.compile(r"[^\W_]{3,}")
 _SKIP_FIELDS = ("_vectors", "_geo", "_rankingScore")
@@ -43,8 +44,9 @@ _SKIP_FIELDS = ("_vectors", "_geo", "_rankingScore")
 def drill_meilisearch(run: DrillRun) -> None:
     from ..sources.meilisearch.client import MeiliClient
     from ..sources.meilisearch.export import EXPORT_KIND
-    from ..sources.meilisearch.restore import IndexRestore, restore_indexes
     from ..sources.meilisearch.source import DUMP_KIND, SNAPSHOT_KIND
+    from .restore_results import MeilisearchIndexesResult
+    from .restorers.meilisearch import RESTORER, MeilisearchRestoreRequest
 
     cfg, manifest, report = run.config, run.manifest, run.report
     exports = manifest.artifacts_of_kind(EXPORT_KIND)
@@ -74,26 +76,27 @@ def drill_meilisearch(run: DrillRun) -> None:
     with MeiliClient(cfg.url, key, task_timeout=cfg.task_timeout) as client:
         report.target = f"temporary indexes <index>{suffix} on {client.where} (from the {origin})"
         try:
-            req = IndexRestore(
-                indexes=None, as_suffix=suffix, prefer=origin, staging_dir=run.ctx.staging_dir
-            )
+            req = MeilisearchRestoreRequest(all_indexes=True, as_suffix=suffix, prefer=origin)
             run.progress.start(f"drill {manifest.source} {manifest.id}", None)
             t0 = time.monotonic()
             try:
-                result = restore_indexes(client, run.ctx.repo, manifest, run.identities, req)
+                # The kind's restorer (its own connection), without the guard: the drill has its own
+                # audit record and report.
+                result = RESTORER.run(run.ctx, manifest.source, manifest, run.identities, req, run.progress)
             finally:
                 run.progress.stop()
             report.restore_seconds = round(time.monotonic() - t0, 3)
             report.bytes = sum(a.raw_size for a in arts)
-            report.warnings.extend(result.get("warnings") or [])
+            assert isinstance(result, MeilisearchIndexesResult)
+            report.warnings.extend(result.warnings)
             recorded = manifest.facts.get("indexes") or {}
-            for entry in result["indexes"]:
+            for entry in result.indexes:
                 uid, tmp = entry["index"], entry["target"]
                 want_pk = (recorded.get(uid) or {}).get("primary_key") or entry.get("primary_key")
                 report.checks.extend(
                     _index_checks(client, uid, tmp, expected.get(uid), exact, want_pk)
                 )
-            if not result["indexes"]:
+            if not result.indexes:
                 report.checks.append(CheckResult("indexes", True, "the backup holds no index"))
         finally:
             _clean_up(run, client, suffix)

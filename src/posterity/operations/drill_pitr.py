@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, SourceTimeout
 from ..repository import walnames as wal
-from .drill import CheckResult, DrillRun, range_check
+from .drill import DrillRun
+from .drill_report import CheckResult, range_check
 
 
 def drill_pitr(run: DrillRun) -> None:

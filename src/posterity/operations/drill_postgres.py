@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import fnmatch
 import secrets
+import tempfile
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import psycopg
 
 from ..errors import PosterityError, RestoreFailed, RestoreTargetError
-from .drill import CheckResult, DrillRun, range_check
+from .drill import DrillRun
+from .drill_report import CheckResult, range_check
 
 
 def drill_postgres(run: DrillRun) -> None:
-    from ..sources.postgres.restore import PostgresRestore, restore_logical
+    from .restorers.postgres import RESTORER, PostgresRestoreRequest
 
     cfg = run.config
     report = run.report
@@ -44,15 +47,17 @@ def drill_postgres(run: DrillRun) -> None:
             no_owner = True  # the drill's login may create a database but not give objects away
             report.target = f"scratch database {db} on the source's server"
             cleanup.callback(_drop_scratch, run, dsn, db)
-        req = PostgresRestore(
-            dsn=dsn,
+        req = PostgresRestoreRequest(
             to_database=db,
-            # A split backup loads its archives in parallel (cfg.jobs, else the cores); one
+            target_dsn=dsn,
+            # A split backup loads its archives in parallel (None: cfg.jobs, else the cores); one
             # archive streams (jobs > 1 would stage it on disk).
-            jobs=(cfg.jobs or 0) if run.manifest.artifacts_of_kind("pg_dump-custom-schema") else 1,
+            jobs=None if run.manifest.artifacts_of_kind("pg_dump-custom-schema") else 1,
             with_roles=with_roles,
             no_owner=no_owner,
-            bin_dir=cfg.bin_dir,
+            # A split backup stages its schema archive in $TMPDIR, as drills always did (a restore
+            # uses [general] staging_dir).
+            staging_dir=Path(tempfile.gettempdir()),
         )
         dump = run.manifest.artifacts_of_kind("pg_dump-custom")
         run.progress.start(
@@ -60,14 +65,13 @@ def drill_postgres(run: DrillRun) -> None:
         )
         t0 = time.monotonic()
         try:
-            result = restore_logical(
-                run.ctx.repo, run.manifest, run.identities, req, progress=run.progress.advance
-            )
+            # The kind's restorer, without the guard: the drill has its own audit record and report.
+            result = RESTORER.run(run.ctx, run.manifest.source, run.manifest, run.identities, req, run.progress)
         finally:
             run.progress.stop()
         report.restore_seconds = round(time.monotonic() - t0, 3)
-        report.bytes = int(result.get("bytes") or 0)
-        report.warnings.extend(result.get("warnings", []))
+        report.bytes = int(result.bytes or 0)
+        report.warnings.extend(result.warnings)
         report.checks.append(_row_counts(run, dsn, db))
         report.checks.extend(_user_checks(run, dsn, db))
 

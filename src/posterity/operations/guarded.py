@@ -10,23 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import PosterityError
+from ..errors import PosterityError, reworded
 from ..repository import Manifest
 from .context import Context
 from .progress import NoProgress, Progress
 
 T = TypeVar("T")
-
-
-def reworded(exc: PosterityError, message: str) -> PosterityError:
-    """A new error of ``exc``'s type (so its exit code and hint) saying ``message``, caused by
-    ``exc``, which stays as it was (an error is never changed to carry more)."""
-    new = type(exc).__new__(type(exc))  # no __init__: some error types take other arguments
-    new.__dict__.update(exc.__dict__)
-    new.message = message
-    new.args = (message,)
-    new.__cause__ = exc
-    return new
 
 
 def precheck(identities: list, manifest: Manifest) -> None:
@@ -64,3 +53,6 @@ def guarded(
         progress.stop()
     ctx.repo.audit("restore", "succeeded", {**head, **details(result)})
     return result
+
+
+__all__ = ["guarded", "precheck", "reworded"]  # reworded lives in errors.py (sources use it too)

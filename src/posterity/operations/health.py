@@ -32,6 +32,7 @@ from typing import Any
 
 from ..config.durations import parse_duration
 from ..config.schema import Config
+from .drill_report import DrillSummary
 
 EXIT_STALE = 12
 EXIT_FAILING = 13
@@ -76,9 +77,17 @@ class ArchivingFact:
     """The archiving sample of a ``wal = "archive"`` source: its summary and whether it alerts,
     or the error that kept it from being read."""
 
-    summary: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None  # sources.postgres.archiving.summary(): JSON facts, as sampled
     alerting: bool = False
     error: str | None = None
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        return list((self.summary or {}).get("alerts") or [])
+
+    def to_dict(self) -> dict[str, Any] | None:
+        """What ``status --json`` prints under ``archiving``: the error, else the summary."""
+        return {"error": self.error} if self.error is not None else self.summary
 
 
 @dataclass
@@ -91,7 +100,7 @@ class HealthSnapshot:
 
     backups: Mapping[str, Sequence[BackupFact]]
     failures: Sequence[Mapping[str, Any]] = ()
-    drills: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
+    drills: Mapping[str, DrillSummary | None] = field(default_factory=dict)
     archiving: Mapping[str, ArchivingFact] = field(default_factory=dict)
 
 
@@ -107,8 +116,8 @@ class SourceStatus:
     sizes: list[int] = field(default_factory=list)
     size_anomaly_median: float | None = None
     backups: int = 0
-    last_drill: dict[str, Any] | None = None
-    archiving: dict[str, Any] | None = None
+    last_drill: DrillSummary | None = None
+    archiving: ArchivingFact | None = None
     stale: bool = False  # never backed up (configured), or older than max_age — whatever else is wrong
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,8 +133,8 @@ class SourceStatus:
             "size_anomaly": self.size_anomaly_median is not None,
             "size_anomaly_median": self.size_anomaly_median,
             "backups": self.backups,
-            "last_drill": self.last_drill,
-            "archiving": self.archiving,
+            "last_drill": None if self.last_drill is None else self.last_drill.to_dict(),
+            "archiving": None if self.archiving is None else self.archiving.to_dict(),
         }
 
 
@@ -194,7 +203,7 @@ def _source(config: Config, snap: HealthSnapshot, name: str, now: datetime, tren
     st.last_drill = snap.drills.get(name)
     arch = snap.archiving.get(name)
     if arch is not None:
-        st.archiving = {"error": arch.error} if arch.error is not None else arch.summary
+        st.archiving = arch
         if arch.alerting and st.state != "failing":
             st.state = "archiving"
     return st

@@ -33,7 +33,7 @@ from ..repository.layout import manifest_key
 from ..repository.point import Point, PointMember
 from .context import Context
 from .progress import Progress
-from .restore_results import PointRestoreResult
+from .restore_results import PointRestoreResult, RestoreResult
 
 
 def write_point(
@@ -134,7 +134,7 @@ class PointRestore:
 def restore_point(
     ctx: Context, ref: str, req: PointRestore, progress: Callable[[], Progress] | None = None
 ) -> PointRestoreResult:
-    from .guarded import reworded
+    from ..errors import reworded
     from .restore import restore, restorers
 
     kinds = {k: r for k, r in restorers().items() if r.point_order is not None}
@@ -162,7 +162,7 @@ def restore_point(
         kinds[m.kind].point_check(ctx, m.source, m.backup, requests[m.kind])
 
     done: list[str] = []
-    results: dict[str, Any] = {}
+    results: dict[str, RestoreResult] = {}
     for m in order:
         try:
             results[m.source] = restore(

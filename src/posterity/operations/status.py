@@ -10,11 +10,11 @@ codes are described there.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from .. import kinds
 from .audit import read_audit
 from .context import Context
+from .drill_report import DrillSummary
 from .health import (
     EXIT_FAILING,
     EXIT_STALE,
@@ -71,18 +71,9 @@ def _archiving(ctx: Context, name: str) -> ArchivingFact | None:
     return ArchivingFact(summary=archiving.summary(sample, alerts), alerting=bool(alerts))
 
 
-def _last_drill_summary(ctx: Context, source: str) -> dict[str, Any] | None:
+def _last_drill_summary(ctx: Context, source: str) -> DrillSummary | None:
     """The newest restore drill of ``source``: when, whether it passed, and its RTO."""
     from .drill import last_drill
 
     report = last_drill(ctx, source)
-    if report is None:
-        return None
-    return {
-        "id": report.get("id"),
-        "backup": report.get("backup"),
-        "time": report.get("finished_at") or report.get("started_at"),
-        "ok": bool(report.get("ok")),
-        "restore_seconds": report.get("restore_seconds"),
-        "error": report.get("error"),
-    }
+    return None if report is None else DrillSummary.of(report)

@@ -66,7 +66,7 @@ class Dashboard:
         """Every stored drill report (``drills/<source>/<id>.json``), oldest first."""
         from ..operations.catalog import drill_reports
 
-        return self.cache.get(("drills", source), lambda: drill_reports(self.ctx, source))
+        return self.cache.get(("drills", source), lambda: [r.to_dict() for r in drill_reports(self.ctx, source)])
 
     def points(self) -> list[dict[str, Any]]:
         """``posterity --json list --points``."""

@@ -80,7 +80,8 @@ class FilesRestorer(Restorer):
 
         assert req.to is not None  # check() filled it in
         inner = FilesRestore(to=req.to, paths=list(req.paths), overwrite=req.overwrite)
-        return FilesRestoreResult(restore_tar(ctx.repo, manifest, identities, inner, progress=progress.advance))
+        return FilesRestoreResult.from_dict(
+            restore_tar(ctx.repo, manifest, identities, inner, progress=progress.advance))
 
 
 RESTORER = FilesRestorer()

@@ -30,6 +30,7 @@ class MeilisearchRestoreRequest:
     indexes: tuple[str, ...] = ()
     all_indexes: bool = False
     as_name: str | None = None
+    as_suffix: str | None = None  # every index as ``<uid><as_suffix>`` (the drill's throwaway copies; no option sets it)
     replace: bool = False
     snapshot_to: Path | None = None
     dump_to: Path | None = None
@@ -106,16 +107,14 @@ class MeilisearchRestorer(Restorer):
             if file is not None:
                 from ...sources.meilisearch.restore_file import restore_file
 
-                return MeilisearchFileResult(
+                return MeilisearchFileResult.from_dict(
                     restore_file(client, ctx.repo, manifest, identities, what=file[0], path=file[1],
-                                 restart_command=cfg.restart_command, api_url=cfg.url),
-                    what=file[0],
-                )
+                                 restart_command=cfg.restart_command, api_url=cfg.url))
             from ...sources.meilisearch.restore import IndexRestore, restore_indexes
 
-            inner = IndexRestore(indexes=list(req.indexes) or None, as_name=req.as_name, replace=req.replace,
-                                 prefer=req.prefer, staging_dir=ctx.staging_dir)
-            return MeilisearchIndexesResult(restore_indexes(client, ctx.repo, manifest, identities, inner))
+            inner = IndexRestore(indexes=list(req.indexes) or None, as_name=req.as_name, as_suffix=req.as_suffix,
+                                 replace=req.replace, prefer=req.prefer, staging_dir=ctx.staging_dir)
+            return MeilisearchIndexesResult.from_dict(restore_indexes(client, ctx.repo, manifest, identities, inner))
 
 
 def _check_counts(client: Any, manifest: Manifest) -> MeilisearchCountsResult:
@@ -123,7 +122,7 @@ def _check_counts(client: Any, manifest: Manifest) -> MeilisearchCountsResult:
     from ...sources.meilisearch.restore_file import compare_counts, expected_counts
 
     counts, exact = expected_counts(manifest)
-    return MeilisearchCountsResult({"backup": manifest.id, "counts_exact": exact, **compare_counts(client, counts)})
+    return MeilisearchCountsResult.from_dict({"backup": manifest.id, "counts_exact": exact, **compare_counts(client, counts)})
 
 
 RESTORER = MeilisearchRestorer()

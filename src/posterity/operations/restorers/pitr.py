@@ -98,7 +98,7 @@ class PitrRestorer(Restorer):
             port=req.port, verify=req.verify, bin_dir=ctx.config.source(source).bin_dir,
             protected=_protected(ctx, config_path), archive_mode=req.archive_mode,
         )
-        return PitrRestoreResult(restore_pitr(repo, plan, identities, inner, progress=progress.advance))
+        return PitrRestoreResult.from_dict(restore_pitr(repo, plan, identities, inner, progress=progress.advance))
 
 
 def _protected(ctx: Context, config_path: Path) -> list[Path]:

@@ -90,7 +90,8 @@ class PostgresRestorer(Restorer):
             check_counts=req.check_counts,
             bin_dir=cfg.bin_dir,
         )
-        return PostgresRestoreResult(restore_logical(ctx.repo, manifest, identities, inner, progress=progress.advance))
+        return PostgresRestoreResult.from_dict(
+            restore_logical(ctx.repo, manifest, identities, inner, progress=progress.advance))
 
 
 RESTORER = PostgresRestorer()

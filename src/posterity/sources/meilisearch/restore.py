@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ...errors import ConfigError, DumpFailed, PosterityError, RestoreFailed, RestoreTargetError
+from ...errors import (
+    ConfigError,
+    DumpFailed,
+    PosterityError,
+    RestoreFailed,
+    RestoreTargetError,
+    reworded,
+)
 from .client import MeiliApiError, MeiliClient, TaskFailed, TaskTimeout
 from .dumpfile import walk_dump
 from .export import CHUNK, EXPORT_KIND, parse_header
@@ -278,9 +285,7 @@ def restore_indexes(
             raise RestoreFailed(f"Restore from backup {manifest.id} failed: {exc.message}{note}",
                                 hint=exc.hint or None) from exc
         if isinstance(exc, PosterityError):
-            exc.message += note
-            exc.args = (exc.message,)
-            raise
+            raise reworded(exc, exc.message + note) from exc
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise RestoreFailed(f"Restore from backup {manifest.id} failed: {exc}.{note}") from exc

@@ -38,6 +38,7 @@ from ...errors import (
     LocalResourceError,
     PosterityError,
     RestoreFailed,
+    reworded,
 )
 from ...repository import Repository
 from ...repository.walarchive import write_file
@@ -285,8 +286,7 @@ def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrReques
         if wrote:
             note = _undo(target, created, aside)
             if isinstance(exc, PosterityError):
-                exc.message += note
-                exc.args = (exc.message,)
+                raise reworded(exc, exc.message + note) from exc
         raise
     result: dict[str, Any] = {
         **plan.to_dict(),
@@ -307,8 +307,7 @@ def restore_pitr(repo: Repository, plan: Plan, identities: list, req: PitrReques
             result.update(start_and_wait(target, req, plan, owner, major))
         except PosterityError as exc:
             if aside is not None:
-                exc.message += f" The directory's old contents are kept in {aside.holder}."
-                exc.args = (exc.message,)
+                raise reworded(exc, exc.message + f" The directory's old contents are kept in {aside.holder}.") from exc
             raise
     if aside is not None:
         aside.discard()

@@ -31,7 +31,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ...errors import LocalResourceError, PosterityError, RestoreFailed, RestoreTargetError
+from ...errors import (
+    LocalResourceError,
+    PosterityError,
+    RestoreFailed,
+    RestoreTargetError,
+    reworded,
+)
 from ...repository import Manifest, Repository
 from .archive_database import quote_ident, read_database_info
 from .logical import DUMP_KIND, USER_TABLES
@@ -113,9 +119,7 @@ def restore_logical(
     try:
         info = read_database_info(repo, dump or schema_archive(manifest), identities)
     except PosterityError as exc:
-        exc.message += " Nothing was changed."
-        exc.args = (exc.message,)
-        raise
+        raise reworded(exc, exc.message + " Nothing was changed.") from exc
     # --clean never drops first: restore beside the old database, then switch names.
     into = build_name(target) if replace else target
     created = False
@@ -164,9 +168,7 @@ def restore_logical(
         else:
             note = ""
         if isinstance(exc, PosterityError):
-            exc.message += note
-            exc.args = (exc.message,)
-            raise
+            raise reworded(exc, exc.message + note) from exc
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise RestoreFailed(f"Restore of {manifest.id} into {target!r} failed: {exc}.{note}") from exc
