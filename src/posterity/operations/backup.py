@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import __version__
 from ..config.durations import parse_duration
-from ..errors import DeadlineExceeded, PosterityError, say_nothing_committed
+from ..errors import DeadlineExceeded, PosterityError, SourceError, say_nothing_committed
 from ..repository import ArtifactRecord, Manifest, new_backup_id
 from ..repository.layout import payload_key
 from ..repository.recipients import require_known as require_known_recipients
@@ -186,9 +186,9 @@ def _backup_source(ctx: Context, name: str, token: cancel.CancelToken, *, tags: 
         # payloads of a backup whose manifest may exist; prune removes true orphans.
         if written and not (committing and _manifest_may_exist(repo, name, backup_id)):
             repo.abandon(written)
-        if isinstance(reason, PosterityError) and dump is not None and not committing:
-            # The dump had started: whatever failed (the source between artifacts, its final
-            # stats, a deadline), the user must read that no backup was recorded.
+        if isinstance(reason, SourceError) and dump is not None and not committing:
+            # The dump had started and the source failed (between artifacts, in its final
+            # stats): the user must read that no backup was recorded, as for a failed pg_dump.
             say_nothing_committed(reason)
         if isinstance(reason, PosterityError | KeyboardInterrupt):
             repo.audit("backup", "failed", {"source": name, "backup": backup_id, "error": str(reason)})
