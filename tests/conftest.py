@@ -68,6 +68,24 @@ def pg_cluster() -> Iterator[TempCluster]:
         cluster.cleanup()
 
 
+@pytest.fixture(scope="session")
+def archiving_cluster() -> Iterator[TempCluster]:
+    """One cluster with WAL archiving on per test session, for the point-in-time tests: each
+    module points its archive_command at its own repository (tests/support/pitr.py,
+    ``archiving_env``)."""
+    from tests.support.pitr import start_archiving_cluster
+
+    try:
+        find_bin_dir()
+    except ClusterError as exc:
+        pytest.skip(f"PostgreSQL server binaries unavailable: {exc}")
+    cluster = start_archiving_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
 @pytest.fixture
 def sample_db(pg_cluster: TempCluster) -> Iterator[SampleDB]:
     """A fresh database in the session cluster, loaded with sample data (300 posters)."""

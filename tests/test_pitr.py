@@ -1,8 +1,8 @@
 """Point-in-time recovery end to end: a real PostgreSQL 15 archiving through
 ``posterity wal push``, base backups, and restores that start PostgreSQL and count rows.
 
-One archiving cluster per module (the scenario below), a file:// repository, and the S3
-test server for the push/fetch contract. Rows 1, 2, 3 are committed at known times with a
+The session's archiving cluster archiving into this module's file:// repository (the
+scenario below), and the S3 test server for the push/fetch contract. Rows 1, 2, 3 are committed at known times with a
 WAL switch after each, so each lands in its own archived segment:
 
     row 1 ─ base backup ─ row 2 ─ MID ─ row 3          (timeline 1)
@@ -26,6 +26,7 @@ import pytest
 from tests.support.pitr import (
     AS_ROOT,
     Env,
+    archiving_env,
     chown_owner,
     insert_row,
     pg_owner,
@@ -43,23 +44,10 @@ from posterity.storage import open_store
 
 
 @pytest.fixture(scope="module")
-def env():
-    work = Path(tempfile.mkdtemp(prefix="posterity-pitr-"))
-    work.chmod(0o755)
-    e = Env(work)
-    cluster = TempCluster(conf={"archive_mode": "on",
-                                "archive_command": f"{e.command} -c {e.config} wal push --source pitr %p"})
-    e.cluster = cluster
-    e.write_config(cluster.dsn(user="replicator"))  # a REPLICATION role, not a superuser
-    chown_owner(e.config, e.key)
-    e.ok("init")
-    (e.repo / "wal").mkdir()
-    if AS_ROOT:
-        subprocess.run(["chown", "-R", "postgres:postgres", str(e.repo)], check=True)
-    try:
-        cluster.start()
-        cluster.psql("create role replicator with login replication")
-        cluster.psql("create table t(id int primary key, at timestamptz not null default clock_timestamp())")
+def env(archiving_cluster: TempCluster):
+    with archiving_env("posterity-pitr-", archiving_cluster) as e:
+        cluster = e.cluster
+        assert cluster is not None
         e.rows[1] = insert_row(cluster, 1)
         wait_archived(cluster)
         out = json.loads(e.ok("--json", "backup", "pitr").stdout)
@@ -74,11 +62,6 @@ def env():
         e.rows[3] = insert_row(cluster, 3)
         wait_archived(cluster)
         yield e
-    finally:
-        for d in work.glob("restored*"):
-            stop_restored(d)
-        cluster.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- base backup --------------------------------------------------------------------------

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from tests.support.pitr import AS_ROOT, Env, chown_owner, wait_archived
-
-from posterity.pgcluster import TempCluster
+from tests.support.pitr import Env, archiving_env, wait_archived
 
 ARCHIVE_WAIT = 5
 MARGIN = 20  # the base backup itself, process start-up, polling
@@ -32,25 +28,10 @@ MARGIN = 20  # the base backup itself, process start-up, polling
 
 @pytest.fixture(scope="module")
 def arch():
-    work = Path(tempfile.mkdtemp(prefix="bbwal-"))
-    work.chmod(0o755)
-    e = Env(work)
-    cluster = TempCluster(conf={"archive_mode": "on", "archive_command": "/bin/true"})
-    e.cluster = cluster
-    e.write_config(cluster.dsn(user="replicator"), pitr_extra=f"archive_wait = {ARCHIVE_WAIT}\n")
-    chown_owner(e.config, e.key)
-    e.ok("init")
-    (e.repo / "wal").mkdir()
-    if AS_ROOT:
-        subprocess.run(["chown", "-R", "postgres:postgres", str(e.repo)], check=True)
-    try:
-        cluster.start()
-        cluster.psql("create role replicator with login replication")
-        cluster.psql("create table t(id int primary key)")
+    # A private cluster: the tests break its archive_command on purpose.
+    with archiving_env("bbwal-", archive_command="/bin/true", pitr_extra=f"archive_wait = {ARCHIVE_WAIT}\n",
+                       table="t(id int primary key)") as e:
         yield e
-    finally:
-        cluster.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def set_archive_command(e: Env, command: str) -> None:

@@ -30,7 +30,8 @@ from .base import PG_BIN, Kind, Store, by_hand_script, fake_bin, run_script
 class Physical(Kind):
     """A base backup (pg_basebackup) plus WAL archived by the cluster's archive_command — the
     installed ``posterity wal push``, run by the postgres OS user as in production — from a
-    cluster shared by the module (``archiving`` fixture). The data: one sample database.
+    cluster shared by the session (``archiving_cluster`` fixture, tests/support/pitr.py). The
+    data: one sample database.
 
     The shared cluster is not destroyed: ``destroy`` drops the database, and the restore
     recovers a new data directory to the LSN taken just before the drop, starts it and
