@@ -35,6 +35,7 @@ from tests.support.pitr import (
     stop_restored,
     wait_archived,
 )
+from tests.support.reap import remove_later
 
 from posterity.pgcluster import TempCluster, free_port
 from posterity.pipeline import Stages, generate_identity, load_identities
@@ -409,4 +410,4 @@ def test_whole_cycle_on_an_s3_repository(s3_server, s3_bucket, tmp_path: Path) -
     finally:
         stop_restored(dest)
         cluster.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_later(work)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +19,7 @@ from tests.support.pitr import (
     stop_restored,
     wait_archived,
 )
+from tests.support.reap import remove_later
 
 from posterity.demo import fingerprint, load_sample
 from posterity.pgcluster import TempCluster, free_port
@@ -157,4 +157,4 @@ class Physical(Kind):
         for d in self.dirs:
             stop_restored(d)
         self.cluster.psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_later(self.work)
