@@ -201,7 +201,7 @@ class SeaweedS3:
                     return
             except Exception as exc:
                 last_error = exc
-            time.sleep(0.25)
+            time.sleep(0.05)
         raise SeaweedError(
             f"SeaweedFS S3 not ready after {START_TIMEOUT:.0f}s (last error: {last_error!r}); "
             f"log {self.log_path}:\n" + self._log_tail()
