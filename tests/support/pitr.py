@@ -210,8 +210,10 @@ def archiving_env(prefix: str, shared: TempCluster | None = None, *, archive_com
     finally:
         for d in work.rglob("restored*"):
             stop_restored(d)
+        if cluster.running:
+            # Shared: this project's repository goes next. Private: a failing archive_command
+            # (a test's) would hold the shutdown for PostgreSQL's archive retries (~3 s).
+            set_archive_command(cluster, "/bin/true")
         if shared is None:
             cluster.cleanup()
-        elif cluster.running:
-            set_archive_command(cluster, "/bin/true")  # this project's repository goes next
         remove_later(work)  # restored data directories: seconds of disk time, off the critical path
