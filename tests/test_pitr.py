@@ -2,8 +2,9 @@
 ``posterity wal push``, base backups, and restores that start PostgreSQL and count rows.
 
 The session's archiving cluster archiving into this module's file:// repository (the
-scenario below), and the S3 test server for the push/fetch contract. Rows 1, 2, 3 are committed at known times with a
-WAL switch after each, so each lands in its own archived segment:
+scenario below), and the S3 test server for the push/fetch contract. Rows 1, 2, 3 are
+committed at known times with a WAL switch after each, so each lands in its own archived
+segment:
 
     row 1 ─ base backup ─ row 2 ─ MID ─ row 3          (timeline 1)
 """
