@@ -1,6 +1,7 @@
 """What a point-in-time restore may do to what already exists (issue 12, items 7–10).
 
-One small archiving cluster for the module: row 1, a base backup, row 2, both archived.
+The session's archiving cluster, archiving into this module's repository: row 1, a base
+backup, row 2, both archived.
 Every refusal leaves the target exactly as it was; a restored copy never archives into
 the source it came from unless ``--archive-mode preserve`` asks for it.
 """
@@ -11,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pytest
 from tests.support.pitr import (
     AS_ROOT,
     Env,
-    chown_owner,
+    archiving_env,
     insert_row,
     restore,
     rows_of,
@@ -35,34 +35,15 @@ from posterity.sources.postgres.pitr_target import check_directory
 
 
 @pytest.fixture(scope="module")
-def env():
-    work = Path(tempfile.mkdtemp(prefix="posterity-pitrsafe-"))
-    work.chmod(0o755)
-    e = Env(work)
-    cluster = TempCluster(conf={"archive_mode": "on",
-                                "archive_command": f"{e.command} -c {e.config} wal push --source pitr %p"})
-    e.cluster = cluster
-    e.write_config(cluster.dsn(user="replicator"))
-    chown_owner(e.config, e.key)
-    e.ok("init")
-    (e.repo / "wal").mkdir()
-    if AS_ROOT:
-        subprocess.run(["chown", "-R", "postgres:postgres", str(e.repo)], check=True)
-    try:
-        cluster.start()
-        cluster.psql("create role replicator with login replication")
-        cluster.psql("create table t(id int primary key, at timestamptz not null default clock_timestamp())")
-        insert_row(cluster, 1)
-        wait_archived(cluster)
+def env(archiving_cluster: TempCluster):
+    with archiving_env("posterity-pitrsafe-", archiving_cluster) as e:
+        assert e.cluster is not None
+        insert_row(e.cluster, 1)
+        wait_archived(e.cluster)
         e.base_id = json.loads(e.ok("--json", "backup", "pitr").stdout)["backups"][0]["id"]
-        insert_row(cluster, 2)
-        wait_archived(cluster)
+        insert_row(e.cluster, 2)
+        wait_archived(e.cluster)
         yield e
-    finally:
-        for d in work.rglob("restored*"):
-            stop_restored(d)
-        cluster.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def tree(path: Path) -> dict[str, bytes]:

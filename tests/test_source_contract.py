@@ -28,22 +28,7 @@ from pathlib import Path
 import pytest
 from tests.support.kinds import ADAPTERS, READ_FAILS, Kind, Store
 
-from posterity.pgcluster import TempCluster
-
 KINDS = list(ADAPTERS)
-
-
-@pytest.fixture(scope="module")
-def archiving() -> Iterator[TempCluster]:
-    """One cluster with WAL archiving on for the module's postgres-physical cases (each points
-    archive_command at its own repository), and a REPLICATION role for pg_basebackup."""
-    cluster = TempCluster(conf={"archive_mode": "on", "archive_command": "/bin/true", "wal_level": "replica"})
-    try:
-        cluster.start()
-        cluster.psql("create role replicator with login replication")
-        yield cluster
-    finally:
-        cluster.cleanup()
 
 
 @pytest.fixture

@@ -253,3 +253,23 @@ def test_r2_proxy_fault_hooks(s3_server: SeaweedS3, s3_bucket: str, r2_proxy: R2
     assert bytes(obstore.get(store, "flaky.txt").bytes()) == b"eventually"
     gets = r2_proxy.find("GET", "flaky")
     assert gets[0].fault == "reset" and gets[-1].status == 200
+
+
+# ------------------------------------------------------------------------------ remove_later
+
+
+def test_remove_later_removes_the_folder_in_the_background(tmp_path) -> None:
+    import time
+
+    from tests.support import reap
+
+    folder = tmp_path / "restored-x"
+    (folder / "base" / "1").mkdir(parents=True)
+    for i in range(50):
+        (folder / "base" / "1" / str(i)).write_bytes(b"x" * 8192)
+    reap.remove_later(folder)
+    deadline = time.monotonic() + 30
+    while reap.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert reap.pending() == 0 and not folder.exists()
+    assert tmp_path.is_dir()  # only the folder named goes

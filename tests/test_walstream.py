@@ -26,6 +26,7 @@ from tests.support.pitr import (
     rows_of,
     stop_restored,
 )
+from tests.support.reap import remove_later
 
 from posterity.pgcluster import TempCluster, free_port
 from posterity.repository import walnames as wal
@@ -137,7 +138,7 @@ def senv():
         for d in work.glob("restored*"):
             stop_restored(d)
         cluster.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_later(work)
 
 
 def test_base_backup_waits_for_streamed_wal_and_segments_leave_the_local_folder(senv: StreamEnv) -> None:
@@ -336,4 +337,4 @@ def test_streaming_into_s3_restores_the_last_commit(s3_server, s3_bucket) -> Non
             e.streamer.kill()
         stop_restored(dest)
         cluster.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_later(work)

@@ -30,7 +30,7 @@ def test_demo_web_serves_the_demo_repository(tmp_path):
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+                time.sleep(0.1)
         assert status.status_code == 200  # loopback, no token configured
         assert [(s["source"], s["state"], s["backups"]) for s in status.json()["sources"]] == [("db", "ok", 1)]
         drills = httpx.get(base + "/api/drills", timeout=10).json()

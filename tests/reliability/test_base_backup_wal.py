@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from tests.support.pitr import AS_ROOT, Env, chown_owner, wait_archived
-
-from posterity.pgcluster import TempCluster
+from tests.support.pitr import Env, archiving_env, wait_archived
 
 ARCHIVE_WAIT = 5
 MARGIN = 20  # the base backup itself, process start-up, polling
@@ -32,32 +28,27 @@ MARGIN = 20  # the base backup itself, process start-up, polling
 
 @pytest.fixture(scope="module")
 def arch():
-    work = Path(tempfile.mkdtemp(prefix="bbwal-"))
-    work.chmod(0o755)
-    e = Env(work)
-    cluster = TempCluster(conf={"archive_mode": "on", "archive_command": "/bin/true"})
-    e.cluster = cluster
-    e.write_config(cluster.dsn(user="replicator"), pitr_extra=f"archive_wait = {ARCHIVE_WAIT}\n")
-    chown_owner(e.config, e.key)
-    e.ok("init")
-    (e.repo / "wal").mkdir()
-    if AS_ROOT:
-        subprocess.run(["chown", "-R", "postgres:postgres", str(e.repo)], check=True)
-    try:
-        cluster.start()
-        cluster.psql("create role replicator with login replication")
-        cluster.psql("create table t(id int primary key)")
+    # A private cluster: the tests break its archive_command on purpose.
+    with archiving_env("bbwal-", archive_command="/bin/true", pitr_extra=f"archive_wait = {ARCHIVE_WAIT}\n",
+                       table="t(id int primary key)") as e:
         yield e
-    finally:
-        cluster.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def set_archive_command(e: Env, command: str) -> None:
     assert e.cluster is not None
     e.cluster.psql(f"alter system set archive_command = '{command}'")
     e.cluster.psql("select pg_reload_conf()")
-    time.sleep(0.5)
+    if command != "/bin/false":
+        time.sleep(0.5)
+        return
+    # The archiver reloads when it next wakes: wait until it has failed on a fresh segment, or a
+    # backup started now may still find its WAL archived by the previous command.
+    e.cluster.psql("select pg_logical_emit_message(false, 'posterity-tests', 'switch')")
+    seg = e.cluster.psql("select pg_walfile_name(pg_switch_wal())").strip()
+    deadline = time.monotonic() + 30
+    while e.cluster.psql("select coalesce(last_failed_wal, '') from pg_stat_archiver").strip()[:24] < seg:
+        assert time.monotonic() < deadline, f"archive_command = '{command}' did not take effect in 30 s"
+        time.sleep(0.05)
 
 
 def nothing_committed(e: Env) -> None:
@@ -145,6 +136,14 @@ def test_wrapper_script_archive_command_is_recognised_by_what_it_does(arch: Env)
     assert status["server"]["lag_segments"] is not None and not any(g.get("trailing") for g in status["gaps"]), status
 
 
+def _version_probe(pid: int) -> bool:
+    """``pg_basebackup --version`` (the tool check before the backup) exits at once: not the one to stop."""
+    try:
+        return b"--version" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # already gone
+
+
 def test_backup_timeout_ends_a_stopped_pg_basebackup(arch: Env):
     """`[general] backup_timeout` ends a base backup whose pg_basebackup is stopped (SIGSTOP):
     the cancel kills it (it would otherwise hold the reading thread for ever). Archiving fails
@@ -165,7 +164,7 @@ def test_backup_timeout_ends_a_stopped_pg_basebackup(arch: Env):
         while base is None and time.monotonic() - t0 < 30:
             found = subprocess.run(["pgrep", "-P", str(proc.pid), "-x", "pg_basebackup"],
                                    capture_output=True, text=True).stdout.split()
-            base = int(found[0]) if found else None
+            base = next((int(pid) for pid in found if not _version_probe(int(pid))), None)
             time.sleep(0.05)
         assert base is not None, "pg_basebackup never started"
         os.kill(base, signal.SIGSTOP)

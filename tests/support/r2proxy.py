@@ -181,7 +181,9 @@ class R2Proxy:
         self.port = server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"r2proxy-{self.port}", daemon=True
+            # A short poll interval: ``stop`` (shutdown) waits up to one interval, and the
+            # default 0.5 s was half a second of teardown for every test using the proxy.
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"r2proxy-{self.port}", daemon=True
         )
         self._thread.start()
 

@@ -28,11 +28,11 @@ __all__ = ["ADAPTERS", "READ_FAILS", "Files", "Kind", "Meilisearch", "Physical",
 
 #: kind id → a function making its adapter in a test's tmp_path, with the repository in a
 #: local folder (``store`` None) or elsewhere; fixtures come from ``request`` (the session's
-#: PostgreSQL cluster, the module's archiving cluster).
+#: PostgreSQL cluster, the session's archiving cluster).
 ADAPTERS: dict[str, Callable[[Path, pytest.FixtureRequest, Store | None], Kind]] = {
     "postgres": lambda tmp, request, store: Postgres(tmp, request.getfixturevalue("pg_cluster"), False, store),
     "postgres-split": lambda tmp, request, store: Postgres(tmp, request.getfixturevalue("pg_cluster"), True, store),
-    "postgres-physical": lambda tmp, request, store: Physical(tmp, request.getfixturevalue("archiving"), store),
+    "postgres-physical": lambda tmp, request, store: Physical(tmp, request.getfixturevalue("archiving_cluster"), store),
     "meilisearch": lambda tmp, request, store: Meilisearch(tmp, store),
     "files": lambda tmp, request, store: Files(tmp, store),
 }

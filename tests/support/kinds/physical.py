@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +19,7 @@ from tests.support.pitr import (
     stop_restored,
     wait_archived,
 )
+from tests.support.reap import remove_later
 
 from posterity.demo import fingerprint, load_sample
 from posterity.pgcluster import TempCluster, free_port
@@ -30,7 +30,8 @@ from .base import PG_BIN, Kind, Store, by_hand_script, fake_bin, run_script
 class Physical(Kind):
     """A base backup (pg_basebackup) plus WAL archived by the cluster's archive_command — the
     installed ``posterity wal push``, run by the postgres OS user as in production — from a
-    cluster shared by the module (``archiving`` fixture). The data: one sample database.
+    cluster shared by the session (``archiving_cluster`` fixture, tests/support/pitr.py). The
+    data: one sample database.
 
     The shared cluster is not destroyed: ``destroy`` drops the database, and the restore
     recovers a new data directory to the LSN taken just before the drop, starts it and
@@ -156,4 +157,4 @@ class Physical(Kind):
         for d in self.dirs:
             stop_restored(d)
         self.cluster.psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_later(self.work)
