@@ -67,7 +67,7 @@ def test_status_reports_fresh_failing_and_recovered_sources(env, pg_cluster):
     by = {s.source: s for s in report.sources}
     assert by["db"].state == "ok" and by["db"].max_age == "26h" and by["db"].age_seconds < 60
     assert by["down"].state == "failing" and by["down"].last_success is None
-    assert by["down"].last_failure["error"] == str(down_error.value)
+    assert by["down"].last_failure is not None and by["down"].last_failure.error == str(down_error.value)
     assert by["flaky"].state == "ok" and by["flaky"].last_failure is not None  # recovered
     assert by["flaky"].max_age == "2d"  # the [general] default
     assert report.exit_code == EXIT_FAILING

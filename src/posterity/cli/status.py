@@ -28,7 +28,7 @@ def status(state) -> None:
             age = human_duration(s.age_seconds) if s.age_seconds is not None else "-"
             fail = "-"
             if s.last_failure:
-                fail = f"{s.last_failure['time'][:19]} {s.last_failure.get('error') or ''}".strip()
+                fail = f"{(s.last_failure.time or '')[:19]} {s.last_failure.error or ''}".strip()
             trend = " → ".join(human_size(x) for x in s.sizes[-5:]) or "-"
             if s.size_anomaly_median is not None:
                 trend += f"  (!) below {human_size(s.size_anomaly_median)} median"
@@ -40,7 +40,7 @@ def status(state) -> None:
             if s.archiving and s.archiving.alerts:
                 fail = "; ".join(a["message"] for a in s.archiving.alerts) + (f" | {fail}" if fail != "-" else "")
             rows.append([s.source, s.state.upper() if s.state != "ok" else "ok",
-                         last["time"][:19] if last else "never", age, s.max_age or "-", fail, trend, drill])
+                         last.time[:19] if last else "never", age, s.max_age or "-", fail, trend, drill])
         table(["source", "state", "last success (UTC)", "age", "max age", "last failure", "sizes",
                "last drill"], rows)
     if report.exit_code:

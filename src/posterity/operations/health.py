@@ -104,15 +104,41 @@ class HealthSnapshot:
     archiving: Mapping[str, ArchivingFact] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LastSuccess:
+    """The newest committed backup of a source, as status reports it."""
+
+    id: str
+    time: str  # the manifest's finished_at (ISO 8601)
+    size: int
+    tags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "time": self.time, "size": self.size, "tags": list(self.tags)}
+
+
+@dataclass(frozen=True)
+class LastFailure:
+    """The newest failed backup of a source, from the audit records."""
+
+    time: str | None
+    backup: str | None
+    error: str | None
+    host: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "backup": self.backup, "error": self.error, "host": self.host}
+
+
 @dataclass
 class SourceStatus:
     source: str
     configured: bool
     state: str = "ok"
     max_age: str | None = None
-    last_success: dict[str, Any] | None = None
+    last_success: LastSuccess | None = None
     age_seconds: float | None = None
-    last_failure: dict[str, Any] | None = None
+    last_failure: LastFailure | None = None
     sizes: list[int] = field(default_factory=list)
     size_anomaly_median: float | None = None
     backups: int = 0
@@ -126,9 +152,9 @@ class SourceStatus:
             "configured": self.configured,
             "state": self.state,
             "max_age": self.max_age,
-            "last_success": self.last_success,
+            "last_success": self.last_success.to_dict() if self.last_success else None,
             "age_seconds": None if self.age_seconds is None else round(self.age_seconds),
-            "last_failure": self.last_failure,
+            "last_failure": self.last_failure.to_dict() if self.last_failure else None,
             "sizes": self.sizes,
             "size_anomaly": self.size_anomaly_median is not None,
             "size_anomaly_median": self.size_anomaly_median,
@@ -184,17 +210,16 @@ def _source(config: Config, snap: HealthSnapshot, name: str, now: datetime, tren
     if done:
         b = done[-1]
         last_ok = b.finished
-        st.last_success = {"id": b.id, "time": b.finished_at, "size": b.size, "tags": list(b.tags)}
+        st.last_success = LastSuccess(b.id, b.finished_at, b.size, list(b.tags))
         st.age_seconds = (now - last_ok).total_seconds()
     failed = [r for r in snap.failures if r.get("source") == name and r.get("result") == "failed"]
     if failed:
         f = failed[-1]
-        st.last_failure = {"time": f.get("time"), "backup": f.get("backup"), "error": f.get("error"),
-                           "host": f.get("host")}
+        st.last_failure = LastFailure(f.get("time"), f.get("backup"), f.get("error"), f.get("host"))
     too_old = bool(st.max_age and st.age_seconds is not None
                    and st.age_seconds > parse_duration(st.max_age).total_seconds())
     st.stale = (last_ok is None and st.configured) or too_old
-    if st.last_failure and (last_ok is None or _aware(datetime.fromisoformat(str(st.last_failure["time"]))) > last_ok):
+    if st.last_failure and (last_ok is None or _aware(datetime.fromisoformat(str(st.last_failure.time))) > last_ok):
         st.state = "failing"
     elif last_ok is None:
         st.state = "never" if st.configured else "ok"

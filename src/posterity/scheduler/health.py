@@ -141,7 +141,7 @@ class DaemonHealth:
                     self.notifier.event("stale", f"{source}: no fresh backup",
                                         f"{source} has never been backed up successfully.")
                     continue
-                when = datetime.fromisoformat(st.last_success["time"]).isoformat(timespec="seconds")
+                when = datetime.fromisoformat(st.last_success.time).isoformat(timespec="seconds")
                 log.warning("%s is stale: last successful backup %s, max_age %s.", source, when, st.max_age)
                 self.notifier.event("stale", f"{source}: no fresh backup",
                                     f"The newest backup of {source} is from {when}, older than max_age {st.max_age}.")
