@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.ops import config_text, make_context, make_keys
+from tests.support.ops import files_context
 
 from posterity.operations.backup import backup_source
 from posterity.operations.catalog import drill_reports
@@ -22,12 +22,7 @@ from posterity.operations.status import status
 
 @pytest.fixture
 def ctx(tmp_path):
-    live = tmp_path / "live"
-    (live / "conf").mkdir(parents=True)
-    (live / "conf" / "app.toml").write_text("answer = 42\n")
-    recipient, identity = make_keys(tmp_path)
-    extra = f'[sources.config]\nkind = "files"\npaths = ["{live}"]\n'
-    ctx = make_context(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state", {}, extra))
+    ctx = files_context(tmp_path)
     init_repository(ctx)
     backup_source(ctx, "config")
     return ctx

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from tests.support.ops import config_text, make_context, make_keys
+from tests.support.ops import config_text, files_context, make_context, make_keys
 
 from posterity.cli.common import State
 from posterity.cli.main import cli
@@ -27,12 +27,7 @@ def run_cli(ctx, *args: str):
 
 @pytest.fixture
 def ctx(tmp_path):
-    live = tmp_path / "live"
-    (live / "conf").mkdir(parents=True)
-    (live / "conf" / "app.toml").write_text("answer = 42\n")
-    recipient, identity = make_keys(tmp_path)
-    extra = f'[sources.config]\nkind = "files"\npaths = ["{live}"]\n'
-    return make_context(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state", {}, extra))
+    return files_context(tmp_path)
 
 
 def test_init_returns_the_descriptor_it_stored(ctx, tmp_path):

@@ -119,3 +119,14 @@ class RecordingStore(ObjectStore):
 
 def keys_of(store: ObjectStore, prefix: str = "") -> set[str]:
     return {i.key for i in store.list(prefix)}
+
+
+def files_context(tmp_path):
+    """A context with one files source ``config`` (a folder holding conf/app.toml) and a local
+    repository, not yet initialised."""
+    live = tmp_path / "live"
+    (live / "conf").mkdir(parents=True)
+    (live / "conf" / "app.toml").write_text("answer = 42\n")
+    recipient, identity = make_keys(tmp_path)
+    extra = f'[sources.config]\nkind = "files"\npaths = ["{live}"]\n'
+    return make_context(config_text(f"file://{tmp_path}/repo", recipient, identity, tmp_path / "state", {}, extra))

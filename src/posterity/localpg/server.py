@@ -76,10 +76,13 @@ def postmaster_alive(data_dir: Path) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts; any other error: no)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    except OSError:
+        return False
     return True

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import RestoreTargetError
+from ...localpg.server import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,7 @@ def _running_pid(data_dir: Path) -> int | None:
         pid = int(pid_file.read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    return pid if pid_alive(pid) else None
 
 
 def is_data_directory(path: Path) -> bool:
@@ -167,7 +156,7 @@ def clear_stale_staging(parent: Path) -> list[Path]:
             continue
         m = _STAGING_RE.match(child.name)
         if m:
-            if _alive(int(m.group(1))):
+            if pid_alive(int(m.group(1))):
                 continue
         else:
             try:
