@@ -57,7 +57,7 @@ def main() -> None:
     work = Path(args.work)
     cluster = External(work / "cluster.json")
     variants = parse_variants(args.variants)
-    s3 = SeaweedS3(work / "s3cpu")
+    s3 = SeaweedS3(work / "s3cpu", memory_limit=None)
     shutil.rmtree(work / "s3cpu", ignore_errors=True)
     s3.start()
     s3.create_bucket("bench")

@@ -135,7 +135,7 @@ def main() -> None:
     size = int(cluster.psql(f"select pg_database_size('{dbname}')", dbname=dbname))
     print(f"database size: {size / 1e9:.2f} GB", flush=True)
 
-    s3 = SeaweedS3(work / "s3")
+    s3 = SeaweedS3(work / "s3", memory_limit=None)
     s3.start()
     s3.create_bucket("bench")
     PIDS["pg"], PIDS["s3"] = pg_pid, s3.proc.pid if s3.proc else None

@@ -49,7 +49,7 @@ def main() -> None:
     work = Path(args.work)
     cluster = External(work / "cluster.json")
     shutil.rmtree(work / "s3rss", ignore_errors=True)
-    s3 = SeaweedS3(work / "s3rss")
+    s3 = SeaweedS3(work / "s3rss", memory_limit=None)
     s3.start()
     s3.create_bucket("bench")
     proj = work / "projrss"

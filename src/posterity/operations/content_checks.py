@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from .. import pipes
 from ..errors import IntegrityError, PosterityError
 from ..kinds import PG_DUMP_CUSTOM_DATA
 from ..repository import ArtifactRecord, Manifest
@@ -102,6 +103,7 @@ class _Feeder:
         self.stopped_early = False  # it closed its stdin before the end (pg_restore --list does)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.out, stderr=self.err)
         assert self.proc.stdin is not None
+        pipes.grow(self.proc.stdin)
         self.stdin: IO[bytes] | None = self.proc.stdin
 
     def write(self, b: bytes) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ... import pipes
 from ...errors import DumpFailed, SourceError, ToolVersionError
 from ..base import Artifact, Source
 from .config import PostgresConfig
@@ -49,16 +50,6 @@ order by 1, 2
 """
 
 
-def _grow_pipe(pipe) -> None:
-    """A 1 MiB pipe (Linux default: 64 KiB) lets the dump run on while we compress a chunk."""
-    import contextlib
-    import fcntl
-
-    # Not Linux, or above /proc/sys/fs/pipe-max-size: the default still works.
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-
-
 class _Process:
     """A child whose stdout is an artifact stream; stderr goes to a temp file (no deadlock)."""
 
@@ -71,7 +62,7 @@ class _Process:
             raise SourceError(f"Cannot run {argv[0]}: {exc.strerror}.") from exc
         assert self.proc.stdout is not None
         self.stdout = self.proc.stdout
-        _grow_pipe(self.stdout)
+        pipes.grow(self.stdout)  # the dump runs on while we compress a chunk
 
     def error_text(self) -> str:
         self.stderr.seek(0)

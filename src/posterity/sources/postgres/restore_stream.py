@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 
+from ... import pipes
 from ...errors import RestoreFailed
 from ...repository import Repository
 
@@ -57,6 +58,7 @@ def stream_into(
     is the caller's own doing (it killed the process) and is not reported again."""
     errf = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=errf, stdout=subprocess.DEVNULL, env=env)
+    pipes.grow(proc.stdin)
     if started is not None:
         started(proc)
     assert proc.stdin is not None
