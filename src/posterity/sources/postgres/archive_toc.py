@@ -1,4 +1,8 @@
-"""Give a pg_dump custom-format archive that was written to a pipe its data offsets back.
+"""Read a pg_dump custom-format archive's table of contents; give one that was written to a
+pipe its data offsets back.
+
+``read_toc`` lists the entries (id, kind, section, name, dependencies), which the split restore
+uses to build each table's indexes as soon as its rows are in (``post_data``).
 
 pg_dump records where each table's data starts only when its output is seekable; written
 to a pipe (as every streamed backup is), the table of contents says "position not set",
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,8 +34,27 @@ BLK_DATA = 1
 BLK_BLOBS = 3
 
 
+# teSection (pg_backup.h): SECTION_NONE entries (comments, ACLs) belong with the entry before them.
+SECTION_NONE, SECTION_PRE_DATA, SECTION_DATA, SECTION_POST_DATA = 1, 2, 3, 4
+
+
 class _Unsupported(Exception):
     pass
+
+
+class TocUnreadable(Exception):
+    """The archive's table of contents is not one this reader knows."""
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    dump_id: int
+    desc: str  # "TABLE", "INDEX", "FK CONSTRAINT", ...
+    section: int
+    namespace: str
+    tag: str  # the object's name ("table constraint" for constraints)
+    deps: tuple[int, ...]
+    defn: str
 
 
 class _Reader:
@@ -75,8 +100,8 @@ def add_data_offsets(path: Path) -> int:
         return 0
 
 
-def _patch(fh: BinaryIO) -> int:
-    r = _Reader(fh)
+def _read_header(fh: BinaryIO, r: _Reader) -> tuple[tuple[int, int], bool]:
+    """Read the archive header; return its version and whether its data is compressed."""
     if fh.read(5) != b"PGDMP":
         raise _Unsupported("not a custom-format archive")
     vmaj, vmin, _vrev = r.byte(), r.byte(), r.byte()
@@ -93,32 +118,64 @@ def _patch(fh: BinaryIO) -> int:
     r.str()  # database name
     r.str()  # server version
     r.str()  # pg_dump version
+    return version, compressed
 
-    wanted: dict[int, int] = {}  # dumpId -> file position of the offset flag
-    binary = False  # large objects: binary payloads, so only the exact walk is safe
+
+def _text(b: bytes | None) -> str:
+    return "" if b is None else b.decode("utf-8", errors="surrogateescape")
+
+
+def _entries(fh: BinaryIO, r: _Reader, version: tuple[int, int]) -> Iterator[tuple[TocEntry, int, int]]:
+    """Every TOC entry, with the file position of its offset flag and the flag."""
     for _ in range(r.int()):
         dump_id = r.int()
         r.int()  # had dumper
         r.str(), r.str()  # tableoid, oid
-        r.str()  # tag
+        tag = r.str()
         desc = r.str()
-        r.int()  # section
-        r.str(), r.str(), r.str()  # defn, dropStmt, copyStmt
-        r.str(), r.str()  # namespace, tablespace
+        section = r.int()
+        defn = r.str()
+        r.str(), r.str()  # dropStmt, copyStmt
+        namespace = r.str()
+        r.str()  # tablespace
         if version >= (1, 14):
             r.str()  # table access method
         if version >= (1, 16):
             r.int()  # relkind
         r.str()  # owner
         r.str()  # "false" (with oids)
-        while r.str() is not None:  # dependencies
-            pass
+        deps: list[int] = []
+        while (dep := r.str()) is not None:
+            deps.append(int(dep))
         pos = fh.tell()
         flag = r.byte()
         fh.seek(r.off_size, 1)
+        yield TocEntry(dump_id, _text(desc), section, _text(namespace), _text(tag), tuple(deps), _text(defn)), pos, flag
+
+
+def read_toc(path: Path) -> list[TocEntry]:
+    """The table of contents of the custom-format archive at ``path``, in archive order.
+
+    Raises ``TocUnreadable`` for anything unfamiliar (callers then leave the work to pg_restore).
+    """
+    try:
+        with open(path, "rb", buffering=1 << 16) as fh:
+            r = _Reader(fh)
+            version, _ = _read_header(fh, r)
+            return [entry for entry, _pos, _flag in _entries(fh, r, version)]
+    except (_Unsupported, EOFError, ValueError) as exc:
+        raise TocUnreadable(str(exc) or type(exc).__name__) from exc
+
+
+def _patch(fh: BinaryIO) -> int:
+    r = _Reader(fh)
+    version, compressed = _read_header(fh, r)
+    wanted: dict[int, int] = {}  # dumpId -> file position of the offset flag
+    binary = False  # large objects: binary payloads, so only the exact walk is safe
+    for entry, pos, flag in _entries(fh, r, version):
         if flag == K_OFFSET_POS_NOT_SET:
-            wanted[dump_id] = pos
-            binary = binary or desc in (b"BLOBS", b"BLOB", b"LARGE OBJECT")
+            wanted[entry.dump_id] = pos
+            binary = binary or entry.desc in ("BLOBS", "BLOB", "LARGE OBJECT")
     if not wanted:
         return 0
     data_start = fh.tell()

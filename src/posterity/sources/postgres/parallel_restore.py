@@ -5,12 +5,15 @@
    ``pg_restore --section=pre-data`` creates the tables, still without indexes or constraints;
 2. data: every data archive streams from the store, through verify → decrypt →
    decompress, straight into its own ``pg_restore --data-only`` (stdin, nothing staged);
-   ``stream_limit(jobs)`` of them run at once, largest first, each loading from its first bytes;
-3. post-data: ``pg_restore --section=post-data --jobs N`` on the staged schema archive builds
-   the indexes, constraints and triggers in parallel.
+   ``stream_limit(jobs)`` of them run at once, largest first, each loading from its first bytes.
+   When an archive is in, the indexes, keys and triggers of the tables that are now wholly
+   loaded are built in that load's slot (``post_data``: ``pg_restore -L`` on the staged schema
+   archive, one such run at a time, in archive order), while the other slots go on loading;
+3. post-data: what is left (everything, if the plan is off) runs as
+   ``pg_restore --jobs N`` on the staged schema archive.
 
-Local disk: only the schema archive. Memory: ``stream_limit`` streams of one download
-window each, whatever ``--jobs`` is.
+Local disk: only the schema archive (and the short ``-L`` lists). Memory: ``stream_limit``
+streams of one download window each, whatever ``--jobs`` is.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from ...errors import RestoreFailed
 from ...pipeline.budget import stream_limit
 from ...repository import Manifest, Repository
 from .parallel_dump import DATA_KIND, SCHEMA_KIND, default_jobs
+from .post_data import PostDataPlan, plan, write_list
 from .restore_stream import stream_into
 
 log = logging.getLogger(__name__)
@@ -61,23 +66,94 @@ def restore_split(
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=folder, prefix="posterity-schema-", suffix=".pgdump")
     staged = Path(name)
+    lists: list[Path] = []
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             repo.read_artifact(schema, fh, identities)
         t0 = time.monotonic()
         _run([*argv, "--section=pre-data", str(staged)], env)
         t1 = time.monotonic()
-        _load_all(repo, data, identities, [*argv, "--data-only"], env, jobs, tap)
+        post = _plan(staged, data)
+        early = _EarlyRuns(post, argv, env, staged, lists) if post is not None else None
+        _load_all(repo, data, identities, [*argv, "--data-only"], env, jobs, tap, early)
         t2 = time.monotonic()
-        _run([*argv, "--section=post-data", f"--jobs={jobs}", str(staged)], env)
-        log.info("Restored in phases: schema %.1f s, data %.1f s (%d archives), indexes and constraints %.1f s.",
-                 t1 - t0, t2 - t1, len(data), time.monotonic() - t2)
+        if post is None:
+            _run([*argv, "--section=post-data", f"--jobs={jobs}", str(staged)], env)
+        elif rest := post.rest():
+            listed = write_list(_new_list(folder, lists), rest)
+            _run([*argv, f"--jobs={jobs}", f"--use-list={listed}", str(staged)], env)
+        log.info("Restored in phases: schema %.1f s, data %.1f s (%d archives; %d index, key and trigger "
+                 "entries built between loads), the rest of post-data %.1f s.",
+                 t1 - t0, t2 - t1, len(data), len(post.done) if post else 0, time.monotonic() - t2)
     finally:
         staged.unlink(missing_ok=True)
+        for p in lists:
+            p.unlink(missing_ok=True)
     return {"bytes": sum(a.raw_size or 0 for a in [schema, *data]), "archives": 1 + len(data), "staged": schema.raw_size}
 
 
-def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str, str], jobs: int, tap) -> None:
+def _plan(staged: Path, data: list) -> PostDataPlan | None:
+    archives: dict[str, list[str] | None] = {}
+    for a in data:
+        if a.facts.get("rest"):
+            archives[a.name] = None
+        elif a.facts.get("tables"):
+            archives[a.name] = list(a.facts["tables"])
+        else:
+            return None  # a data archive that does not say what it holds: build everything at the end
+    return plan(staged, archives)
+
+
+def _new_list(folder: Path, lists: list[Path]) -> Path:
+    fd, name = tempfile.mkstemp(dir=folder, prefix="posterity-list-", suffix=".txt")
+    os.close(fd)
+    lists.append(Path(name))
+    return lists[-1]
+
+
+class _EarlyRuns:
+    """Post-data runs between loads, each in the slot of the load that freed it. Batches run
+    in the order they were claimed, except that one whose tables no earlier unfinished batch
+    touches need not wait (a later batch that needs an earlier one's key shares its table)."""
+
+    def __init__(self, post: PostDataPlan, argv: list[str], env: dict[str, str], staged: Path,
+                 lists: list[Path]) -> None:
+        self.post, self.argv, self.env, self.staged, self.lists = post, argv, env, staged, lists
+        self.cond = threading.Condition()
+        self.loaded: set[str] = set()
+        self.pending: list[tuple[object, frozenset[int]]] = []  # claimed, unfinished batches, in order
+
+    def after_load(self, name: str, stopped: Callable[[], bool], started: Callable[[subprocess.Popen], None]) -> None:
+        with self.cond:
+            self.loaded.add(name)
+            batch = self.post.ready(self.loaded)
+            if not batch:
+                return
+            me = (object(), self.post.tables_of(batch))
+            self.pending.append(me)
+            while not stopped() and not self._clear(me):
+                self.cond.wait(0.2)
+            listed = write_list(_new_list(self.staged.parent, self.lists), batch)
+        try:
+            if not stopped():
+                _run([*self.argv, f"--use-list={listed}", str(self.staged)], self.env, started=started,
+                     stopped=stopped)
+        finally:
+            with self.cond:
+                self.pending.remove(me)
+                self.cond.notify_all()
+
+    def _clear(self, me: tuple[object, frozenset[int]]) -> bool:
+        for other in self.pending:
+            if other is me:
+                return True
+            if not other[1].isdisjoint(me[1]):
+                return False
+        return True
+
+
+def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str, str], jobs: int, tap,
+              early: _EarlyRuns | None) -> None:
     """Stream every data archive into its own pg_restore, ``stream_limit(jobs)`` at once."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -100,6 +176,8 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
         try:
             stream_into(repo, art, identities, argv, env, tap, what=f"pg_restore of {art.name}",
                         started=started, stopped=stop.is_set)
+            if early is not None:
+                early.after_load(art.name, stop.is_set, started)
         except BaseException as exc:
             with lock:
                 if not stop.is_set():  # the root cause; the loads killed below fail after it
@@ -131,8 +209,16 @@ class _SharedTap:
                 self.progress(n)
 
 
-def _run(argv: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        raise RestoreFailed(f"pg_restore failed (exit {proc.returncode}): {' | '.join(lines[-5:])}")
+def _run(argv: list[str], env: dict[str, str], *, started: Callable[[subprocess.Popen], None] | None = None,
+         stopped: Callable[[], bool] | None = None) -> None:
+    """Run a pg_restore that reads a staged file; ``started`` sees the process (so a failing
+    load elsewhere can kill it), ``stopped`` says that a kill was ours and is not reported again."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        if started is not None:
+            started(proc)
+        rc = proc.wait()
+        if rc != 0 and not (stopped is not None and stopped()):
+            err.seek(0)
+            lines = [ln for ln in err.read().decode(errors="replace").splitlines() if ln.strip()]
+            raise RestoreFailed(f"pg_restore failed (exit {rc}): {' | '.join(lines[-5:])}")
