@@ -14,8 +14,8 @@ import pytest
 from tests.support.project import make_project
 
 from posterity.demo.sample_data import fingerprint
-from posterity.sources.postgres.archive_toc import read_toc
-from posterity.sources.postgres.post_data import plan
+from posterity.sources.postgres.archive_toc import TocEntry, read_toc
+from posterity.sources.postgres.post_data import _early_kind, plan
 
 SPLIT = {"jobs": 2, "part_size_mib": 0}  # every non-empty table its own archive or batch
 
@@ -133,3 +133,34 @@ def test_partitioned_tables_turn_the_plan_off_and_still_restore(split_project, s
         assert fingerprint(sample_db.cluster.dsn(target)) == original
     finally:
         sample_db.cluster.psql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+
+
+def test_plan_is_off_when_a_data_archive_names_a_table_the_schema_does_not(split_project, sample_db, tmp_path):
+    bin_dir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    schema = tmp_path / "schema.pgdump"
+    subprocess.run([str(bin_dir / "pg_dump"), "-Fc", "--section=pre-data", "--section=post-data", "-f", str(schema),
+                    "-h", "127.0.0.1", "-p", str(sample_db.cluster.port), "-U", "postgres", sample_db.name], check=True)
+    assert plan(schema, {"a": ["public.posters"], "rest": None}) is not None
+    # Spelled otherwise (e.g. a changed normalisation): its triggers would fall to the rest archive.
+    assert plan(schema, {"a": ['public."posters"'], "rest": None}) is None
+
+
+def _entry(desc: str, defn: str, deps: tuple[int, ...]) -> TocEntry:
+    return TocEntry(dump_id=9, desc=desc, section=4, namespace="public", tag="t x", deps=deps, defn=defn)
+
+
+def test_only_keys_on_only_their_table_and_foreign_keys_to_a_key_in_the_archive_run_early():
+    post = {5}  # the referenced key's entry
+    assert _early_kind(_entry("CONSTRAINT", "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+                              (1,)), post)
+    assert _early_kind(_entry("CONSTRAINT", "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_u UNIQUE (a, b);",
+                              (1,)), post)
+    # pg_dump 18 adds NOT VALID NOT NULL constraints without ONLY: they reach inheritance children.
+    assert not _early_kind(_entry("CONSTRAINT", "ALTER TABLE public.t\n    ADD CONSTRAINT t_nn NOT NULL a NOT VALID;",
+                                  (1,)), post)
+    fk = "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_fk FOREIGN KEY (r) REFERENCES public.r(id);"
+    assert _early_kind(_entry("FK CONSTRAINT", fk, (1, 5, 2)), post)
+    # A key outside the archive (an extension's configuration table): not a dependency, so wait.
+    assert not _early_kind(_entry("FK CONSTRAINT", fk, (1,)), post)
+    assert _early_kind(_entry("INDEX", "CREATE INDEX i ON public.t USING btree (a);", (1,)), post)
+    assert not _early_kind(_entry("RULE", "CREATE RULE r AS ON DELETE TO public.t DO INSTEAD NOTHING;", (1,)), post)

@@ -8,7 +8,8 @@
    ``stream_limit(jobs)`` of them run at once, largest first, each loading from its first bytes.
    When an archive is in, the indexes, keys and triggers of the tables that are now wholly
    loaded are built in that load's slot (``post_data``: ``pg_restore -L`` on the staged schema
-   archive, one such run at a time, in archive order), while the other slots go on loading;
+   archive; runs that share a table one after another, in the order claimed), while the other
+   slots go on loading;
 3. post-data: what is left (everything, if the plan is off) runs as
    ``pg_restore --jobs N`` on the staged schema archive.
 
@@ -74,7 +75,7 @@ def restore_split(
         _run([*argv, "--section=pre-data", str(staged)], env)
         t1 = time.monotonic()
         post = _plan(staged, data)
-        early = _EarlyRuns(post, argv, env, staged, lists) if post is not None else None
+        early = _EarlyRuns(post, argv, env, staged, lists, len(data)) if post is not None else None
         _load_all(repo, data, identities, [*argv, "--data-only"], env, jobs, tap, early)
         t2 = time.monotonic()
         if post is None:
@@ -117,8 +118,9 @@ class _EarlyRuns:
     touches need not wait (a later batch that needs an earlier one's key shares its table)."""
 
     def __init__(self, post: PostDataPlan, argv: list[str], env: dict[str, str], staged: Path,
-                 lists: list[Path]) -> None:
+                 lists: list[Path], archives: int) -> None:
         self.post, self.argv, self.env, self.staged, self.lists = post, argv, env, staged, lists
+        self.archives = archives
         self.cond = threading.Condition()
         self.loaded: set[str] = set()
         self.pending: list[tuple[object, frozenset[int]]] = []  # claimed, unfinished batches, in order
@@ -126,6 +128,8 @@ class _EarlyRuns:
     def after_load(self, name: str, stopped: Callable[[], bool], started: Callable[[subprocess.Popen], None]) -> None:
         with self.cond:
             self.loaded.add(name)
+            if len(self.loaded) == self.archives:
+                return  # nothing loads any more: the final run builds the rest with -j N
             batch = self.post.ready(self.loaded)
             if not batch:
                 return
@@ -172,6 +176,8 @@ def _load_all(repo, data: list, identities: list, argv: list[str], env: dict[str
             proc = p
             with lock:
                 procs[id(art)] = p
+                if stop.is_set():  # another load failed before this process was registered
+                    p.kill()
 
         try:
             stream_into(repo, art, identities, argv, env, tap, what=f"pg_restore of {art.name}",

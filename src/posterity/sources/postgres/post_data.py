@@ -8,16 +8,19 @@ table of contents and says, for each data archive that finishes, which post-data
 may now run: those whose every table is loaded.
 
 Conservative on purpose (everything it leaves out runs at the end, as before):
-- only ``INDEX``, ``CONSTRAINT`` (primary key, unique, exclusion), ``FK CONSTRAINT`` and
-  ``TRIGGER`` entries run early, with the comments and security labels on them;
+- only ``INDEX``, ``CONSTRAINT`` (primary key, unique, exclusion, on ``ONLY`` the table),
+  ``FK CONSTRAINT`` (referencing a key in the archive) and ``TRIGGER`` entries run early,
+  with the comments and security labels on them;
 - an entry waits for every table it depends on, directly or through another post-data
   entry (a foreign key waits for both tables and the referenced key);
 - anything on a materialized view, and whole databases with partitioned tables (a trigger
   or foreign key on a partitioned table is cloned to partitions that may still be loading),
   wait for the end;
 - a table is matched to its archive by ``schema.name``; names the archive's encoding may
-  spell differently (not UTF-8 or SQL_ASCII), or two tables that spell the same, turn the
-  plan off.
+  spell differently (not UTF-8 or SQL_ASCII), two tables that spell the same, or a name of
+  the data archives that the schema archive does not spell, turn the plan off;
+- what the last archive to load would let run waits for the final ``-j N`` run instead
+  (nothing else loads then, and one run per slot would build those indexes one by one).
 
 A trigger is never created on a table that still loads (it would fire on the restored rows),
 and a foreign key never on a table whose referenced rows are not all in.
@@ -34,7 +37,6 @@ from .archive_toc import SECTION_NONE, SECTION_POST_DATA, TocEntry, TocUnreadabl
 
 log = logging.getLogger(__name__)
 
-EARLY_KINDS = frozenset({"INDEX", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER"})
 ATTACHED_KINDS = frozenset({"COMMENT", "SECURITY LABEL"})  # SECTION_NONE entries that follow their object
 REST = ""  # the catch-all data archive (every table no numbered archive names)
 
@@ -94,13 +96,20 @@ def _unsafe(toc: list[TocEntry]) -> str | None:
     return None
 
 
-def _plan(toc: list[TocEntry], archives: dict[str, list[str] | None]) -> PostDataPlan:
+def _plan(toc: list[TocEntry], archives: dict[str, list[str] | None]) -> PostDataPlan | None:
     by_id = {e.dump_id: e for e in toc}
     home: dict[str, str] = {}
     rest = next((name for name, names in archives.items() if names is None), None)
     for name, names in archives.items():
         for t in names or ():
             home[t] = name
+    spelled = {f"{e.namespace}.{e.tag}" for e in toc if e.desc == "TABLE"}
+    if not set(home) <= spelled:
+        # A table the archives name but the schema archive spells otherwise would fall to the
+        # rest archive: its triggers could then be created before its rows are in.
+        log.info("Indexes will be built after all data: %d table name(s) of the data archives are not in the "
+                 "schema archive.", len(set(home) - spelled))
+        return None
     post = _post_region(toc)
     in_post = {e.dump_id for e in post}
     result = PostDataPlan(post)
@@ -126,12 +135,32 @@ def _plan(toc: list[TocEntry], archives: dict[str, list[str] | None]) -> PostDat
                     tables.add(d.dump_id)
             elif d.desc == "MATERIALIZED VIEW":
                 needs = None
-        eligible = e.desc in EARLY_KINDS or (e.section == SECTION_NONE and e.desc in ATTACHED_KINDS
-                                             and any(d in result.needs for d in e.deps))
+        eligible = _early_kind(e, in_post) or (e.section == SECTION_NONE and e.desc in ATTACHED_KINDS
+                                               and any(d in result.needs for d in e.deps))
         if eligible and needs:
             result.needs[e.dump_id] = frozenset(needs)
             result.tables[e.dump_id] = frozenset(tables)
     return result
+
+
+def _early_kind(e: TocEntry, in_post: set[int]) -> bool:
+    """Kinds that may run before the end, with pg_dump's own definitions checked:
+    - a CONSTRAINT only as a primary key, unique or exclusion constraint on ``ONLY`` its table
+      (a NOT VALID or NOT NULL constraint added without ONLY would reach inheritance children
+      that may still be loading);
+    - a FK CONSTRAINT only when it depends on the key it references (an entry of this archive):
+      a key of a table outside the archive (an extension's configuration table, whose rows are
+      in the rest archive) is not a dependency, and the key would be checked against rows not
+      yet loaded."""
+    if e.desc in ("INDEX", "TRIGGER"):
+        return True
+    defn = " ".join(e.defn.split())
+    if e.desc == "CONSTRAINT":
+        return defn.startswith("ALTER TABLE ONLY ") and any(
+            f" {kind} " in defn or f" {kind}(" in defn for kind in ("PRIMARY KEY", "UNIQUE", "EXCLUDE"))
+    if e.desc == "FK CONSTRAINT":
+        return defn.startswith("ALTER TABLE ONLY ") and any(d in in_post for d in e.deps)
+    return False
 
 
 def _post_region(toc: list[TocEntry]) -> list[TocEntry]:
