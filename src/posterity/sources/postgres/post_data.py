@@ -38,7 +38,6 @@ from .archive_toc import SECTION_NONE, SECTION_POST_DATA, TocEntry, TocUnreadabl
 log = logging.getLogger(__name__)
 
 ATTACHED_KINDS = frozenset({"COMMENT", "SECURITY LABEL"})  # SECTION_NONE entries that follow their object
-REST = ""  # the catch-all data archive (every table no numbered archive names)
 
 
 @dataclass
