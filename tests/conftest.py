@@ -143,3 +143,15 @@ def r2_proxy(s3_server: SeaweedS3) -> Iterator[R2Proxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture
+def local_split(tmp_path: Path, sample_db):
+    """A folder-repository project whose source ``db`` (``sample_db``) makes split backups."""
+    from tests.support.project import SPLIT, make_project
+
+    p = make_project(tmp_path / "proj", f"file://{tmp_path / 'repo'}")
+    p.sources["db"] = {"kind": "postgres", "dsn": sample_db.dsn, **SPLIT}
+    p.write_config()
+    p.run("init", check=True)
+    return p

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.support.project import make_project
+from tests.support.project import SPLIT, make_project
 
 from posterity.demo.sample_data import fingerprint
 from posterity.sources.postgres.parallel_dump import Part, data_argv, plan_parts, quote_pattern
-
-SPLIT = {"jobs": 2, "part_size_mib": 0}  # every non-empty table its own archive or batch
 
 
 def add_awkward_objects(dsn: str) -> bytes:
@@ -61,15 +59,6 @@ def s3_split(tmp_path, sample_db, s3_server, s3_bucket, r2_proxy):
         secret_access_key="${TEST_S3_SECRET}",
     )
     p.env = {"TEST_S3_KEY": s3_server.access_key, "TEST_S3_SECRET": s3_server.secret_key}
-    p.sources["db"] = {"kind": "postgres", "dsn": sample_db.dsn, **SPLIT}
-    p.write_config()
-    p.run("init", check=True)
-    return p
-
-
-@pytest.fixture
-def local_split(tmp_path, sample_db):
-    p = make_project(tmp_path / "proj", f"file://{tmp_path / 'repo'}")
     p.sources["db"] = {"kind": "postgres", "dsn": sample_db.dsn, **SPLIT}
     p.write_config()
     p.run("init", check=True)

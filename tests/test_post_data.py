@@ -10,14 +10,10 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-import pytest
-from tests.support.project import make_project
 
 from posterity.demo.sample_data import fingerprint
 from posterity.sources.postgres.archive_toc import TocEntry, read_toc
 from posterity.sources.postgres.post_data import _early_kind, plan
-
-SPLIT = {"jobs": 2, "part_size_mib": 0}  # every non-empty table its own archive or batch
 
 
 def add_post_data_objects(dsn: str) -> None:
@@ -56,22 +52,13 @@ def schema_text(cluster, db: str) -> str:
     return re.sub(r"^\\(un)?restrict .*$", "", out, flags=re.M)  # a random key per dump (pg_dump 17.6+)
 
 
-@pytest.fixture
-def split_project(tmp_path, sample_db):
-    p = make_project(tmp_path / "proj", f"file://{tmp_path / 'repo'}")
-    p.sources["db"] = {"kind": "postgres", "dsn": sample_db.dsn, **SPLIT}
-    p.write_config()
-    p.run("init", check=True)
-    return p
-
-
-def test_indexes_keys_and_triggers_are_built_between_loads_and_the_schema_is_identical(split_project, sample_db):
+def test_indexes_keys_and_triggers_are_built_between_loads_and_the_schema_is_identical(local_split, sample_db):
     add_post_data_objects(sample_db.dsn)
     before = schema_text(sample_db.cluster, sample_db.name)
     original = fingerprint(sample_db.dsn)
-    split_project.run("backup", "db", check=True)
+    local_split.run("backup", "db", check=True)
     target = f"{sample_db.name}_r"
-    r = split_project.run("-v", "--json", "restore", "db", "latest", "--to-database", target, "--jobs", "2",
+    r = local_split.run("-v", "--json", "restore", "db", "latest", "--to-database", target, "--jobs", "2",
                           "--check-counts", check=True)
     try:
         early = re.search(r"(\d+) index, key and trigger entries built between loads", r.stderr)
@@ -86,7 +73,7 @@ def test_indexes_keys_and_triggers_are_built_between_loads_and_the_schema_is_ide
         sample_db.cluster.psql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
 
 
-def test_the_plan_waits_for_every_table_an_entry_touches(split_project, sample_db, tmp_path):
+def test_the_plan_waits_for_every_table_an_entry_touches(local_split, sample_db, tmp_path):
     add_post_data_objects(sample_db.dsn)
     bin_dir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
     schema = tmp_path / "schema.pgdump"
@@ -114,7 +101,7 @@ def test_the_plan_waits_for_every_table_an_entry_touches(split_project, sample_d
     assert p.tables_of([toc["left_t left_right_fk"]]) == {table["left_t"], table["right_t"]}
 
 
-def test_partitioned_tables_turn_the_plan_off_and_still_restore(split_project, sample_db):
+def test_partitioned_tables_turn_the_plan_off_and_still_restore(local_split, sample_db):
     with psycopg.connect(sample_db.dsn, autocommit=True) as conn:
         conn.execute("create table events (id int, at date, primary key (id, at)) partition by range (at)")
         conn.execute("create table events_2025 partition of events for values from ('2025-01-01') to ('2026-01-01')")
@@ -124,9 +111,9 @@ def test_partitioned_tables_turn_the_plan_off_and_still_restore(split_project, s
         conn.execute("analyze")
     before = schema_text(sample_db.cluster, sample_db.name)
     original = fingerprint(sample_db.dsn)
-    split_project.run("backup", "db", check=True)
+    local_split.run("backup", "db", check=True)
     target = f"{sample_db.name}_p"
-    r = split_project.run("-v", "restore", "db", "latest", "--to-database", target, "--jobs", "2", check=True)
+    r = local_split.run("-v", "restore", "db", "latest", "--to-database", target, "--jobs", "2", check=True)
     try:
         assert "partitioned tables" in r.stderr
         assert schema_text(sample_db.cluster, target) == before
@@ -135,7 +122,7 @@ def test_partitioned_tables_turn_the_plan_off_and_still_restore(split_project, s
         sample_db.cluster.psql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
 
 
-def test_plan_is_off_when_a_data_archive_names_a_table_the_schema_does_not(split_project, sample_db, tmp_path):
+def test_plan_is_off_when_a_data_archive_names_a_table_the_schema_does_not(local_split, sample_db, tmp_path):
     bin_dir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
     schema = tmp_path / "schema.pgdump"
     subprocess.run([str(bin_dir / "pg_dump"), "-Fc", "--section=pre-data", "--section=post-data", "-f", str(schema),

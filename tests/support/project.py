@@ -82,6 +82,10 @@ class Project:
         return proc
 
 
+#: A postgres source that makes split backups of any size: every non-empty table its own archive or batch.
+SPLIT = {"jobs": 2, "part_size_mib": 0}
+
+
 def make_project(root: Path, repo_url: str, **repo_extra: str) -> Project:
     root.mkdir(parents=True, exist_ok=True)
     recipient = generate_identity(root / "key.txt")
